@@ -1,0 +1,161 @@
+//! The gRPC surface: `VectorService` (Pinecone-compatible), `pinecone_gateway.v1.BackupService` and
+//! `pinecone_gateway.v1.ListService`.
+//!
+//! Each handler validates its request ([`validate`]; nothing invalid goes further), resolves the index ([`route`]),
+//! turns the request into one [`UpstreamCall`] bounded by the caller's deadline, sends it down the tower stack, and
+//! maps the typed answer back ([`convert`]). Every error becomes a gRPC `Status` in exactly one place:
+//! [`status::to_status`].
+
+mod backup;
+pub mod convert;
+mod list;
+pub mod route;
+pub mod status;
+pub mod validate;
+mod vector;
+
+pub use backup::BackupApi;
+pub use list::ListApi;
+pub use vector::VectorApi;
+
+use crate::upstream::{Op, Reply, UpstreamCall, UpstreamError};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+/// What the handlers send calls to: the tower stack over the upstream client.
+pub type UpstreamService = BoxCloneSyncService<UpstreamCall, Reply, UpstreamError>;
+
+/// Everything that can end a call with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Invalid(#[from] validate::Invalid),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// Pinecone answered with a shape that does not fit the operation.
+    #[error("unexpected answer from Pinecone for {0}")]
+    UnexpectedReply(&'static str),
+}
+
+/// Shared by every service.
+#[derive(Clone)]
+pub struct Gateway {
+    upstream: UpstreamService,
+    default_index: Option<String>,
+    default_timeout: Duration,
+}
+
+impl Gateway {
+    pub fn new(
+        upstream: UpstreamService,
+        default_index: Option<String>,
+        default_timeout: Duration,
+    ) -> Self {
+        Gateway {
+            upstream,
+            default_index,
+            default_timeout,
+        }
+    }
+
+    /// The path every RPC takes: validate and build the operation, route, call, convert, log, map errors.
+    pub(crate) async fn handle<Req, Resp>(
+        &self,
+        method: &'static str,
+        req: tonic::Request<Req>,
+        namespace: impl FnOnce(&Req) -> String,
+        build: impl FnOnce(&Req) -> validate::Checked<(Target, Op)>,
+        convert: impl FnOnce(Reply) -> Result<Resp, GatewayError>,
+    ) -> Result<tonic::Response<Resp>, tonic::Status> {
+        let started = Instant::now();
+        let ns = namespace(req.get_ref());
+        let mut index = String::new();
+        let result = async {
+            let (target, op) = build(req.get_ref())?;
+            index = match target {
+                Target::FromMetadata => {
+                    route::index(req.metadata(), self.default_index.as_deref())?
+                }
+                Target::Index(name) => name,
+                Target::Project => String::new(),
+            };
+            let call = UpstreamCall {
+                index: index.clone(),
+                op,
+                deadline: self.deadline(req.metadata()),
+            };
+            convert(self.call(call).await?)
+        }
+        .await;
+        finish(method, &index, &ns, started, result)
+    }
+
+    /// When the caller stops waiting.
+    pub(crate) fn deadline(&self, md: &tonic::metadata::MetadataMap) -> tokio::time::Instant {
+        tokio::time::Instant::now() + route::timeout(md, self.default_timeout)
+    }
+
+    /// Sends one call down the stack.
+    async fn call(&self, call: UpstreamCall) -> Result<Reply, GatewayError> {
+        Ok(self.upstream.clone().oneshot(call).await?)
+    }
+}
+
+/// Where a call goes.
+pub(crate) enum Target {
+    /// The index named by the call's metadata (or the default index).
+    FromMetadata,
+    /// An index named in the request itself (backups of an index).
+    Index(String),
+    /// No index: project-wide control-plane calls.
+    Project,
+}
+
+fn expect_empty(reply: Reply, op: &'static str) -> Result<(), GatewayError> {
+    match reply {
+        Reply::Empty => Ok(()),
+        _ => Err(GatewayError::UnexpectedReply(op)),
+    }
+}
+
+/// Logs the end of a call in one line and turns its error into a Status.
+fn finish<T>(
+    method: &'static str,
+    index: &str,
+    namespace: &str,
+    started: Instant,
+    result: Result<T, GatewayError>,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(v) => {
+            tracing::info!(method, index, namespace, status = "OK", latency_ms, "call");
+            Ok(tonic::Response::new(v))
+        }
+        Err(e) => {
+            let status = status::to_status(e);
+            tracing::info!(
+                method,
+                index,
+                namespace,
+                status = ?status.code(),
+                message = status.message(),
+                latency_ms,
+                "call"
+            );
+            Err(status)
+        }
+    }
+}
+
+/// Takes the reply variant an operation expects, or fails with INTERNAL.
+macro_rules! expect_reply {
+    ($reply:expr, $variant:ident, $op:expr) => {
+        match $reply {
+            $crate::upstream::Reply::$variant(r) => Ok(r),
+            _ => Err($crate::api::GatewayError::UnexpectedReply($op)),
+        }
+    };
+}
+pub(crate) use expect_reply;

@@ -1,0 +1,99 @@
+//! Which index a call targets, and when its caller stops waiting.
+//!
+//! The index: metadata `pinecone-index`; else the non-empty `service-name` that the official 7.x/8.x Python clients
+//! send (the name given to `Index(name=…)`); else the configured default index; else INVALID_ARGUMENT naming the
+//! metadata key. The deadline: the caller's `grpc-timeout`, else the configured default per-call timeout.
+
+use super::validate::{self, Invalid};
+use std::time::Duration;
+use tonic::metadata::MetadataMap;
+
+pub const INDEX_METADATA: &str = "pinecone-index";
+pub const SERVICE_NAME_METADATA: &str = "service-name";
+
+pub fn index(md: &MetadataMap, default_index: Option<&str>) -> Result<String, Invalid> {
+    let from = |key: &str| {
+        md.get(key)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| (key.to_string(), v.to_string()))
+    };
+    let found = from(INDEX_METADATA)
+        .or_else(|| from(SERVICE_NAME_METADATA))
+        .or_else(|| default_index.map(|d| ("default_index".to_string(), d.to_string())));
+    match found {
+        Some((source, name)) => {
+            validate::index_name(&source, &name)?;
+            Ok(name)
+        }
+        None => Err(Invalid(format!(
+            "no index for this call: set the `{INDEX_METADATA}` metadata to an index name \
+             (or configure `upstream.default_index`)"
+        ))),
+    }
+}
+
+/// The caller's deadline from `grpc-timeout` (`<digits><unit>`, unit one of H M S m u n), else `default`.
+pub fn timeout(md: &MetadataMap, default: Duration) -> Duration {
+    md.get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .unwrap_or(default)
+}
+
+fn parse_grpc_timeout(s: &str) -> Option<Duration> {
+    if s.len() < 2 || s.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = s.split_at(s.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn md(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn index_comes_from_metadata_then_service_name_then_default() {
+        let both = md(&[("pinecone-index", "a"), ("service-name", "b")]);
+        assert_eq!(index(&both, Some("c")).unwrap(), "a");
+        assert_eq!(
+            index(&md(&[("service-name", "b")]), Some("c")).unwrap(),
+            "b"
+        );
+        assert_eq!(index(&md(&[("service-name", "")]), Some("c")).unwrap(), "c");
+        let e = index(&md(&[]), None).unwrap_err();
+        assert!(e.0.contains("pinecone-index"));
+        let e = index(&md(&[("pinecone-index", "Bad_Name")]), None).unwrap_err();
+        assert!(e.0.starts_with("pinecone-index:"), "{}", e.0);
+    }
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("20S"), Some(Duration::from_secs(20)));
+        assert_eq!(parse_grpc_timeout("150m"), Some(Duration::from_millis(150)));
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(
+            timeout(&md(&[]), Duration::from_secs(7)),
+            Duration::from_secs(7)
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! One configuration tree: a TOML file (every key documented in the README, units in the names, unknown keys
+//! rejected), overridden by environment variables and flags, validated once into typed [`Settings`].
+
+use crate::api::validate;
+use crate::upstream::{ApiKey, UpstreamSettings};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5081";
+pub const DEFAULT_CONTROL_PLANE_URL: &str = "https://api.pinecone.io";
+
+/// The file, as written.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+    /// Per-index settings, keyed by index name.
+    #[serde(default)]
+    pub indexes: BTreeMap<String, IndexSection>,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// gRPC listen address. Default 127.0.0.1:5081.
+    pub listen: Option<String>,
+    /// Deadline for calls that carry none (`grpc-timeout`). Default 20000.
+    pub default_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// Pinecone's control plane. Default https://api.pinecone.io. An http:// URL means plain http to index hosts.
+    pub control_plane_url: Option<String>,
+    /// A file holding the Pinecone API key; else the PINECONE_API_KEY environment variable.
+    pub api_key_file: Option<PathBuf>,
+    /// The index of calls that name none in their metadata.
+    pub default_index: Option<String>,
+    /// Time allowed to open a connection to Pinecone. Default 5000.
+    pub connect_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSection {
+    /// The index's data-plane host; skips the control-plane lookup.
+    pub host: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// "text" (default) or "json".
+    pub format: Option<LogFormat>,
+    /// A tracing filter such as "info" or "pinecone_gateway=debug"; RUST_LOG wins when set.
+    pub level: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Values from flags and the environment; each wins over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub control_plane_url: Option<String>,
+    pub default_index: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub api_key: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub default_timeout: Duration,
+    pub default_index: Option<String>,
+    pub upstream: UpstreamSettings,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("`{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl FileConfig {
+    pub fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies the overrides and validates everything. `require_key` is false when no real Pinecone is involved.
+    pub fn settings(self, o: Overrides) -> Result<Settings, ConfigError> {
+        let listen_text = o
+            .listen
+            .or(self.server.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen: SocketAddr = listen_text.parse().map_err(|e| {
+            invalid(
+                "server.listen",
+                format!("`{listen_text}` is not an address: {e}"),
+            )
+        })?;
+        let default_timeout_ms = self.server.default_timeout_ms.unwrap_or(20_000);
+        if default_timeout_ms == 0 {
+            return Err(invalid("server.default_timeout_ms", "must be more than 0"));
+        }
+        let cp_text = o
+            .control_plane_url
+            .or(self.upstream.control_plane_url)
+            .unwrap_or_else(|| DEFAULT_CONTROL_PLANE_URL.into());
+        let control_plane = Url::parse(&cp_text)
+            .map_err(|e| invalid("upstream.control_plane_url", format!("`{cp_text}`: {e}")))?;
+        if !matches!(control_plane.scheme(), "http" | "https") {
+            return Err(invalid(
+                "upstream.control_plane_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        let default_index = o
+            .default_index
+            .or(self.upstream.default_index)
+            .filter(|s| !s.is_empty());
+        if let Some(name) = &default_index {
+            validate::index_name("upstream.default_index", name)
+                .map_err(|e| invalid("upstream.default_index", e.0))?;
+        }
+        let key_file = o.api_key_file.or(self.upstream.api_key_file);
+        let api_key = match (key_file, o.api_key.filter(|k| !k.is_empty())) {
+            (Some(path), _) => std::fs::read_to_string(&path)
+                .map(|k| k.trim().to_string())
+                .map_err(|e| {
+                    invalid(
+                        "upstream.api_key_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?,
+            (None, Some(key)) => key,
+            // Plain http means a local emulator, which accepts any key.
+            (None, None) if control_plane.scheme() == "http" => "local".into(),
+            (None, None) => {
+                return Err(invalid(
+                    "upstream.api_key_file",
+                    "no Pinecone API key: set PINECONE_API_KEY or upstream.api_key_file",
+                ));
+            }
+        };
+        let mut static_hosts = HashMap::new();
+        for (name, section) in self.indexes {
+            validate::index_name(&format!("indexes.{name}"), &name)
+                .map_err(|e| invalid(&format!("indexes.{name}"), e.0))?;
+            if let Some(host) = section.host {
+                crate::upstream::hosts::to_url(control_plane.scheme(), &host)
+                    .map_err(|e| invalid(&format!("indexes.{name}.host"), e.to_string()))?;
+                static_hosts.insert(name, host);
+            }
+        }
+        let connect_timeout_ms = self.upstream.connect_timeout_ms.unwrap_or(5_000);
+        if connect_timeout_ms == 0 {
+            return Err(invalid(
+                "upstream.connect_timeout_ms",
+                "must be more than 0",
+            ));
+        }
+        Ok(Settings {
+            listen,
+            default_timeout: Duration::from_millis(default_timeout_ms),
+            default_index,
+            upstream: UpstreamSettings {
+                control_plane,
+                api_key: ApiKey::new(api_key),
+                static_hosts,
+                connect_timeout: Duration::from_millis(connect_timeout_ms),
+            },
+            log_format: o.log_format.or(self.log.format).unwrap_or_default(),
+            log_level: o
+                .log_level
+                .or(self.log.level)
+                .unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        FileConfig::parse(Path::new("t.toml"), text)
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse("[server]\nlisten_port = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen_port"), "{e}");
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let s = parse("")
+            .unwrap()
+            .settings(Overrides {
+                api_key: Some("k".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:5081");
+        assert_eq!(
+            s.upstream.control_plane.as_str(),
+            "https://api.pinecone.io/"
+        );
+        assert_eq!(s.default_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_real_pinecone_needs_a_key() {
+        let e = parse("")
+            .unwrap()
+            .settings(Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PINECONE_API_KEY"), "{e}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let f = parse("[upstream]\ndefault_index = \"from-file\"\ncontrol_plane_url = \"http://127.0.0.1:1\"\n").unwrap();
+        let s = f
+            .settings(Overrides {
+                default_index: Some("from-flag".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(s.default_index.as_deref(), Some("from-flag"));
+        let e = parse("[upstream]\ndefault_index = \"Bad\"\ncontrol_plane_url = \"http://x\"\n")
+            .unwrap()
+            .settings(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("upstream.default_index"));
+    }
+}

@@ -1,0 +1,312 @@
+//! A Pinecone emulator in memory, following the 2025-10 REST API as the official SDKs parse it.
+//!
+//! Like Pinecone Local, the control plane answers on the address it was given and every index gets a data plane on
+//! a port of its own, reported as `host` (`127.0.0.1:PORT`) by describe index. Unlike Pinecone Local it has backups,
+//! restores, namespace management and fetch by metadata. It counts every request it receives per index (or
+//! `control`) and operation, so tests can prove that rejected input never reached it.
+//!
+//! Knobs ([`EmulatorOptions`]): the address, and an optional API key; with a key set, requests without it get 401
+//! (Pinecone's bodies: a control-plane `ErrorResponse`, the bare string `"Unauthorized"` on a data plane).
+
+mod control;
+mod data;
+pub mod store;
+
+use crate::wire::control as c;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use store::IndexData;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The scope under which control-plane requests are counted.
+pub const CONTROL: &str = "control";
+
+#[derive(Clone, Debug, Default)]
+pub struct EmulatorOptions {
+    /// When set, every request must carry this `Api-Key`.
+    pub api_key: Option<String>,
+}
+
+/// An index: its description, its records, and its data-plane server.
+struct EmuIndex {
+    model: c::IndexModel,
+    id: String,
+    data: RwLock<IndexData>,
+    shutdown: watch::Sender<bool>,
+}
+
+struct Backup {
+    model: c::BackupModel,
+    snapshot: IndexData,
+}
+
+#[derive(Default)]
+struct Inner {
+    indexes: BTreeMap<String, Arc<EmuIndex>>,
+    backups: BTreeMap<String, Backup>,
+    restore_jobs: BTreeMap<String, c::RestoreJobModel>,
+}
+
+/// Shared state of the emulator.
+pub(crate) struct Shared {
+    inner: RwLock<Inner>,
+    counts: Mutex<HashMap<(String, &'static str), u64>>,
+    options: EmulatorOptions,
+    bind_ip: std::net::IpAddr,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running emulator. Dropping it does not stop it; call [`Emulator::shutdown`].
+#[derive(Clone)]
+pub struct Emulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Emulator {
+    /// Binds the control plane and starts serving.
+    pub async fn start(listen: SocketAddr, options: EmulatorOptions) -> std::io::Result<Emulator> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            inner: RwLock::new(Inner::default()),
+            counts: Mutex::new(HashMap::new()),
+            options,
+            bind_ip: addr.ip(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let (tx, rx) = watch::channel(false);
+        let app = control::router(shared.clone());
+        let task = tokio::spawn(serve(listener, app, rx));
+        lock(&shared.tasks).push(task);
+        Ok(Emulator {
+            shared,
+            addr,
+            shutdown: tx,
+        })
+    }
+
+    /// The control plane's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The control-plane URL to give the gateway.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Creates a serverless index directly, as `POST /indexes` would, and returns its host (`127.0.0.1:PORT`).
+    pub async fn create_index(
+        &self,
+        name: &str,
+        dimension: u32,
+        metric: &str,
+    ) -> Result<String, String> {
+        let req = c::CreateIndexRequest {
+            name: name.into(),
+            dimension: Some(dimension),
+            metric: Some(metric.into()),
+            spec: c::IndexSpec {
+                serverless: Some(c::ServerlessSpec {
+                    cloud: "aws".into(),
+                    region: "us-east-1".into(),
+                }),
+            },
+            ..Default::default()
+        };
+        control::create_index(&self.shared, req, None)
+            .await
+            .map(|m| m.host)
+            .map_err(|e| e.message)
+    }
+
+    /// How many requests the emulator received for `scope` (an index name, or [`CONTROL`]) and `op`.
+    pub fn count(&self, scope: &str, op: &str) -> u64 {
+        lock(&self.shared.counts)
+            .iter()
+            .filter(|((s, o), _)| s == scope && *o == op)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Every request the emulator received, on every plane.
+    pub fn total_requests(&self) -> u64 {
+        lock(&self.shared.counts).values().sum()
+    }
+
+    /// All counts, keyed `scope/op`.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        lock(&self.shared.counts)
+            .iter()
+            .map(|((s, o), n)| (format!("{s}/{o}"), *n))
+            .collect()
+    }
+
+    /// Stops every listener; open connections are closed once their requests finish.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let indexes: Vec<_> = read(&self.shared.inner).indexes.values().cloned().collect();
+        for index in indexes {
+            let _ = index.shutdown.send(true);
+        }
+        let tasks: Vec<_> = lock(&self.shared.tasks).drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until the emulator is shut down.
+    pub async fn wait(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+async fn serve(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
+    let signal = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .await
+    {
+        tracing::warn!(error = %e, "emulator listener failed");
+    }
+}
+
+/// Counts a request under its scope and operation, before anything else looks at it.
+async fn count_requests(
+    State((shared, scope)): State<(Arc<Shared>, String)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let op = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| operation_name(req.method().as_str(), p.as_str()))
+        .unwrap_or("unknown");
+    *lock(&shared.counts).entry((scope, op)).or_default() += 1;
+    let authorized = match &shared.options.api_key {
+        None => true,
+        Some(key) => {
+            req.headers().get("api-key").and_then(|v| v.to_str().ok()) == Some(key.as_str())
+        }
+    };
+    if !authorized {
+        return unauthorized(&req);
+    }
+    next.run(req).await
+}
+
+fn unauthorized(req: &Request) -> Response {
+    let data_plane = !req.uri().path().starts_with("/indexes")
+        && !req.uri().path().starts_with("/backups")
+        && !req.uri().path().starts_with("/restore-jobs");
+    if data_plane {
+        (StatusCode::UNAUTHORIZED, axum::Json("Unauthorized")).into_response()
+    } else {
+        control::error(401, "UNAUTHENTICATED", "Invalid API Key").into_response()
+    }
+}
+
+/// The operation a route serves, by method and route pattern.
+fn operation_name(method: &str, path: &str) -> &'static str {
+    match (method, path) {
+        ("POST", "/vectors/upsert") => "upsert",
+        ("GET", "/vectors/fetch") => "fetch",
+        ("POST", "/vectors/fetch_by_metadata") => "fetch_by_metadata",
+        ("POST", "/vectors/delete") => "delete",
+        ("GET", "/vectors/list") => "list",
+        ("POST", "/query") => "query",
+        ("POST", "/vectors/update") => "update",
+        (_, "/describe_index_stats") => "describe_index_stats",
+        ("GET", "/namespaces") => "list_namespaces",
+        ("POST", "/namespaces") => "create_namespace",
+        ("GET", "/namespaces/{namespace}") => "describe_namespace",
+        ("DELETE", "/namespaces/{namespace}") => "delete_namespace",
+        ("POST", "/indexes") => "create_index",
+        ("GET", "/indexes") => "list_indexes",
+        ("GET", "/indexes/{name}") => "describe_index",
+        ("DELETE", "/indexes/{name}") => "delete_index",
+        ("POST", "/indexes/{name}/backups") => "create_backup",
+        ("GET", "/indexes/{name}/backups") => "list_index_backups",
+        ("GET", "/backups") => "list_project_backups",
+        ("GET", "/backups/{id}") => "describe_backup",
+        ("DELETE", "/backups/{id}") => "delete_backup",
+        ("POST", "/backups/{id}/create-index") => "create_index_from_backup",
+        ("GET", "/restore-jobs") => "list_restore_jobs",
+        ("GET", "/restore-jobs/{id}") => "describe_restore_job",
+        _ => "unknown",
+    }
+}
+
+/// A random id shaped like Pinecone's (a UUID v4).
+fn new_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
+/// Sample records for the demo index that `serve --emulator` creates.
+pub async fn seed_demo(emulator: &Emulator, name: &str) -> Result<String, String> {
+    let host = emulator.create_index(name, 4, "cosine").await?;
+    let index = read(&emulator.shared.inner).indexes.get(name).cloned();
+    let Some(index) = index else {
+        return Err(format!("index {name} vanished"));
+    };
+    let genres = ["documentary", "drama", "comedy"];
+    let vectors = (1..=12)
+        .map(|i| {
+            let f = i as f32;
+            let mut meta = serde_json::Map::new();
+            meta.insert("genre".into(), genres[i % 3].into());
+            meta.insert("year".into(), (2010 + i as u32).into());
+            crate::wire::data::Vector {
+                id: format!("doc{i}#chunk1"),
+                values: vec![f, 1.0 / f, (f * 0.5).sin(), 0.5],
+                sparse_values: None,
+                metadata: Some(meta),
+            }
+        })
+        .collect();
+    write(&index.data)
+        .upsert(crate::wire::data::UpsertRequest {
+            vectors,
+            namespace: "example-namespace".into(),
+        })
+        .map_err(|e| e.message)?;
+    Ok(host)
+}

@@ -1,0 +1,159 @@
+//! The command line: parse, load the configuration, start. Everything else lives in the library.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use pinecone_gateway::config::{FileConfig, LogFormat, Overrides};
+use pinecone_gateway::emulator::{self, Emulator, EmulatorOptions};
+use pinecone_gateway::{server, telemetry};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "pinecone-gateway",
+    version,
+    about = "A gRPC sidecar in front of Pinecone"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gRPC API.
+    Serve(ServeArgs),
+    /// Run the in-memory Pinecone emulator alone.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The configuration file (TOML).
+    #[arg(long, env = "PINECONE_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:5081].
+    #[arg(long, env = "PINECONE_GATEWAY_LISTEN")]
+    listen: Option<String>,
+    /// Pinecone's control-plane URL [default: https://api.pinecone.io].
+    #[arg(long, env = "PINECONE_GATEWAY_CONTROL_PLANE_URL")]
+    control_plane_url: Option<String>,
+    /// The index of calls that name none.
+    #[arg(long, env = "PINECONE_GATEWAY_DEFAULT_INDEX")]
+    default_index: Option<String>,
+    /// A file holding the Pinecone API key (else PINECONE_API_KEY).
+    #[arg(long, env = "PINECONE_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "PINECONE_GATEWAY_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Start the built-in emulator with a demo index and send every call to it: no account, no network.
+    #[arg(long)]
+    emulator: bool,
+}
+
+#[derive(clap::Args)]
+struct EmulatorArgs {
+    /// Control-plane listen address; each index gets its own port on the same IP.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:5080",
+        env = "PINECONE_EMULATOR_LISTEN"
+    )]
+    listen: SocketAddr,
+    /// Require this API key on every request (any key is accepted when unset).
+    #[arg(long, env = "PINECONE_EMULATOR_API_KEY")]
+    api_key: Option<String>,
+    /// Create the demo index `demo` with sample records.
+    #[arg(long)]
+    demo: bool,
+}
+
+const DEMO_INDEX: &str = "demo";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Emulator(args) => run_emulator(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => FileConfig::read(path)?,
+        None => FileConfig::default(),
+    };
+    let mut overrides = Overrides {
+        listen: args.listen,
+        control_plane_url: args.control_plane_url,
+        default_index: args.default_index,
+        api_key_file: args.api_key_file,
+        api_key: std::env::var("PINECONE_API_KEY").ok(),
+        log_format: args.log_format,
+        log_level: None,
+    };
+    let emulator = if args.emulator {
+        let emu = Emulator::start("127.0.0.1:0".parse()?, EmulatorOptions::default()).await?;
+        emulator::seed_demo(&emu, DEMO_INDEX)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        overrides.control_plane_url = Some(emu.url());
+        overrides
+            .default_index
+            .get_or_insert_with(|| DEMO_INDEX.into());
+        overrides.api_key = Some("emulator".into());
+        overrides.api_key_file = None;
+        Some(emu)
+    } else {
+        None
+    };
+    let settings = file.settings(overrides)?;
+    telemetry::init(settings.log_format, &settings.log_level);
+    let running = server::start(&settings).await?;
+    let addr = running.addr;
+    if let Some(emu) = &emulator {
+        println!("pinecone-gateway listening on {addr} (gRPC, plaintext)");
+        println!(
+            "upstream: the built-in Pinecone emulator at {} with index `{DEMO_INDEX}`",
+            emu.url()
+        );
+        println!("try it (grpcurl, from the repository root):");
+        println!(
+            "  grpcurl -plaintext -import-path proto -proto vector_service.proto -H 'pinecone-index: {DEMO_INDEX}' \\\n    -d '{{\"ids\": [\"doc1#chunk1\"], \"namespace\": \"example-namespace\"}}' {addr} VectorService/Fetch"
+        );
+        println!("or with the official Python client (pip install \"pinecone[grpc]==8.1.2\"):");
+        println!(
+            "  python3 -c 'from pinecone.grpc import PineconeGRPC, GRPCClientConfig as C; i = PineconeGRPC(api_key=\"x\").Index(name=\"{DEMO_INDEX}\", host=\"{addr}\", grpc_config=C(secure=False)); print(i.fetch(ids=[\"doc1#chunk1\"], namespace=\"example-namespace\"))'"
+        );
+    } else {
+        tracing::info!(%addr, control_plane = %settings.upstream.control_plane, "pinecone-gateway listening");
+    }
+    tokio::select! {
+        r = running.wait() => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text, "info");
+    let emu = Emulator::start(
+        args.listen,
+        EmulatorOptions {
+            api_key: args.api_key,
+        },
+    )
+    .await?;
+    println!("Pinecone emulator: control plane at {}", emu.url());
+    if args.demo {
+        let host = emulator::seed_demo(&emu, DEMO_INDEX)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        println!("index `{DEMO_INDEX}` at http://{host}");
+    }
+    tokio::select! {
+        _ = emu.wait() => {},
+        _ = tokio::signal::ctrl_c() => emu.shutdown().await,
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! The value that travels from the gRPC surface through the tower stack to the REST client: one Pinecone operation,
+//! the index it targets and the caller's deadline. Nothing here knows about tonic or HTTP.
+
+use crate::wire::{control as c, data as w};
+use tokio::time::Instant;
+
+/// One Pinecone operation with its request body.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Upsert(w::UpsertRequest),
+    Fetch {
+        ids: Vec<String>,
+        namespace: String,
+    },
+    FetchByMetadata(w::FetchByMetadataRequest),
+    Delete(w::DeleteRequest),
+    List(w::ListParams),
+    Query(w::QueryRequest),
+    Update(w::UpdateRequest),
+    DescribeIndexStats(w::DescribeIndexStatsRequest),
+    ListNamespaces(w::ListNamespacesParams),
+    DescribeNamespace(String),
+    CreateNamespace(w::CreateNamespaceRequest),
+    DeleteNamespace(String),
+    DescribeIndex,
+    CreateBackup(c::CreateBackupRequest),
+    ListIndexBackups(c::PageParams),
+    ListProjectBackups(c::PageParams),
+    DescribeBackup(String),
+    DeleteBackup(String),
+    CreateIndexFromBackup {
+        backup_id: String,
+        request: c::CreateIndexFromBackupRequest,
+    },
+    ListRestoreJobs(c::PageParams),
+    DescribeRestoreJob(String),
+}
+
+impl Op {
+    /// A stable name for logs, metrics and limits.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Upsert(_) => "upsert",
+            Op::Fetch { .. } => "fetch",
+            Op::FetchByMetadata(_) => "fetch_by_metadata",
+            Op::Delete(_) => "delete",
+            Op::List(_) => "list",
+            Op::Query(_) => "query",
+            Op::Update(_) => "update",
+            Op::DescribeIndexStats(_) => "describe_index_stats",
+            Op::ListNamespaces(_) => "list_namespaces",
+            Op::DescribeNamespace(_) => "describe_namespace",
+            Op::CreateNamespace(_) => "create_namespace",
+            Op::DeleteNamespace(_) => "delete_namespace",
+            Op::DescribeIndex => "describe_index",
+            Op::CreateBackup(_) => "create_backup",
+            Op::ListIndexBackups(_) => "list_index_backups",
+            Op::ListProjectBackups(_) => "list_project_backups",
+            Op::DescribeBackup(_) => "describe_backup",
+            Op::DeleteBackup(_) => "delete_backup",
+            Op::CreateIndexFromBackup { .. } => "create_index_from_backup",
+            Op::ListRestoreJobs(_) => "list_restore_jobs",
+            Op::DescribeRestoreJob(_) => "describe_restore_job",
+        }
+    }
+
+    /// Whether the operation goes to an index's data plane (and so needs its host).
+    pub fn is_data_plane(&self) -> bool {
+        !matches!(
+            self,
+            Op::DescribeIndex
+                | Op::CreateBackup(_)
+                | Op::ListIndexBackups(_)
+                | Op::ListProjectBackups(_)
+                | Op::DescribeBackup(_)
+                | Op::DeleteBackup(_)
+                | Op::CreateIndexFromBackup { .. }
+                | Op::ListRestoreJobs(_)
+                | Op::DescribeRestoreJob(_)
+        )
+    }
+}
+
+/// A call on its way upstream.
+#[derive(Clone, Debug)]
+pub struct UpstreamCall {
+    /// The index it targets; empty for project-wide control-plane calls (list project backups, restore jobs…).
+    pub index: String,
+    pub op: Op,
+    /// When the caller stops waiting; the upstream request must end by then.
+    pub deadline: Instant,
+}
+
+/// Pinecone's answer, one variant per response shape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    Upsert(w::UpsertResponse),
+    Fetch(w::FetchResponse),
+    FetchByMetadata(w::FetchByMetadataResponse),
+    List(w::ListResponse),
+    Query(w::QueryResponse),
+    Update(w::UpdateResponse),
+    DescribeIndexStats(w::DescribeIndexStatsResponse),
+    ListNamespaces(w::ListNamespacesResponse),
+    Namespace(w::NamespaceDescription),
+    /// Operations whose answer carries nothing (delete, delete namespace, delete backup).
+    Empty,
+    Index(c::IndexModel),
+    Backup(c::BackupModel),
+    Backups(c::BackupList),
+    Restore(c::CreateIndexFromBackupResponse),
+    RestoreJob(c::RestoreJobModel),
+    RestoreJobs(c::RestoreJobList),
+}

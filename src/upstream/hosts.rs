@@ -1,0 +1,113 @@
+//! Index name → data-plane base URL.
+//!
+//! Hosts come from the configuration (static, never forgotten) or from the control plane's describe index (cached
+//! until the host stops answering or answers 404, when the next call looks it up again). Pinecone reports bare host
+//! names; the scheme is the control plane's, so an `http://` control plane (the emulator, local development) means
+//! plain http to the index hosts, and Pinecone's `https://` means TLS.
+
+use super::UpstreamError;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use url::Url;
+
+#[derive(Debug)]
+pub struct Hosts {
+    scheme: String,
+    static_hosts: HashMap<String, Url>,
+    cache: RwLock<HashMap<String, Url>>,
+}
+
+impl Hosts {
+    pub fn new(scheme: &str, static_hosts: HashMap<String, String>) -> Self {
+        let scheme = scheme.to_string();
+        let static_hosts = static_hosts
+            .into_iter()
+            .filter_map(|(name, host)| to_url(&scheme, &host).ok().map(|u| (name, u)))
+            .collect();
+        Hosts {
+            scheme,
+            static_hosts,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, index: &str) -> Option<Url> {
+        if let Some(u) = self.static_hosts.get(index) {
+            return Some(u.clone());
+        }
+        self.cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(index)
+            .cloned()
+    }
+
+    pub fn insert(&self, index: &str, host: &str) -> Result<Url, UpstreamError> {
+        let url = to_url(&self.scheme, host)?;
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(index.to_string(), url.clone());
+        Ok(url)
+    }
+
+    /// Drops a cached host that failed; false when there was nothing to forget (a static host, or already gone).
+    pub fn forget(&self, index: &str, failed: &Url) -> bool {
+        if self.static_hosts.contains_key(index) {
+            return false;
+        }
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.get(index) == Some(failed) {
+            cache.remove(index);
+            return true;
+        }
+        false
+    }
+}
+
+/// A base URL from a bare host (`h`, `h:port`) or a URL with a scheme.
+pub fn to_url(default_scheme: &str, host: &str) -> Result<Url, UpstreamError> {
+    let text = if host.contains("://") {
+        host.to_string()
+    } else {
+        format!("{default_scheme}://{host}")
+    };
+    Url::parse(&text).map_err(|e| UpstreamError::Malformed {
+        operation: "describe_index",
+        detail: format!("index host `{host}` is not a valid host: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_hosts_take_the_control_plane_scheme() {
+        assert_eq!(
+            to_url("https", "idx-1.svc.pinecone.io").unwrap().as_str(),
+            "https://idx-1.svc.pinecone.io/"
+        );
+        assert_eq!(
+            to_url("http", "127.0.0.1:5081").unwrap().as_str(),
+            "http://127.0.0.1:5081/"
+        );
+        assert_eq!(
+            to_url("https", "http://localhost:1").unwrap().as_str(),
+            "http://localhost:1/"
+        );
+    }
+
+    #[test]
+    fn static_hosts_are_never_forgotten() {
+        let hosts = Hosts::new(
+            "https",
+            HashMap::from([("a".to_string(), "a.example".to_string())]),
+        );
+        let a = hosts.get("a").unwrap();
+        assert!(!hosts.forget("a", &a));
+        let b = hosts.insert("b", "b.example").unwrap();
+        assert!(hosts.forget("b", &b));
+        assert!(hosts.get("b").is_none());
+    }
+}

@@ -1,0 +1,487 @@
+//! Pinecone's REST API as a `tower::Service<UpstreamCall>`: one REST request per call, the answer decoded into a
+//! typed [`Reply`] or a typed [`UpstreamError`].
+//!
+//! It knows hosts (index name → data-plane host, [`hosts`]), headers (`Api-Key`, `X-Pinecone-Api-Version: 2025-10`),
+//! and the JSON shapes ([`crate::wire`]); nothing about limits or retries, which belong to the tower stack above it.
+//! Every request is bounded by the call's deadline.
+
+pub mod call;
+pub mod error;
+pub mod hosts;
+
+pub use call::{Op, Reply, UpstreamCall};
+pub use error::UpstreamError;
+
+use crate::wire::control as c;
+use hosts::Hosts;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use url::Url;
+
+/// The REST API version the gateway speaks.
+pub const API_VERSION: &str = "2025-10";
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// How to reach Pinecone.
+#[derive(Clone, Debug)]
+pub struct UpstreamSettings {
+    pub control_plane: Url,
+    pub api_key: ApiKey,
+    /// Index name → configured host, bypassing the control-plane lookup.
+    pub static_hosts: std::collections::HashMap<String, String>,
+    pub connect_timeout: Duration,
+}
+
+/// The REST client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    control_plane: Url,
+    api_key: ApiKey,
+    hosts: Hosts,
+}
+
+/// One REST request, before the host is known.
+struct RestRequest {
+    method: Method,
+    /// Path segments, each percent-encoded when the URL is built.
+    path: Vec<String>,
+    query: Vec<(&'static str, String)>,
+    body: Option<Vec<u8>>,
+}
+
+impl RestRequest {
+    fn new(method: Method, path: &[&str]) -> Self {
+        RestRequest {
+            method,
+            path: path.iter().map(|s| s.to_string()).collect(),
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    fn json<T: Serialize>(mut self, body: &T) -> Self {
+        // Serializing plain data types cannot fail; an empty object is the safe fallback regardless.
+        self.body = Some(serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()));
+        self
+    }
+
+    fn query(mut self, key: &'static str, value: Option<impl ToString>) -> Self {
+        if let Some(v) = value {
+            self.query.push((key, v.to_string()));
+        }
+        self
+    }
+
+    fn page(self, p: &c::PageParams) -> Self {
+        self.query("limit", p.limit)
+            .query("paginationToken", p.pagination_token.clone())
+    }
+}
+
+impl Upstream {
+    pub fn new(settings: UpstreamSettings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("pinecone-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let hosts = Hosts::new(settings.control_plane.scheme(), settings.static_hosts);
+        Ok(Upstream {
+            inner: Arc::new(Inner {
+                http,
+                control_plane: settings.control_plane,
+                api_key: settings.api_key,
+                hosts,
+            }),
+        })
+    }
+
+    /// Sends one call and decodes the answer.
+    pub async fn send(&self, call: UpstreamCall) -> Result<Reply, UpstreamError> {
+        let inner = &self.inner;
+        let op_name = call.op.name();
+        let (rest, decode) = translate(&call);
+        if !call.op.is_data_plane() {
+            let base = inner.control_plane.clone();
+            let resp = inner.execute(&base, &rest, call.deadline).await?;
+            return decode(op_name, resp);
+        }
+        let base = inner.host(&call.index, call.deadline).await?;
+        let first = inner.execute(&base, &rest, call.deadline).await;
+        // A refused connection never reached Pinecone, and the host may have moved (the index deleted or
+        // recreated): look it up again (a vanished index then answers NOT_FOUND) and, only if the host changed, send
+        // the request once more. Nothing that may have been applied is ever sent twice here. A data-plane 404 is not
+        // a sign of a stale host: it also means "no such namespace".
+        let stale = matches!(first, Err(UpstreamError::Connect { .. }));
+        if stale && inner.hosts.forget(&call.index, &base) {
+            let fresh = inner.host(&call.index, call.deadline).await?;
+            if fresh != base {
+                return decode(op_name, inner.execute(&fresh, &rest, call.deadline).await?);
+            }
+        }
+        decode(op_name, first?)
+    }
+}
+
+/// A raw answer: status and body bytes.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Inner {
+    async fn host(
+        &self,
+        index: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Url, UpstreamError> {
+        if let Some(url) = self.hosts.get(index) {
+            return Ok(url);
+        }
+        let rest = RestRequest::new(Method::GET, &["indexes", index]);
+        let answer = self.execute(&self.control_plane, &rest, deadline).await?;
+        let model: c::IndexModel = match decode_json("describe_index", answer) {
+            Err(UpstreamError::Status {
+                status: 404,
+                message,
+            }) => {
+                return Err(UpstreamError::Status {
+                    status: 404,
+                    message: format!("index `{index}` not found: {message}"),
+                });
+            }
+            other => other?,
+        };
+        self.hosts.insert(index, &model.host)
+    }
+
+    async fn execute(
+        &self,
+        base: &Url,
+        rest: &RestRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<Answer, UpstreamError> {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return Err(UpstreamError::Timeout);
+        }
+        let mut url = base.clone();
+        {
+            let Ok(mut segments) = url.path_segments_mut() else {
+                return Err(UpstreamError::Connect {
+                    host: base.to_string(),
+                    detail: "the URL cannot carry a path".into(),
+                });
+            };
+            segments.pop_if_empty();
+            for s in &rest.path {
+                segments.push(s);
+            }
+        }
+        if !rest.query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &rest.query {
+                pairs.append_pair(k, v);
+            }
+        }
+        let mut req = self
+            .http
+            .request(rest.method.clone(), url)
+            .timeout(remaining)
+            .header("Api-Key", self.api_key.expose())
+            .header("X-Pinecone-Api-Version", API_VERSION)
+            .header("Accept", "application/json");
+        if let Some(body) = &rest.body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(body.clone());
+        }
+        let host = base.host_str().unwrap_or_default().to_string();
+        let resp = req.send().await.map_err(|e| transport_error(&host, e))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| transport_error(&host, e))?;
+        Ok(Answer {
+            status,
+            body: body.to_vec(),
+        })
+    }
+}
+
+fn transport_error(host: &str, e: reqwest::Error) -> UpstreamError {
+    if e.is_timeout() {
+        return UpstreamError::Timeout;
+    }
+    let connect = e.is_connect();
+    // reqwest's Display names the URL (never the headers, so never the key); the source says why.
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        detail = format!("{detail}: {s}");
+        source = s.source();
+    }
+    let host = host.to_string();
+    if connect {
+        UpstreamError::Connect { host, detail }
+    } else {
+        UpstreamError::Broken { host, detail }
+    }
+}
+
+/// Pinecone's message from an error body: data plane `{code, message}`, control plane `{error: {message}}`, a bare
+/// JSON string, or the text itself.
+fn error_message(status: u16, body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        if let Some(m) = v.pointer("/error/message").and_then(|m| m.as_str()) {
+            return m.to_string();
+        }
+        if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
+            return m.to_string();
+        }
+        if let Some(m) = v.as_str() {
+            return m.to_string();
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("error")
+            .to_string()
+    } else {
+        text.chars().take(1024).collect()
+    }
+}
+
+fn decode_json<T: DeserializeOwned>(
+    operation: &'static str,
+    answer: Answer,
+) -> Result<T, UpstreamError> {
+    if !(200..300).contains(&answer.status) {
+        return Err(UpstreamError::Status {
+            status: answer.status,
+            message: error_message(answer.status, &answer.body),
+        });
+    }
+    serde_json::from_slice(&answer.body).map_err(|e| UpstreamError::Malformed {
+        operation,
+        detail: e.to_string(),
+    })
+}
+
+type Decoder = fn(&'static str, Answer) -> Result<Reply, UpstreamError>;
+
+macro_rules! decoder {
+    ($variant:ident) => {
+        (|op, a| decode_json(op, a).map(Reply::$variant)) as Decoder
+    };
+}
+
+fn decode_empty(_: &'static str, answer: Answer) -> Result<Reply, UpstreamError> {
+    if (200..300).contains(&answer.status) {
+        Ok(Reply::Empty)
+    } else {
+        Err(UpstreamError::Status {
+            status: answer.status,
+            message: error_message(answer.status, &answer.body),
+        })
+    }
+}
+
+/// The REST request of an operation and how to decode its answer.
+fn translate(call: &UpstreamCall) -> (RestRequest, Decoder) {
+    use Method as M;
+    let index = call.index.as_str();
+    match &call.op {
+        Op::Upsert(b) => (
+            RestRequest::new(M::POST, &["vectors", "upsert"]).json(b),
+            decoder!(Upsert),
+        ),
+        Op::Fetch { ids, namespace } => {
+            let mut r = RestRequest::new(M::GET, &["vectors", "fetch"]);
+            r.query = ids.iter().map(|id| ("ids", id.clone())).collect();
+            (r.query("namespace", Some(namespace)), decoder!(Fetch))
+        }
+        Op::FetchByMetadata(b) => (
+            RestRequest::new(M::POST, &["vectors", "fetch_by_metadata"]).json(b),
+            decoder!(FetchByMetadata),
+        ),
+        Op::Delete(b) => (
+            RestRequest::new(M::POST, &["vectors", "delete"]).json(b),
+            decode_empty,
+        ),
+        Op::List(p) => (
+            RestRequest::new(M::GET, &["vectors", "list"])
+                .query("prefix", p.prefix.clone())
+                .query("limit", p.limit)
+                .query("paginationToken", p.pagination_token.clone())
+                .query("namespace", Some(&p.namespace)),
+            decoder!(List),
+        ),
+        Op::Query(b) => (
+            RestRequest::new(M::POST, &["query"]).json(b),
+            decoder!(Query),
+        ),
+        Op::Update(b) => (
+            RestRequest::new(M::POST, &["vectors", "update"]).json(b),
+            decoder!(Update),
+        ),
+        Op::DescribeIndexStats(b) => (
+            RestRequest::new(M::POST, &["describe_index_stats"]).json(b),
+            decoder!(DescribeIndexStats),
+        ),
+        Op::ListNamespaces(p) => (
+            RestRequest::new(M::GET, &["namespaces"])
+                .query("limit", p.limit)
+                .query("paginationToken", p.pagination_token.clone())
+                .query("prefix", p.prefix.clone()),
+            decoder!(ListNamespaces),
+        ),
+        Op::DescribeNamespace(ns) => (
+            RestRequest::new(M::GET, &["namespaces", ns]),
+            decoder!(Namespace),
+        ),
+        Op::CreateNamespace(b) => (
+            RestRequest::new(M::POST, &["namespaces"]).json(b),
+            decoder!(Namespace),
+        ),
+        Op::DeleteNamespace(ns) => (
+            RestRequest::new(M::DELETE, &["namespaces", ns]),
+            decode_empty,
+        ),
+        Op::DescribeIndex => (
+            RestRequest::new(M::GET, &["indexes", index]),
+            decoder!(Index),
+        ),
+        Op::CreateBackup(b) => (
+            RestRequest::new(M::POST, &["indexes", index, "backups"]).json(b),
+            decoder!(Backup),
+        ),
+        Op::ListIndexBackups(p) => (
+            RestRequest::new(M::GET, &["indexes", index, "backups"]).page(p),
+            decoder!(Backups),
+        ),
+        Op::ListProjectBackups(p) => (
+            RestRequest::new(M::GET, &["backups"]).page(p),
+            decoder!(Backups),
+        ),
+        Op::DescribeBackup(id) => (RestRequest::new(M::GET, &["backups", id]), decoder!(Backup)),
+        Op::DeleteBackup(id) => (RestRequest::new(M::DELETE, &["backups", id]), decode_empty),
+        Op::CreateIndexFromBackup { backup_id, request } => (
+            RestRequest::new(M::POST, &["backups", backup_id, "create-index"]).json(request),
+            decoder!(Restore),
+        ),
+        Op::ListRestoreJobs(p) => (
+            RestRequest::new(M::GET, &["restore-jobs"]).page(p),
+            decoder!(RestoreJobs),
+        ),
+        Op::DescribeRestoreJob(id) => (
+            RestRequest::new(M::GET, &["restore-jobs", id]),
+            decoder!(RestoreJob),
+        ),
+    }
+}
+
+impl tower::Service<UpstreamCall> for Upstream {
+    type Response = Reply;
+    type Error = UpstreamError;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, UpstreamError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // reqwest pools connections internally and never applies backpressure here.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: UpstreamCall) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.send(call).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_come_from_either_plane() {
+        assert_eq!(
+            error_message(400, br#"{"code":3,"message":"bad dim","details":[]}"#),
+            "bad dim"
+        );
+        assert_eq!(
+            error_message(
+                404,
+                br#"{"error":{"code":"NOT_FOUND","message":"no index"},"status":404}"#
+            ),
+            "no index"
+        );
+        assert_eq!(error_message(401, br#""Unauthorized""#), "Unauthorized");
+        assert_eq!(error_message(502, b""), "Bad Gateway");
+        assert_eq!(error_message(500, b"oops"), "oops");
+    }
+
+    #[test]
+    fn api_key_never_prints() {
+        let k = ApiKey::new("pcsk_secret");
+        assert!(!format!("{k:?}").contains("secret"));
+    }
+
+    #[test]
+    fn fetch_sends_repeated_ids() {
+        let call = UpstreamCall {
+            index: "i".into(),
+            op: Op::Fetch {
+                ids: vec!["a".into(), "b c".into()],
+                namespace: "ns".into(),
+            },
+            deadline: tokio::time::Instant::now(),
+        };
+        let (r, _) = translate(&call);
+        assert_eq!(
+            r.query,
+            vec![
+                ("ids", "a".into()),
+                ("ids", "b c".into()),
+                ("namespace", "ns".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn data_plane_operations_need_a_host() {
+        assert!(Op::DescribeNamespace("x".into()).is_data_plane());
+        assert!(!Op::DescribeIndex.is_data_plane());
+    }
+}
