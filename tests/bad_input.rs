@@ -1,0 +1,504 @@
+//! Every kind of bad input is refused with INVALID_ARGUMENT and a message naming the field and the limit, and
+//! nothing reaches Pinecone.
+mod common;
+use common::*;
+use pinecone_gateway::pb::gateway as g;
+use pinecone_gateway::pb::pinecone as p;
+
+fn vec4(id: &str) -> p::Vector {
+    p::Vector {
+        id: id.into(),
+        values: vec![1.0, 2.0, 3.0, 4.0],
+        ..Default::default()
+    }
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("id-{i}")).collect()
+}
+
+/// Runs a call, and checks that it failed with INVALID_ARGUMENT naming `want`, and that the emulator saw nothing.
+macro_rules! refused {
+    ($env:expr, $call:expr, $want:expr) => {{
+        let status = $call.await.expect_err("the call must be refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        let msg = status.message();
+        for part in $want {
+            assert!(msg.contains(part), "message {msg:?} lacks {part:?}");
+        }
+        assert_eq!(
+            $env.emulator.total_requests(),
+            0,
+            "{:?} reached the emulator: {:?}",
+            msg,
+            $env.emulator.counts()
+        );
+    }};
+}
+
+#[tokio::test]
+async fn ids_are_checked() {
+    let env = Env::start().await;
+    let mut v = env.vectors();
+    refused!(
+        env,
+        v.fetch(req(p::FetchRequest {
+            ids: vec![],
+            namespace: "".into()
+        })),
+        ["ids", "at least one"]
+    );
+    refused!(
+        env,
+        v.fetch(req(p::FetchRequest {
+            ids: vec!["a".into(), "".into()],
+            namespace: "".into()
+        })),
+        ["ids[1]", "empty"]
+    );
+    refused!(
+        env,
+        v.fetch(req(p::FetchRequest {
+            ids: vec!["x".repeat(513)],
+            namespace: "".into()
+        })),
+        ["ids[0]", "512"]
+    );
+    refused!(
+        env,
+        v.fetch(req(p::FetchRequest {
+            ids: vec!["a\0b".into()],
+            namespace: "".into()
+        })),
+        ["ids[0]", "NUL"]
+    );
+    refused!(
+        env,
+        v.fetch(req(p::FetchRequest {
+            ids: vec!["café".into()],
+            namespace: "".into()
+        })),
+        ["ids[0]", "ASCII"]
+    );
+    refused!(
+        env,
+        v.fetch(req(p::FetchRequest {
+            ids: ids(1001),
+            namespace: "".into()
+        })),
+        ["ids", "1001", "1000"]
+    );
+    refused!(
+        env,
+        v.fetch(req(p::FetchRequest {
+            ids: vec!["a".into()],
+            namespace: "n".repeat(513)
+        })),
+        ["namespace", "512"]
+    );
+    refused!(
+        env,
+        v.delete(req(p::DeleteRequest {
+            ids: ids(1001),
+            ..Default::default()
+        })),
+        ["ids", "1001", "1000"]
+    );
+}
+
+#[tokio::test]
+async fn deletes_need_exactly_one_selector() {
+    let env = Env::start().await;
+    let mut v = env.vectors();
+    refused!(
+        env,
+        v.delete(req(p::DeleteRequest::default())),
+        ["exactly one of ids, filter and delete_all", "none"]
+    );
+    refused!(
+        env,
+        v.delete(req(p::DeleteRequest {
+            ids: vec!["a".into()],
+            delete_all: true,
+            ..Default::default()
+        })),
+        ["ids and delete_all"]
+    );
+    refused!(
+        env,
+        v.delete(req(p::DeleteRequest {
+            ids: vec!["a".into()],
+            filter: Some(meta(&[("g", json_str("x"))])),
+            ..Default::default()
+        })),
+        ["ids and filter"]
+    );
+    refused!(
+        env,
+        v.delete(req(p::DeleteRequest {
+            filter: Some(prost_types::Struct::default()),
+            ..Default::default()
+        })),
+        ["filter", "must not be empty"]
+    );
+}
+
+#[tokio::test]
+async fn filters_are_checked() {
+    let env = Env::start().await;
+    let mut v = env.vectors();
+    refused!(
+        env,
+        v.delete(req(p::DeleteRequest {
+            filter: Some(filter_op("g", "$regex", json_str("a.*"))),
+            ..Default::default()
+        })),
+        ["filter.g.$regex", "unknown operator"]
+    );
+    refused!(
+        env,
+        v.query(req(p::QueryRequest {
+            top_k: 1,
+            vector: vec![1.0; 4],
+            filter: Some(filter_op("year", "$gt", json_str("2020"))),
+            ..Default::default()
+        })),
+        ["filter.year.$gt", "number"]
+    );
+    let many = json_list((0..10_001).map(|i| json_num(i as f64)).collect());
+    refused!(
+        env,
+        v.fetch_by_metadata(req(p::FetchByMetadataRequest {
+            filter: Some(filter_op("n", "$in", many.clone())),
+            ..Default::default()
+        })),
+        ["filter.n.$in", "10001", "10000"]
+    );
+    refused!(
+        env,
+        v.update(req(p::UpdateRequest {
+            filter: Some(filter_op("n", "$nin", many)),
+            ..Default::default()
+        })),
+        ["filter.n.$nin", "10000"]
+    );
+    refused!(
+        env,
+        v.fetch_by_metadata(req(p::FetchByMetadataRequest {
+            filter: Some(prost_types::Struct::default()),
+            ..Default::default()
+        })),
+        ["filter", "must not be empty"]
+    );
+    refused!(
+        env,
+        v.fetch_by_metadata(req(p::FetchByMetadataRequest::default())),
+        ["filter", "required"]
+    );
+    refused!(
+        env,
+        v.update(req(p::UpdateRequest {
+            filter: Some(prost_types::Struct::default()),
+            ..Default::default()
+        })),
+        ["filter", "must not be empty"]
+    );
+}
+
+#[tokio::test]
+async fn ranges_are_checked() {
+    let env = Env::start().await;
+    let mut v = env.vectors();
+    refused!(
+        env,
+        v.list(req(p::ListRequest {
+            limit: Some(0),
+            ..Default::default()
+        })),
+        ["limit", "1 to 100"]
+    );
+    refused!(
+        env,
+        v.list(req(p::ListRequest {
+            limit: Some(101),
+            ..Default::default()
+        })),
+        ["limit", "101", "1 to 100"]
+    );
+    refused!(
+        env,
+        v.list_namespaces(req(p::ListNamespacesRequest {
+            limit: Some(500),
+            ..Default::default()
+        })),
+        ["limit", "1 to 100"]
+    );
+    refused!(
+        env,
+        v.fetch_by_metadata(req(p::FetchByMetadataRequest {
+            filter: Some(meta(&[("g", json_str("x"))])),
+            limit: Some(10_001),
+            ..Default::default()
+        })),
+        ["limit", "1 to 10000"]
+    );
+    refused!(
+        env,
+        v.query(req(p::QueryRequest {
+            top_k: 0,
+            vector: vec![1.0; 4],
+            ..Default::default()
+        })),
+        ["top_k", "1 to 10000"]
+    );
+    refused!(
+        env,
+        v.query(req(p::QueryRequest {
+            top_k: 10_001,
+            vector: vec![1.0; 4],
+            ..Default::default()
+        })),
+        ["top_k", "10001"]
+    );
+    refused!(
+        env,
+        v.query(req(p::QueryRequest {
+            top_k: 1,
+            ..Default::default()
+        })),
+        ["exactly one of a vector", "id"]
+    );
+    refused!(
+        env,
+        v.query(req(p::QueryRequest {
+            top_k: 1,
+            vector: vec![1.0; 4],
+            id: "a".into(),
+            ..Default::default()
+        })),
+        ["exactly one of a vector"]
+    );
+}
+
+#[tokio::test]
+async fn upserts_are_checked() {
+    let env = Env::start().await;
+    let mut v = env.vectors();
+    let up = |vectors: Vec<p::Vector>| {
+        req(p::UpsertRequest {
+            vectors,
+            namespace: "".into(),
+        })
+    };
+    refused!(env, v.upsert(up(vec![])), ["vectors", "at least one"]);
+    refused!(
+        env,
+        v.upsert(up((0..1001).map(|i| vec4(&format!("v{i}"))).collect())),
+        ["vectors", "1001", "1000"]
+    );
+    refused!(
+        env,
+        v.upsert(up(vec![vec4("ok"), vec4("")])),
+        ["vectors[1].id", "empty"]
+    );
+    refused!(
+        env,
+        v.upsert(up(vec![p::Vector {
+            id: "a".into(),
+            ..Default::default()
+        }])),
+        ["vectors[0]", "values or sparse_values"]
+    );
+    let big_meta = meta(&[("text", json_str(&"x".repeat(41 * 1024)))]);
+    refused!(
+        env,
+        v.upsert(up(vec![p::Vector {
+            metadata: Some(big_meta),
+            ..vec4("a")
+        }])),
+        ["vectors[0].metadata", "40960", "40 KB"]
+    );
+    let nested = meta(&[("o", json_obj(meta(&[("x", json_num(1.0))])))]);
+    refused!(
+        env,
+        v.upsert(up(vec![p::Vector {
+            metadata: Some(nested),
+            ..vec4("a")
+        }])),
+        ["vectors[0].metadata.o"]
+    );
+    // 1,000 vectors of 1,000 dimensions: far over 2 MB of JSON.
+    let wide: Vec<p::Vector> = (0..1000)
+        .map(|i| p::Vector {
+            id: format!("w{i}"),
+            values: vec![0.123_456_79; 1000],
+            ..Default::default()
+        })
+        .collect();
+    refused!(env, v.upsert(up(wide)), ["bytes", "2000000", "2 MB"]);
+    let sparse = p::Vector {
+        sparse_values: Some(p::SparseValues {
+            indices: vec![1, 2],
+            values: vec![0.5],
+        }),
+        ..vec4("s")
+    };
+    refused!(
+        env,
+        v.upsert(up(vec![sparse])),
+        ["vectors[0].sparse_values", "2 indices but 1 values"]
+    );
+    refused!(
+        env,
+        v.upsert(up(vec![p::Vector {
+            values: vec![0.0; 20_001],
+            ..vec4("d")
+        }])),
+        ["vectors[0].values", "20000"]
+    );
+}
+
+#[tokio::test]
+async fn namespaces_and_names_are_checked() {
+    let env = Env::start().await;
+    let mut v = env.vectors();
+    refused!(
+        env,
+        v.create_namespace(req(p::CreateNamespaceRequest {
+            name: "__default__".into(),
+            schema: None
+        })),
+        ["name", "__default__"]
+    );
+    refused!(
+        env,
+        v.create_namespace(req(p::CreateNamespaceRequest {
+            name: "".into(),
+            schema: None
+        })),
+        ["name", "empty"]
+    );
+    refused!(
+        env,
+        v.describe_index_stats(req_for(
+            "Not_Valid",
+            p::DescribeIndexStatsRequest::default()
+        )),
+        ["pinecone-index", "lowercase"]
+    );
+    refused!(
+        env,
+        v.describe_index_stats(req_for(
+            &"a".repeat(46),
+            p::DescribeIndexStatsRequest::default()
+        )),
+        ["pinecone-index", "45"]
+    );
+    refused!(
+        env,
+        v.update(req(p::UpdateRequest {
+            id: "a".into(),
+            filter: Some(meta(&[("g", json_str("x"))])),
+            ..Default::default()
+        })),
+        ["either id or filter"]
+    );
+}
+
+#[tokio::test]
+async fn backup_calls_are_checked() {
+    let env = Env::start().await;
+    let mut b = env.backups();
+    refused!(
+        env,
+        b.list_index_backups(g::ListIndexBackupsRequest {
+            index_name: INDEX.into(),
+            limit: Some(0),
+            pagination_token: None
+        }),
+        ["limit", "1 to 100"]
+    );
+    refused!(
+        env,
+        b.list_project_backups(g::ListProjectBackupsRequest {
+            limit: Some(101),
+            pagination_token: None
+        }),
+        ["limit", "101", "1 to 100"]
+    );
+    refused!(
+        env,
+        b.list_restore_jobs(g::ListRestoreJobsRequest {
+            limit: Some(1000),
+            pagination_token: None
+        }),
+        ["limit"]
+    );
+    refused!(
+        env,
+        b.create_backup(g::CreateBackupRequest {
+            index_name: "Bad Index".into(),
+            name: None,
+            description: None
+        }),
+        ["index_name", "lowercase"]
+    );
+    refused!(
+        env,
+        b.create_backup(g::CreateBackupRequest {
+            index_name: INDEX.into(),
+            name: Some("-bad".into()),
+            description: None
+        }),
+        ["name", "start or end"]
+    );
+    refused!(
+        env,
+        b.create_index_from_backup(g::CreateIndexFromBackupRequest {
+            backup_id: "b".into(),
+            name: "x".repeat(46),
+            tags: Default::default(),
+            deletion_protection: None
+        }),
+        ["name", "45"]
+    );
+    refused!(
+        env,
+        b.create_index_from_backup(g::CreateIndexFromBackupRequest {
+            backup_id: "b".into(),
+            name: "ok".into(),
+            tags: Default::default(),
+            deletion_protection: Some("maybe".into())
+        }),
+        ["deletion_protection"]
+    );
+    refused!(
+        env,
+        b.describe_backup(g::DescribeBackupRequest {
+            backup_id: "".into()
+        }),
+        ["backup_id", "empty"]
+    );
+    refused!(
+        env,
+        b.delete_backup(g::DeleteBackupRequest {
+            backup_id: "a b".into()
+        }),
+        ["backup_id"]
+    );
+    refused!(
+        env,
+        b.describe_index(g::DescribeIndexRequest { name: "".into() }),
+        ["name", "empty"]
+    );
+    let mut l = env.lists();
+    refused!(
+        env,
+        l.list_all(req(g::ListAllRequest {
+            namespace: "".into(),
+            prefix: None,
+            page_size: Some(0)
+        })),
+        ["page_size", "1 to 100"]
+    );
+}

@@ -1,0 +1,165 @@
+//! Shared by the integration tests: an emulator and a gateway on 127.0.0.1:0, and clients for them.
+#![allow(dead_code)]
+
+use pinecone_gateway::config::{FileConfig, Overrides};
+use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
+use pinecone_gateway::pb::gateway::backup_service_client::BackupServiceClient;
+use pinecone_gateway::pb::gateway::list_service_client::ListServiceClient;
+use pinecone_gateway::pb::pinecone as p;
+use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
+use pinecone_gateway::server::{self, RunningGateway};
+use std::net::SocketAddr;
+use tonic::transport::Channel;
+
+pub const INDEX: &str = "test-index";
+pub const KEY: &str = "test-key";
+
+pub struct Env {
+    pub emulator: Emulator,
+    pub gateway: Option<RunningGateway>,
+    pub addr: SocketAddr,
+    channel: Channel,
+}
+
+/// Builder knobs for [`Env`].
+#[derive(Default)]
+pub struct EnvOptions {
+    /// The key the gateway sends; defaults to the one the emulator requires.
+    pub gateway_key: Option<String>,
+    pub default_index: Option<String>,
+    pub config: Option<String>,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        Self::start_with(EnvOptions::default()).await
+    }
+
+    pub async fn start_with(o: EnvOptions) -> Env {
+        let emulator = Emulator::start(
+            "127.0.0.1:0".parse().unwrap(),
+            EmulatorOptions {
+                api_key: Some(KEY.into()),
+            },
+        )
+        .await
+        .unwrap();
+        emulator.create_index(INDEX, 4, "cosine").await.unwrap();
+        let file = match &o.config {
+            Some(text) => FileConfig::parse(std::path::Path::new("test.toml"), text).unwrap(),
+            None => FileConfig::default(),
+        };
+        let settings = file
+            .settings(Overrides {
+                listen: Some("127.0.0.1:0".into()),
+                control_plane_url: Some(emulator.url()),
+                default_index: o.default_index,
+                api_key: Some(o.gateway_key.unwrap_or_else(|| KEY.into())),
+                ..Default::default()
+            })
+            .unwrap();
+        let gateway = server::start(&settings).await.unwrap();
+        let addr = gateway.addr;
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Env {
+            emulator,
+            gateway: Some(gateway),
+            addr,
+            channel,
+        }
+    }
+
+    pub fn vectors(&self) -> VectorServiceClient<Channel> {
+        VectorServiceClient::new(self.channel.clone())
+    }
+
+    pub fn backups(&self) -> BackupServiceClient<Channel> {
+        BackupServiceClient::new(self.channel.clone())
+    }
+
+    pub fn lists(&self) -> ListServiceClient<Channel> {
+        ListServiceClient::new(self.channel.clone())
+    }
+
+    /// Upserts `n` 4-dimensional records `prefix-0000`… with metadata `{"n": i, "parity": "even"|"odd"}`.
+    pub async fn seed(&self, namespace: &str, prefix: &str, n: usize) {
+        let vectors: Vec<p::Vector> = (0..n)
+            .map(|i| p::Vector {
+                id: format!("{prefix}-{i:04}"),
+                values: vec![1.0, i as f32, 0.5, 0.25],
+                sparse_values: None,
+                metadata: Some(meta(&[
+                    ("n", json_num(i as f64)),
+                    ("parity", json_str(if i % 2 == 0 { "even" } else { "odd" })),
+                ])),
+            })
+            .collect();
+        for chunk in vectors.chunks(500) {
+            let r = self
+                .vectors()
+                .upsert(req(p::UpsertRequest {
+                    vectors: chunk.to_vec(),
+                    namespace: namespace.into(),
+                }))
+                .await
+                .unwrap();
+            assert_eq!(r.get_ref().upserted_count as usize, chunk.len());
+        }
+    }
+}
+
+/// A request for the test index.
+pub fn req<T>(msg: T) -> tonic::Request<T> {
+    req_for(INDEX, msg)
+}
+
+pub fn req_for<T>(index: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("pinecone-index", index.parse().unwrap());
+    r
+}
+
+pub fn json_num(n: f64) -> prost_types::Value {
+    prost_types::Value {
+        kind: Some(prost_types::value::Kind::NumberValue(n)),
+    }
+}
+
+pub fn json_str(s: &str) -> prost_types::Value {
+    prost_types::Value {
+        kind: Some(prost_types::value::Kind::StringValue(s.into())),
+    }
+}
+
+pub fn json_list(items: Vec<prost_types::Value>) -> prost_types::Value {
+    prost_types::Value {
+        kind: Some(prost_types::value::Kind::ListValue(
+            prost_types::ListValue { values: items },
+        )),
+    }
+}
+
+pub fn json_obj(s: prost_types::Struct) -> prost_types::Value {
+    prost_types::Value {
+        kind: Some(prost_types::value::Kind::StructValue(s)),
+    }
+}
+
+pub fn meta(pairs: &[(&str, prost_types::Value)]) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    }
+}
+
+/// `{"field": {"$op": value}}`
+pub fn filter_op(field: &str, op: &str, value: prost_types::Value) -> prost_types::Struct {
+    meta(&[(field, json_obj(meta(&[(op, value)])))])
+}

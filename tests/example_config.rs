@@ -1,0 +1,18 @@
+//! The example configuration in deploy/ is accepted, and every value in it is what it says.
+use pinecone_gateway::config::{FileConfig, LogFormat, Overrides};
+
+#[test]
+fn example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/gateway.example.toml");
+    let settings = FileConfig::read(std::path::Path::new(path))
+        .unwrap()
+        .settings(Overrides {
+            api_key: Some("k".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(settings.listen.to_string(), "127.0.0.1:5081");
+    assert_eq!(settings.default_index.as_deref(), Some("docs-example"));
+    assert_eq!(settings.log_format, LogFormat::Json);
+    assert!(settings.upstream.static_hosts.contains_key("docs-example"));
+}

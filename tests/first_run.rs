@@ -1,0 +1,56 @@
+//! The README's run command: `pinecone-gateway serve --emulator` starts, prints where it listens, and answers the
+//! example call with no account, no key and no network.
+use pinecone_gateway::pb::pinecone as p;
+use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_with_the_emulator_answers_the_example_call() {
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_pinecone-gateway"))
+            .args(["serve", "--emulator", "--listen", "127.0.0.1:0"])
+            .env_remove("PINECONE_API_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .strip_prefix("pinecone-gateway listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string();
+    let printed: Vec<String> = lines.take(6).map(|l| l.unwrap()).collect();
+    assert!(
+        printed.iter().any(|l| l.contains("VectorService/Fetch")),
+        "{printed:?}"
+    );
+
+    let mut client = VectorServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    // The example call names no index: the demo index is the default.
+    let r = client
+        .fetch(p::FetchRequest {
+            ids: vec!["doc1#chunk1".into()],
+            namespace: "example-namespace".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.vectors.len(), 1);
+    assert!(r.vectors["doc1#chunk1"].metadata.is_some());
+}

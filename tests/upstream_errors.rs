@@ -1,0 +1,166 @@
+//! Upstream failures become the documented gRPC codes, keeping Pinecone's message: an unknown index, a wrong API
+//! key, a stopped Pinecone, and Pinecone's own refusals.
+mod common;
+use common::*;
+use pinecone_gateway::pb::pinecone as p;
+use tonic::Code;
+
+fn fetch_one() -> p::FetchRequest {
+    p::FetchRequest {
+        ids: vec!["a".into()],
+        namespace: "".into(),
+    }
+}
+
+#[tokio::test]
+async fn unknown_index_is_not_found() {
+    let env = Env::start().await;
+    let e = env
+        .vectors()
+        .fetch(req_for("no-such-index", fetch_one()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("no-such-index"), "{}", e.message());
+    assert_eq!(env.emulator.count("control", "describe_index"), 1);
+}
+
+#[tokio::test]
+async fn wrong_api_key_is_unauthenticated_and_never_echoed() {
+    let env = Env::start_with(EnvOptions {
+        gateway_key: Some("wrong-key-pcsk".into()),
+        ..Default::default()
+    })
+    .await;
+    let e = env.vectors().fetch(req(fetch_one())).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(!e.message().contains("wrong-key-pcsk"));
+    // A statically configured host that does not answer.
+    let env = Env::start_with(EnvOptions {
+        gateway_key: Some("wrong".into()),
+        config: Some(format!("[indexes.{INDEX}]\nhost = \"{}\"\n", "127.0.0.1:1")),
+        ..Default::default()
+    })
+    .await;
+    let e = env.vectors().fetch(req(fetch_one())).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert_eq!(env.emulator.count("control", "describe_index"), 0);
+}
+
+#[tokio::test]
+async fn data_plane_unauthorized_is_unauthenticated() {
+    // Resolve the host with the right key first, then point a second gateway with a wrong key at it statically.
+    let env = Env::start().await;
+    let host = env
+        .backups()
+        .describe_index(pinecone_gateway::pb::gateway::DescribeIndexRequest { name: INDEX.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .host;
+    let settings = pinecone_gateway::config::FileConfig::parse(
+        std::path::Path::new("t.toml"),
+        &format!("[indexes.{INDEX}]\nhost = \"{host}\"\n"),
+    )
+    .unwrap()
+    .settings(pinecone_gateway::config::Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        control_plane_url: Some(env.emulator.url()),
+        api_key: Some("wrong".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let gw = pinecone_gateway::server::start(&settings).await.unwrap();
+    let mut client =
+        pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient::connect(
+            format!("http://{}", gw.addr),
+        )
+        .await
+        .unwrap();
+    let e = client.fetch(req(fetch_one())).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(e.message().contains("Unauthorized"));
+}
+
+#[tokio::test]
+async fn stopped_pinecone_is_unavailable() {
+    let env = Env::start().await;
+    env.vectors().fetch(req(fetch_one())).await.unwrap();
+    env.emulator.shutdown().await;
+    let e = env.vectors().fetch(req(fetch_one())).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    let e = env
+        .backups()
+        .list_project_backups(pinecone_gateway::pb::gateway::ListProjectBackupsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+}
+
+#[tokio::test]
+async fn pinecone_refusals_keep_their_message() {
+    let env = Env::start().await;
+    let e = env
+        .vectors()
+        .upsert(req(p::UpsertRequest {
+            vectors: vec![p::Vector {
+                id: "a".into(),
+                values: vec![1.0, 2.0, 3.0],
+                ..Default::default()
+            }],
+            namespace: "".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message()
+            .contains("dimension 3 does not match the dimension of the index 4"),
+        "{}",
+        e.message()
+    );
+    let e = env
+        .vectors()
+        .describe_namespace(req(p::DescribeNamespaceRequest {
+            namespace: "missing".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+}
+
+/// An upstream that accepts connections and never answers: only the gateway's own deadline can end the call.
+#[tokio::test]
+async fn the_gateway_deadline_bounds_a_silent_upstream() {
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole = black_hole.local_addr().unwrap();
+    let env = Env::start_with(EnvOptions {
+        config: Some(format!(
+            "[server]\ndefault_timeout_ms = 300\n[indexes.{INDEX}]\nhost = \"{hole}\"\n"
+        )),
+        ..Default::default()
+    })
+    .await;
+    // Hold the accepted connections open without answering, and report when the gateway hangs up.
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut conn, _) = black_hole.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        while conn.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
+        let _ = closed_tx.send(());
+    });
+    // No deadline from the caller: the gateway's default (300 ms) applies.
+    let started = std::time::Instant::now();
+    let e = env.vectors().fetch(req(fetch_one())).await.unwrap_err();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "bounded by the deadline, not by a hang"
+    );
+    // The upstream request was abandoned, not left running.
+    tokio::time::timeout(std::time::Duration::from_secs(10), closed_rx)
+        .await
+        .unwrap()
+        .unwrap();
+}
