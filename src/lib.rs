@@ -10,6 +10,7 @@ pub mod config;
 pub mod emulator;
 pub mod filter;
 pub mod server;
+pub mod stack;
 pub mod telemetry;
 pub mod upstream;
 pub mod wire;

@@ -6,13 +6,13 @@ use crate::config::Settings;
 use crate::pb::gateway::backup_service_server::BackupServiceServer;
 use crate::pb::gateway::list_service_server::ListServiceServer;
 use crate::pb::pinecone::vector_service_server::VectorServiceServer;
+use crate::stack::{self, limit::Limiter};
 use crate::upstream::Upstream;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
-use tower::util::BoxCloneSyncService;
 
 /// Pinecone's 7.x/8.x clients allow 128 MiB messages; a 1,000-vector upsert of 20,000 dimensions is ~80 MB.
 const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
@@ -42,7 +42,8 @@ impl RunningGateway {
 /// The tower stack over the REST client.
 pub fn upstream_stack(settings: &Settings) -> anyhow::Result<UpstreamService> {
     let client = Upstream::new(settings.upstream.clone())?;
-    Ok(BoxCloneSyncService::new(client))
+    let limiter = Limiter::new(settings.limits.clone());
+    Ok(stack::build(client, limiter))
 }
 
 /// Binds `settings.listen` and serves.

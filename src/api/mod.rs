@@ -18,13 +18,11 @@ pub use backup::BackupApi;
 pub use list::ListApi;
 pub use vector::VectorApi;
 
-use crate::upstream::{Op, Reply, UpstreamCall, UpstreamError};
+use crate::stack::CallError;
+pub use crate::stack::UpstreamService;
+use crate::upstream::{Op, Reply, UpstreamCall};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
-use tower::util::BoxCloneSyncService;
-
-/// What the handlers send calls to: the tower stack over the upstream client.
-pub type UpstreamService = BoxCloneSyncService<UpstreamCall, Reply, UpstreamError>;
 
 /// Everything that can end a call with an error.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +30,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Invalid(#[from] validate::Invalid),
     #[error(transparent)]
-    Upstream(#[from] UpstreamError),
+    Call(#[from] CallError),
     /// Pinecone answered with a shape that does not fit the operation.
     #[error("unexpected answer from Pinecone for {0}")]
     UnexpectedReply(&'static str),

@@ -1,12 +1,16 @@
 //! The one place where an internal error becomes a gRPC `Status`.
 //!
 //! Pinecone's HTTP statuses: 400/422 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 NOT_FOUND,
-//! 409 ALREADY_EXISTS, 412 FAILED_PRECONDITION, 429 RESOURCE_EXHAUSTED, 5xx UNAVAILABLE; connection failures
-//! UNAVAILABLE; deadlines DEADLINE_EXCEEDED; malformed answers INTERNAL. Pinecone's own message is kept.
+//! 409 ALREADY_EXISTS, 402/412 FAILED_PRECONDITION, 429 RESOURCE_EXHAUSTED, 5xx UNAVAILABLE; connection failures
+//! UNAVAILABLE; deadlines DEADLINE_EXCEEDED; malformed answers INTERNAL. Pinecone's own message is kept. A local
+//! rate-limit rejection and Pinecone's 429 are RESOURCE_EXHAUSTED with retry advice, never UNAVAILABLE.
 
 use super::GatewayError;
+use crate::stack::CallError;
 use crate::upstream::UpstreamError;
+use std::time::Duration;
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 pub fn to_status(err: GatewayError) -> Status {
     match err {
@@ -14,16 +18,35 @@ pub fn to_status(err: GatewayError) -> Status {
         GatewayError::UnexpectedReply(op) => {
             Status::internal(format!("unexpected answer from Pinecone for {op}"))
         }
-        GatewayError::Upstream(e) => {
-            let code = match &e {
-                UpstreamError::Status { status, .. } => http_code(*status),
-                UpstreamError::Connect { .. } | UpstreamError::Broken { .. } => Code::Unavailable,
-                UpstreamError::Timeout => Code::DeadlineExceeded,
-                UpstreamError::Malformed { .. } => Code::Internal,
-            };
-            Status::new(code, e.to_string())
-        }
+        GatewayError::Call(CallError::Limited(r)) => throttled(r.to_string(), r.retry_after),
+        GatewayError::Call(CallError::Upstream(e)) => match &e {
+            UpstreamError::Status {
+                status: 429,
+                retry_after,
+                ..
+            } => throttled(e.to_string(), retry_after.unwrap_or(Duration::from_secs(1))),
+            UpstreamError::Status { status, .. } => Status::new(http_code(*status), e.to_string()),
+            UpstreamError::Connect { .. } | UpstreamError::Broken { .. } => {
+                Status::unavailable(e.to_string())
+            }
+            UpstreamError::Timeout => Status::deadline_exceeded(e.to_string()),
+            UpstreamError::Malformed { .. } => Status::internal(e.to_string()),
+        },
     }
+}
+
+/// RESOURCE_EXHAUSTED with retry advice in both forms clients read: a `google.rpc.RetryInfo` detail and the
+/// `grpc-retry-pushback-ms` trailer.
+fn throttled(message: String, retry_after: Duration) -> Status {
+    let mut status = Status::with_error_details(
+        Code::ResourceExhausted,
+        message,
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    );
+    if let Ok(v) = retry_after.as_millis().max(1).to_string().parse() {
+        status.metadata_mut().insert("grpc-retry-pushback-ms", v);
+    }
+    status
 }
 
 fn http_code(status: u16) -> Code {
@@ -33,11 +56,10 @@ fn http_code(status: u16) -> Code {
         403 => Code::PermissionDenied,
         404 => Code::NotFound,
         409 => Code::AlreadyExists,
-        412 => Code::FailedPrecondition,
+        402 | 412 => Code::FailedPrecondition,
         429 => Code::ResourceExhausted,
         408 | 504 => Code::DeadlineExceeded,
         500..=599 => Code::Unavailable,
-        402 => Code::FailedPrecondition,
         _ => Code::Unknown,
     }
 }
@@ -46,39 +68,66 @@ fn http_code(status: u16) -> Code {
 mod tests {
     use super::*;
 
-    fn code(status: u16) -> Code {
-        to_status(GatewayError::Upstream(UpstreamError::Status {
-            status,
-            message: "m".into(),
-        }))
-        .code()
+    fn upstream(status: u16) -> Status {
+        to_status(GatewayError::Call(CallError::Upstream(
+            UpstreamError::Status {
+                status,
+                message: "m".into(),
+                retry_after: None,
+            },
+        )))
     }
 
     #[test]
     fn http_statuses_map_as_documented() {
-        assert_eq!(code(400), Code::InvalidArgument);
-        assert_eq!(code(422), Code::InvalidArgument);
-        assert_eq!(code(401), Code::Unauthenticated);
-        assert_eq!(code(403), Code::PermissionDenied);
-        assert_eq!(code(404), Code::NotFound);
-        assert_eq!(code(409), Code::AlreadyExists);
-        assert_eq!(code(412), Code::FailedPrecondition);
-        assert_eq!(code(429), Code::ResourceExhausted);
-        assert_eq!(code(500), Code::Unavailable);
-        assert_eq!(code(503), Code::Unavailable);
-        let s = to_status(GatewayError::Upstream(UpstreamError::Timeout));
+        for (http, code) in [
+            (400, Code::InvalidArgument),
+            (422, Code::InvalidArgument),
+            (401, Code::Unauthenticated),
+            (403, Code::PermissionDenied),
+            (404, Code::NotFound),
+            (409, Code::AlreadyExists),
+            (412, Code::FailedPrecondition),
+            (429, Code::ResourceExhausted),
+            (500, Code::Unavailable),
+            (503, Code::Unavailable),
+        ] {
+            assert_eq!(upstream(http).code(), code, "HTTP {http}");
+        }
+        let s = to_status(GatewayError::Call(UpstreamError::Timeout.into()));
         assert_eq!(s.code(), Code::DeadlineExceeded);
     }
 
     #[test]
     fn pinecone_message_is_kept() {
-        let s = to_status(GatewayError::Upstream(UpstreamError::Status {
-            status: 400,
-            message: "Vector dimension 3 does not match the dimension of the index 4".into(),
-        }));
+        let s = to_status(GatewayError::Call(CallError::Upstream(
+            UpstreamError::Status {
+                status: 400,
+                message: "Vector dimension 3 does not match the dimension of the index 4".into(),
+                retry_after: None,
+            },
+        )));
         assert!(
             s.message()
                 .contains("does not match the dimension of the index 4")
         );
+    }
+
+    #[test]
+    fn throttling_carries_retry_advice_in_both_forms() {
+        let s = to_status(GatewayError::Call(CallError::Limited(
+            crate::stack::limit::Rejection {
+                message: "rate limit: fetch allows 100 requests/s per index".into(),
+                retry_after: Duration::from_millis(250),
+            },
+        )));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.metadata().get("grpc-retry-pushback-ms").unwrap(), "250");
+        assert_eq!(
+            s.get_details_retry_info().unwrap().retry_delay,
+            Some(Duration::from_millis(250))
+        );
+        let s = upstream(429);
+        assert_eq!(s.metadata().get("grpc-retry-pushback-ms").unwrap(), "1000");
     }
 }

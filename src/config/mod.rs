@@ -2,6 +2,8 @@
 //! rejected), overridden by environment variables and flags, validated once into typed [`Settings`].
 
 use crate::api::validate;
+use crate::stack::limit::LimitSettings;
+use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
 use crate::upstream::{ApiKey, UpstreamSettings};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +28,66 @@ pub struct FileConfig {
     pub indexes: BTreeMap<String, IndexSection>,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// How the gateway keeps to Pinecone's rate limits.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// The longest a call waits for its turn before it is rejected. Default 10000.
+    pub max_queue_wait_ms: Option<u64>,
+    /// At most this many calls wait on one limit key. Default 1000.
+    pub max_queue_len: Option<usize>,
+    /// Time kept free for the upstream call when judging whether a turn fits the caller's deadline. Default 50.
+    pub expected_upstream_ms: Option<u64>,
+    /// Added to the one-second window against network jitter. Default 20.
+    pub window_margin_ms: Option<u64>,
+    /// How far ahead one namespace may reserve a limit it shares with the rest of its index. Default 1000.
+    pub namespace_share_ms: Option<u64>,
+    /// At most this many limit keys are tracked. Default 100000.
+    pub max_keys: Option<usize>,
+    /// Global overrides of the default rates, by operation class.
+    #[serde(default)]
+    pub rates: BTreeMap<String, RateSection>,
+}
+
+/// Per-second rates of one operation class. 0 switches a limit off.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RateSection {
+    pub namespace_requests_per_second: Option<u64>,
+    pub index_requests_per_second: Option<u64>,
+    pub namespace_records_per_second: Option<u64>,
+    pub index_records_per_second: Option<u64>,
+    pub namespace_bytes_per_second: Option<u64>,
+}
+
+fn class_rates(
+    key: &str,
+    table: &BTreeMap<String, RateSection>,
+) -> Result<HashMap<OpClass, ClassRates>, ConfigError> {
+    table
+        .iter()
+        .map(|(name, r)| {
+            let class = OpClass::parse(name).ok_or_else(|| {
+                let known: Vec<_> = OpClass::ALL.iter().map(|c| c.name()).collect();
+                invalid(
+                    &format!("{key}.{name}"),
+                    format!("unknown operation class; known: {}", known.join(", ")),
+                )
+            })?;
+            let rates = ClassRates {
+                namespace_requests: r.namespace_requests_per_second,
+                index_requests: r.index_requests_per_second,
+                namespace_records: r.namespace_records_per_second,
+                index_records: r.index_records_per_second,
+                namespace_bytes: r.namespace_bytes_per_second,
+            };
+            Ok((class, rates))
+        })
+        .collect()
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -55,6 +117,9 @@ pub struct UpstreamSection {
 pub struct IndexSection {
     /// The index's data-plane host; skips the control-plane lookup.
     pub host: Option<String>,
+    /// Rates for this index, by operation class, over the global ones (dedicated read nodes, raised limits).
+    #[serde(default)]
+    pub limits: BTreeMap<String, RateSection>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -95,6 +160,7 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub limits: LimitSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +256,15 @@ impl FileConfig {
             }
         };
         let mut static_hosts = HashMap::new();
+        let mut rates = RateTable {
+            global: class_rates("limits.rates", &self.limits.rates)?,
+            per_index: HashMap::new(),
+        };
         for (name, section) in self.indexes {
+            rates.per_index.insert(
+                name.clone(),
+                class_rates(&format!("indexes.{name}.limits"), &section.limits)?,
+            );
             validate::index_name(&format!("indexes.{name}"), &name)
                 .map_err(|e| invalid(&format!("indexes.{name}"), e.0))?;
             if let Some(host) = section.host {
@@ -221,6 +295,20 @@ impl FileConfig {
                 .log_level
                 .or(self.log.level)
                 .unwrap_or_else(|| "info".into()),
+            limits: {
+                let d = LimitSettings::default();
+                let l = &self.limits;
+                let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
+                LimitSettings {
+                    rates,
+                    max_queue_wait: ms(l.max_queue_wait_ms, d.max_queue_wait),
+                    max_queue_len: l.max_queue_len.unwrap_or(d.max_queue_len).max(1),
+                    expected_upstream: ms(l.expected_upstream_ms, d.expected_upstream),
+                    window_margin: ms(l.window_margin_ms, d.window_margin),
+                    namespace_share: ms(l.namespace_share_ms, d.namespace_share),
+                    max_keys: l.max_keys.unwrap_or(d.max_keys).max(16),
+                }
+            },
         })
     }
 }

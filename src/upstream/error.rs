@@ -5,7 +5,12 @@
 pub enum UpstreamError {
     /// Pinecone answered with an error status; `message` is Pinecone's own.
     #[error("Pinecone answered {status}: {message}")]
-    Status { status: u16, message: String },
+    Status {
+        status: u16,
+        message: String,
+        /// Pinecone's `Retry-After`, when it sent one.
+        retry_after: Option<std::time::Duration>,
+    },
     /// No connection could be made: the request cannot have reached Pinecone.
     #[error("cannot reach Pinecone at {host}: {detail}")]
     Connect { host: String, detail: String },

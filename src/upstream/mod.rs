@@ -158,6 +158,27 @@ impl Upstream {
 struct Answer {
     status: u16,
     body: Vec<u8>,
+    retry_after: Option<Duration>,
+}
+
+impl Answer {
+    fn error(self) -> UpstreamError {
+        UpstreamError::Status {
+            status: self.status,
+            message: error_message(self.status, &self.body),
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// `Retry-After` in seconds (HTTP dates are not worth honouring for sub-minute limits).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 impl Inner {
@@ -175,10 +196,12 @@ impl Inner {
             Err(UpstreamError::Status {
                 status: 404,
                 message,
+                retry_after,
             }) => {
                 return Err(UpstreamError::Status {
                     status: 404,
                     message: format!("index `{index}` not found: {message}"),
+                    retry_after,
                 });
             }
             other => other?,
@@ -230,10 +253,12 @@ impl Inner {
         let host = base.host_str().unwrap_or_default().to_string();
         let resp = req.send().await.map_err(|e| transport_error(&host, e))?;
         let status = resp.status().as_u16();
+        let retry_after = retry_after(resp.headers());
         let body = resp.bytes().await.map_err(|e| transport_error(&host, e))?;
         Ok(Answer {
             status,
             body: body.to_vec(),
+            retry_after,
         })
     }
 }
@@ -290,10 +315,7 @@ fn decode_json<T: DeserializeOwned>(
     answer: Answer,
 ) -> Result<T, UpstreamError> {
     if !(200..300).contains(&answer.status) {
-        return Err(UpstreamError::Status {
-            status: answer.status,
-            message: error_message(answer.status, &answer.body),
-        });
+        return Err(answer.error());
     }
     serde_json::from_slice(&answer.body).map_err(|e| UpstreamError::Malformed {
         operation,
@@ -313,10 +335,7 @@ fn decode_empty(_: &'static str, answer: Answer) -> Result<Reply, UpstreamError>
     if (200..300).contains(&answer.status) {
         Ok(Reply::Empty)
     } else {
-        Err(UpstreamError::Status {
-            status: answer.status,
-            message: error_message(answer.status, &answer.body),
-        })
+        Err(answer.error())
     }
 }
 

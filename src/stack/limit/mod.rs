@@ -1,0 +1,471 @@
+//! The rate limiter: a tower middleware that holds every call until Pinecone's documented limits let it through,
+//! or rejects it at once when its turn cannot come in time.
+//!
+//! Each call takes from every bucket that applies to it ([`rates`]: per namespace and per index, in requests,
+//! records or bytes) all or nothing, by reserving the earliest instant at which all of them have room ([`window`]).
+//! It then sleeps until that instant (no polling) and goes on. Calls of one key are served first come, first served.
+//!
+//! States of a call: *reserved* (waiting for its instant; cancelling the call gives the reservation back),
+//! *released* (sent; it counts in its windows until it slides out), or *rejected* (RESOURCE_EXHAUSTED with retry
+//! advice, without waiting) when its instant is later than the caller's deadline less `expected_upstream_ms`, later
+//! than `max_queue_wait_ms`, or when `max_queue_len` calls already wait on one bucket. Fairness: a namespace that
+//! already holds `namespace_share_ms` worth of a bucket it shares with the other namespaces of its index *holds back*
+//! (without reserving) until its own earlier calls are released, so a quiet namespace never queues behind more than
+//! that much of a busy one, while a busy namespace alone still queues up to `max_queue_wait_ms`. A 429 from Pinecone
+//! blocks every bucket of the call until its `Retry-After` (1 s when absent). Idle buckets are dropped; at most
+//! `max_keys` exist.
+//!
+//! Knobs: [`LimitSettings`].
+
+pub mod rates;
+pub mod window;
+
+use crate::stack::CallError;
+use crate::upstream::{Reply, UpstreamCall, UpstreamError};
+use rates::{OpClass, RateTable, Scope, Unit};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+use window::Window;
+
+/// How the limiter behaves.
+#[derive(Clone, Debug)]
+pub struct LimitSettings {
+    pub rates: RateTable,
+    /// The longest a call waits for its turn.
+    pub max_queue_wait: Duration,
+    /// At most this many calls wait on one bucket.
+    pub max_queue_len: usize,
+    /// Time kept free for the upstream call itself when judging whether a turn fits the caller's deadline.
+    pub expected_upstream: Duration,
+    /// Added to the one-second window, so that network jitter cannot make Pinecone see more than its limit.
+    pub window_margin: Duration,
+    /// How far ahead one namespace may reserve a bucket it shares with the other namespaces of its index.
+    pub namespace_share: Duration,
+    /// At most this many buckets are kept.
+    pub max_keys: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            rates: RateTable::default(),
+            max_queue_wait: Duration::from_secs(10),
+            max_queue_len: 1000,
+            expected_upstream: Duration::from_millis(50),
+            window_margin: Duration::from_millis(20),
+            namespace_share: Duration::from_secs(1),
+            max_keys: 100_000,
+        }
+    }
+}
+
+/// Why a call was refused locally.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct Rejection {
+    /// Names the limit: operation, scope, key and rate.
+    pub message: String,
+    /// When trying again has a chance.
+    pub retry_after: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct BucketKey {
+    index: String,
+    /// Empty for index-scoped buckets.
+    namespace: String,
+    class: OpClass,
+    unit: Unit,
+}
+
+struct Need {
+    key: BucketKey,
+    scope: Scope,
+    rate: u64,
+    cost: u64,
+}
+
+#[derive(Default)]
+struct State {
+    buckets: HashMap<BucketKey, Window>,
+    /// The namespace of each reservation still waiting.
+    owners: HashMap<u64, String>,
+    next_ticket: u64,
+    calls_since_sweep: u32,
+}
+
+/// What [`Limiter::reserve`] decided.
+enum Decision {
+    Go(Permit),
+    /// The namespace holds its share of a shared bucket: ask again at this instant.
+    HoldBack(Instant),
+    Reject(Rejection),
+}
+
+/// The shared limiter state.
+pub struct Limiter {
+    settings: LimitSettings,
+    state: Mutex<State>,
+}
+
+fn describe(n: &Need, class: OpClass) -> String {
+    let unit = n.key.unit.name();
+    match n.scope {
+        Scope::Namespace => format!(
+            "{} allows {} {unit}/s per namespace (namespace `{}` of index `{}`)",
+            class.name(),
+            n.rate,
+            n.key.namespace,
+            n.key.index
+        ),
+        Scope::Index if class == OpClass::ControlPlane => {
+            format!("control-plane calls allow {} {unit}/s per project", n.rate)
+        }
+        Scope::Index => format!(
+            "{} allows {} {unit}/s per index (index `{}`)",
+            class.name(),
+            n.rate,
+            n.key.index
+        ),
+    }
+}
+
+impl Limiter {
+    pub fn new(settings: LimitSettings) -> Arc<Limiter> {
+        Arc::new(Limiter {
+            settings,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn needs(&self, call: &UpstreamCall) -> (OpClass, Vec<Need>) {
+        let class = OpClass::of(&call.op);
+        let namespace = namespace_of(call).to_string();
+        let (records, bytes) = rates::costs(&call.op);
+        let index = if class == OpClass::ControlPlane {
+            String::new()
+        } else {
+            call.index.clone()
+        };
+        let needs = self
+            .settings
+            .rates
+            .rates(&call.index, class)
+            .buckets()
+            .filter_map(|(scope, unit, rate)| {
+                let cost = match unit {
+                    Unit::Requests => 1,
+                    Unit::Records => records,
+                    Unit::Bytes => bytes,
+                };
+                (cost > 0).then(|| Need {
+                    key: BucketKey {
+                        index: index.clone(),
+                        namespace: if scope == Scope::Namespace {
+                            namespace.clone()
+                        } else {
+                            String::new()
+                        },
+                        class,
+                        unit,
+                    },
+                    scope,
+                    rate,
+                    cost,
+                })
+            })
+            .collect();
+        (class, needs)
+    }
+
+    /// Reserves the call's turn in every bucket, or says why not.
+    fn reserve(self: &Arc<Self>, call: &UpstreamCall) -> Decision {
+        match self.try_reserve(call) {
+            Ok(Ok(p)) => Decision::Go(p),
+            Ok(Err(at)) => Decision::HoldBack(at),
+            Err(r) => Decision::Reject(r),
+        }
+    }
+
+    fn try_reserve(
+        self: &Arc<Self>,
+        call: &UpstreamCall,
+    ) -> Result<Result<Permit, Instant>, Rejection> {
+        let (class, needs) = self.needs(call);
+        let now = Instant::now();
+        if needs.is_empty() {
+            return Ok(Ok(Permit::free(self.clone(), now)));
+        }
+        let s = &self.settings;
+        let period = Duration::from_secs(1) + s.window_margin;
+        let namespace = namespace_of(call).to_string();
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.calls_since_sweep += 1;
+        if state.buckets.len() >= s.max_keys || state.calls_since_sweep >= 1024 {
+            state.calls_since_sweep = 0;
+            state.buckets.retain(|_, w| {
+                w.prune(now);
+                !w.is_idle()
+            });
+        }
+        let mut at = now;
+        let mut binding: Option<&Need> = None;
+        let mut hold_back: Option<Instant> = None;
+        for n in &needs {
+            if !state.buckets.contains_key(&n.key) && state.buckets.len() >= s.max_keys {
+                return Err(Rejection {
+                    message: format!(
+                        "the gateway tracks {} limiter keys already; try again shortly",
+                        s.max_keys
+                    ),
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+            let w = state
+                .buckets
+                .entry(n.key.clone())
+                .or_insert_with(|| Window::new(n.rate, period));
+            w.prune(now);
+            let Some(earliest) = w.earliest(now, n.cost) else {
+                return Err(Rejection {
+                    message: format!(
+                        "rate limit: this call costs {} {} but {}; it can never pass",
+                        n.cost,
+                        n.key.unit.name(),
+                        describe(n, class)
+                    ),
+                    retry_after: period,
+                });
+            };
+            if w.waiting(now) >= s.max_queue_len {
+                return Err(Rejection {
+                    message: format!(
+                        "rate limit: {} calls already wait their turn; {}",
+                        s.max_queue_len,
+                        describe(n, class)
+                    ),
+                    retry_after: earliest - now,
+                });
+            }
+            if n.scope == Scope::Index && !namespace.is_empty() && class != OpClass::ControlPlane {
+                let owners = &state.owners;
+                let mine = w.queued_after(now, |k| owners.get(&k).is_some_and(|o| *o == namespace));
+                let share =
+                    (n.rate as f64 * s.namespace_share.as_secs_f64()).max(n.cost as f64) as u64;
+                if mine + n.cost > share {
+                    let mine_next =
+                        w.next_release(now, |k| owners.get(&k).is_some_and(|o| *o == namespace));
+                    hold_back = mine_next.map(|t| hold_back.map_or(t, |h: Instant| h.min(t)));
+                }
+            }
+            if earliest > at || binding.is_none() {
+                at = at.max(earliest);
+                binding = Some(n);
+            }
+        }
+        let wait = at - now;
+        let deadline_left = call.deadline.saturating_duration_since(now);
+        let reason = if wait > s.max_queue_wait {
+            Some(format!(
+                "the next turn is in {} ms, past the gateway's {} ms queue limit",
+                wait.as_millis(),
+                s.max_queue_wait.as_millis()
+            ))
+        } else if wait > Duration::ZERO && wait + s.expected_upstream > deadline_left {
+            Some(format!(
+                "the next turn is in {} ms, too late for the call's deadline",
+                wait.as_millis()
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            let limit = binding.map(|n| describe(n, class)).unwrap_or_default();
+            return Err(Rejection {
+                message: format!("rate limit: {limit}; {reason}"),
+                retry_after: wait,
+            });
+        }
+        if let Some(t) = hold_back {
+            return Ok(Err(t));
+        }
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        for n in &needs {
+            if let Some(w) = state.buckets.get_mut(&n.key) {
+                w.reserve(at, n.cost, ticket);
+            }
+        }
+        if at > now {
+            state.owners.insert(ticket, namespace);
+        }
+        Ok(Ok(Permit {
+            limiter: self.clone(),
+            keys: needs.into_iter().map(|n| n.key).collect(),
+            at,
+            ticket,
+            released: false,
+        }))
+    }
+
+    /// A 429 from Pinecone: nothing more for these buckets until `until`.
+    fn slow_down(&self, keys: &[BucketKey], until: Instant) {
+        let mut state = self.lock();
+        for k in keys {
+            if let Some(w) = state.buckets.get_mut(k) {
+                w.block_until(until);
+            }
+        }
+    }
+
+    /// How many buckets exist (bounded by `max_keys`).
+    pub fn keys(&self) -> usize {
+        self.lock().buckets.len()
+    }
+}
+
+fn namespace_of(call: &UpstreamCall) -> &str {
+    use crate::upstream::Op;
+    let ns = match &call.op {
+        Op::Upsert(r) => r.namespace.as_str(),
+        Op::Fetch { namespace, .. } => namespace.as_str(),
+        Op::FetchByMetadata(r) => r.namespace.as_str(),
+        Op::Delete(r) => r.namespace.as_str(),
+        Op::List(r) => r.namespace.as_str(),
+        Op::Query(r) => r.namespace.as_str(),
+        Op::Update(r) => r.namespace.as_str(),
+        Op::DescribeNamespace(n) | Op::DeleteNamespace(n) => n.as_str(),
+        Op::CreateNamespace(r) => r.name.as_str(),
+        _ => return "",
+    };
+    // "" and "__default__" are one namespace, so one key.
+    crate::wire::data::normalize_namespace(ns)
+}
+
+/// A reserved turn. Dropped before its instant, it gives the reservation back.
+struct Permit {
+    limiter: Arc<Limiter>,
+    keys: Vec<BucketKey>,
+    at: Instant,
+    ticket: u64,
+    released: bool,
+}
+
+impl Permit {
+    fn free(limiter: Arc<Limiter>, now: Instant) -> Permit {
+        Permit {
+            limiter,
+            keys: Vec::new(),
+            at: now,
+            ticket: u64::MAX,
+            released: true,
+        }
+    }
+
+    async fn ready(mut self) -> Vec<BucketKey> {
+        tokio::time::sleep_until(self.at).await;
+        self.released = true;
+        self.limiter.lock().owners.remove(&self.ticket);
+        std::mem::take(&mut self.keys)
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let mut state = self.limiter.lock();
+        state.owners.remove(&self.ticket);
+        for k in &self.keys {
+            if let Some(w) = state.buckets.get_mut(k) {
+                w.cancel(self.ticket);
+            }
+        }
+    }
+}
+
+/// The layer.
+#[derive(Clone)]
+pub struct LimitLayer {
+    limiter: Arc<Limiter>,
+}
+
+impl LimitLayer {
+    pub fn new(limiter: Arc<Limiter>) -> Self {
+        LimitLayer { limiter }
+    }
+}
+
+impl<S> Layer<S> for LimitLayer {
+    type Service = Limit<S>;
+
+    fn layer(&self, inner: S) -> Limit<S> {
+        Limit {
+            inner,
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+/// The service.
+#[derive(Clone)]
+pub struct Limit<S> {
+    inner: S,
+    limiter: Arc<Limiter>,
+}
+
+impl<S> Service<UpstreamCall> for Limit<S>
+where
+    S: Service<UpstreamCall, Response = Reply, Error = CallError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Reply;
+    type Error = CallError;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, CallError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+        // Readiness is decided per call (its keys), in `call`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: UpstreamCall) -> Self::Future {
+        let limiter = self.limiter.clone();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let permit = loop {
+                match limiter.reserve(&call) {
+                    Decision::Go(p) => break p,
+                    Decision::HoldBack(until) => tokio::time::sleep_until(until).await,
+                    Decision::Reject(r) => return Err(CallError::Limited(r)),
+                }
+            };
+            let keys = permit.ready().await;
+            let result = inner.oneshot(call).await;
+            if let Err(CallError::Upstream(UpstreamError::Status {
+                status: 429,
+                retry_after,
+                ..
+            })) = &result
+            {
+                let pause = retry_after.unwrap_or(Duration::from_secs(1));
+                limiter.slow_down(&keys, Instant::now() + pause);
+            }
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

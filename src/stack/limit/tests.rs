@@ -1,0 +1,358 @@
+//! The limiter under tokio's paused clock, with an inner service that records when each call reached it.
+
+use super::rates::{ClassRates, OpClass, RateTable};
+use super::*;
+use crate::upstream::Op;
+use crate::wire::data as w;
+use std::sync::Mutex as StdMutex;
+
+/// Records (instant, call) as calls arrive; answers Empty, or a 429 when told to.
+#[derive(Clone, Default)]
+struct Recorder {
+    seen: Arc<StdMutex<Vec<(Instant, UpstreamCall)>>>,
+    throttle: Arc<StdMutex<Option<Duration>>>,
+}
+
+impl Service<UpstreamCall> for Recorder {
+    type Response = Reply;
+    type Error = CallError;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, CallError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: UpstreamCall) -> Self::Future {
+        self.seen.lock().unwrap().push((Instant::now(), call));
+        let throttle = self.throttle.lock().unwrap().take();
+        Box::pin(async move {
+            match throttle {
+                Some(ra) => Err(CallError::Upstream(UpstreamError::Status {
+                    status: 429,
+                    message: "slow down".into(),
+                    retry_after: Some(ra),
+                })),
+                None => Ok(Reply::Empty),
+            }
+        })
+    }
+}
+
+impl Recorder {
+    fn times_ms(&self, start: Instant) -> Vec<u128> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, _)| (*t - start).as_millis())
+            .collect()
+    }
+}
+
+fn settings(class: OpClass, rates: ClassRates) -> LimitSettings {
+    LimitSettings {
+        rates: RateTable {
+            global: HashMap::from([(class, rates)]),
+            per_index: HashMap::new(),
+        },
+        window_margin: Duration::ZERO,
+        ..LimitSettings::default()
+    }
+}
+
+fn fetch(ns: &str, deadline_ms: u64) -> UpstreamCall {
+    UpstreamCall {
+        index: "idx".into(),
+        op: Op::Fetch {
+            ids: vec!["a".into()],
+            namespace: ns.into(),
+        },
+        deadline: Instant::now() + Duration::from_millis(deadline_ms),
+    }
+}
+
+fn delete(ns: &str, ids: usize) -> UpstreamCall {
+    UpstreamCall {
+        index: "idx".into(),
+        op: Op::Delete(w::DeleteRequest {
+            ids: (0..ids).map(|i| i.to_string()).collect(),
+            namespace: ns.into(),
+            ..Default::default()
+        }),
+        deadline: Instant::now() + Duration::from_secs(60),
+    }
+}
+
+fn service(s: LimitSettings) -> (Limit<Recorder>, Recorder) {
+    let rec = Recorder::default();
+    (LimitLayer::new(Limiter::new(s)).layer(rec.clone()), rec)
+}
+
+#[tokio::test(start_paused = true)]
+async fn exact_rate_in_every_window() {
+    let (svc, rec) = service(settings(
+        OpClass::Fetch,
+        ClassRates {
+            index_requests: Some(10),
+            ..Default::default()
+        },
+    ));
+    let start = Instant::now();
+    let calls: Vec<_> = (0..25)
+        .map(|_| svc.clone().oneshot(fetch("", 60_000)))
+        .collect();
+    for r in futures_join(calls).await {
+        r.unwrap();
+    }
+    let t = rec.times_ms(start);
+    assert_eq!(t.iter().filter(|&&x| x == 0).count(), 10);
+    assert_eq!(t.iter().filter(|&&x| x == 1000).count(), 10);
+    assert_eq!(t.iter().filter(|&&x| x == 2000).count(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_come_first_served() {
+    let (svc, rec) = service(settings(
+        OpClass::Fetch,
+        ClassRates {
+            index_requests: Some(1),
+            ..Default::default()
+        },
+    ));
+    let mut handles = vec![];
+    for i in 0..5 {
+        let mut call = fetch("", 60_000);
+        call.op = Op::Fetch {
+            ids: vec![i.to_string()],
+            namespace: String::new(),
+        };
+        handles.push(tokio::spawn(svc.clone().oneshot(call)));
+        tokio::task::yield_now().await;
+    }
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let order: Vec<String> = rec
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, c)| match &c.op {
+            Op::Fetch { ids, .. } => ids[0].clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(order, ["0", "1", "2", "3", "4"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejects_at_once_when_the_deadline_cannot_be_met() {
+    let (svc, rec) = service(settings(
+        OpClass::Fetch,
+        ClassRates {
+            index_requests: Some(1),
+            ..Default::default()
+        },
+    ));
+    svc.clone().oneshot(fetch("", 60_000)).await.unwrap();
+    let start = Instant::now();
+    let e = svc.clone().oneshot(fetch("", 500)).await.unwrap_err();
+    assert_eq!(Instant::now(), start, "rejected without waiting");
+    let CallError::Limited(r) = e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        r.message
+            .contains("fetch allows 1 requests/s per index (index `idx`)"),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("deadline"), "{}", r.message);
+    assert_eq!(r.retry_after, Duration::from_secs(1));
+    assert_eq!(rec.seen.lock().unwrap().len(), 1);
+    // With time for it, the same call waits its turn.
+    svc.clone().oneshot(fetch("", 5_000)).await.unwrap();
+    assert_eq!(rec.times_ms(start), vec![0, 1000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejects_past_the_queue_limit() {
+    let mut s = settings(
+        OpClass::Fetch,
+        ClassRates {
+            index_requests: Some(1),
+            ..Default::default()
+        },
+    );
+    s.max_queue_wait = Duration::from_millis(1500);
+    let (svc, _) = service(s);
+    svc.clone().oneshot(fetch("", 60_000)).await.unwrap();
+    let waiting = tokio::spawn(svc.clone().oneshot(fetch("", 60_000)));
+    tokio::task::yield_now().await;
+    // The third call's turn is 2 s away: past 1.5 s.
+    let e = svc.clone().oneshot(fetch("", 60_000)).await.unwrap_err();
+    let CallError::Limited(r) = e else {
+        panic!("{e:?}")
+    };
+    assert!(r.message.contains("queue limit"), "{}", r.message);
+    assert_eq!(r.retry_after, Duration::from_secs(2));
+    waiting.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_or_nothing_across_buckets() {
+    // Namespace records 100/s, index records 150/s.
+    let (svc, rec) = service(settings(
+        OpClass::Delete,
+        ClassRates {
+            namespace_records: Some(100),
+            index_records: Some(150),
+            ..Default::default()
+        },
+    ));
+    let start = Instant::now();
+    svc.clone().oneshot(delete("a", 100)).await.unwrap();
+    // Namespace b has room (100), the index has only 50: refused by the index bucket, so it waits as a whole...
+    let mut short = delete("b", 100);
+    short.deadline = Instant::now() + Duration::from_millis(100);
+    assert!(matches!(
+        svc.clone().oneshot(short).await,
+        Err(CallError::Limited(_))
+    ));
+    // ...and took nothing from namespace b: 50 records of b still pass at once (index: 100 + 50 = 150).
+    svc.clone().oneshot(delete("b", 50)).await.unwrap();
+    assert_eq!(rec.times_ms(start), vec![0, 0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_namespace_does_not_starve_the_others() {
+    // Deletes: 100 records/s per namespace and per index, so one namespace alone can fill the index.
+    let mut s = settings(
+        OpClass::Delete,
+        ClassRates {
+            namespace_records: Some(100),
+            index_records: Some(100),
+            ..Default::default()
+        },
+    );
+    s.max_queue_wait = Duration::from_secs(30);
+    let (svc, rec) = service(s);
+    let start = Instant::now();
+    // Namespace a asks for 10 s worth at once; only 1 s of it may queue ahead in the shared index bucket.
+    let mut busy = vec![];
+    for _ in 0..10 {
+        busy.push(tokio::spawn(svc.clone().oneshot(delete("a", 100))));
+        tokio::task::yield_now().await;
+    }
+    svc.clone().oneshot(delete("b", 10)).await.unwrap();
+    let b_at = *rec.times_ms(start).last().unwrap();
+    assert!(
+        b_at <= 2000,
+        "namespace b waited {b_at} ms behind namespace a"
+    );
+    // A busy namespace alone is not rejected: every call of a was served, in turn, at the index rate.
+    for h in busy {
+        h.await.unwrap().unwrap();
+    }
+    let t = rec.times_ms(start);
+    assert_eq!(t.len(), 11);
+    for pair in t.windows(2) {
+        assert!(pair[1] >= pair[0]);
+    }
+    assert!(*t.last().unwrap() <= 10_100, "{t:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_call_leaves_its_queue() {
+    let (svc, rec) = service(settings(
+        OpClass::Fetch,
+        ClassRates {
+            index_requests: Some(1),
+            ..Default::default()
+        },
+    ));
+    let start = Instant::now();
+    svc.clone().oneshot(fetch("", 60_000)).await.unwrap();
+    let waiting = tokio::spawn(svc.clone().oneshot(fetch("", 60_000)));
+    tokio::task::yield_now().await;
+    waiting.abort();
+    let _ = waiting.await;
+    // The cancelled call's turn (1 s) goes to the next caller.
+    svc.clone().oneshot(fetch("", 60_000)).await.unwrap();
+    assert_eq!(rec.times_ms(start), vec![0, 1000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pinecone_429_slows_the_whole_key() {
+    let (svc, rec) = service(settings(
+        OpClass::Fetch,
+        ClassRates {
+            index_requests: Some(100),
+            ..Default::default()
+        },
+    ));
+    let start = Instant::now();
+    *rec.throttle.lock().unwrap() = Some(Duration::from_millis(700));
+    let e = svc.clone().oneshot(fetch("", 60_000)).await.unwrap_err();
+    assert!(matches!(
+        e,
+        CallError::Upstream(UpstreamError::Status { status: 429, .. })
+    ));
+    svc.clone().oneshot(fetch("", 60_000)).await.unwrap();
+    assert_eq!(rec.times_ms(start), vec![0, 700]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_namespace_is_one_key_and_calls_that_never_fit_are_refused() {
+    let (svc, rec) = service(settings(
+        OpClass::Delete,
+        ClassRates {
+            namespace_records: Some(10),
+            ..Default::default()
+        },
+    ));
+    let start = Instant::now();
+    svc.clone().oneshot(delete("", 10)).await.unwrap();
+    svc.clone()
+        .oneshot(delete("__default__", 10))
+        .await
+        .unwrap();
+    assert_eq!(rec.times_ms(start), vec![0, 1000]);
+    let e = svc.clone().oneshot(delete("x", 11)).await.unwrap_err();
+    let CallError::Limited(r) = e else { panic!() };
+    assert!(r.message.contains("can never pass"), "{}", r.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_keys_are_evicted() {
+    let mut s = settings(
+        OpClass::Fetch,
+        ClassRates {
+            index_requests: Some(100),
+            ..Default::default()
+        },
+    );
+    s.max_keys = 16;
+    let limiter = Limiter::new(s);
+    let svc = LimitLayer::new(limiter.clone()).layer(Recorder::default());
+    for i in 0..40 {
+        let mut call = fetch("", 60_000);
+        call.index = format!("idx-{i}");
+        svc.clone().oneshot(call).await.unwrap();
+        tokio::time::advance(Duration::from_millis(1100)).await;
+    }
+    assert!(limiter.keys() <= 16, "{} keys", limiter.keys());
+}
+
+async fn futures_join<F>(fs: Vec<F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = vec![];
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
