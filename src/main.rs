@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use pinecone_gateway::config::{FileConfig, LogFormat, Overrides};
+use pinecone_gateway::emulator::faults::Faults;
 use pinecone_gateway::emulator::{self, Emulator, EmulatorOptions};
 use pinecone_gateway::{server, telemetry};
 use std::net::SocketAddr;
@@ -67,6 +68,24 @@ struct EmulatorArgs {
     /// Create the demo index `demo` with sample records.
     #[arg(long)]
     demo: bool,
+    /// Enforce Pinecone's documented per-second limits (429 past them), as Pinecone does.
+    #[arg(long)]
+    enforce_limits: bool,
+    /// Share of requests answered 503, in percent.
+    #[arg(long, default_value_t = 0.0)]
+    fault_error_percent: f64,
+    /// Share of requests answered 429, in percent.
+    #[arg(long, default_value_t = 0.0)]
+    fault_throttle_percent: f64,
+    /// `Retry-After` seconds on injected 429s (none when unset).
+    #[arg(long)]
+    fault_retry_after_secs: Option<u64>,
+    /// Share of requests whose connection breaks after they were applied, in percent.
+    #[arg(long, default_value_t = 0.0)]
+    fault_drop_percent: f64,
+    /// Latency added to every request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    fault_delay_ms: u64,
 }
 
 const DEMO_INDEX: &str = "demo";
@@ -137,13 +156,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Text, "info");
-    let emu = Emulator::start(
-        args.listen,
-        EmulatorOptions {
-            api_key: args.api_key,
+    let options = EmulatorOptions {
+        api_key: args.api_key,
+        limits: args.enforce_limits.then(Default::default),
+        faults: Faults {
+            error_percent: args.fault_error_percent,
+            throttle_percent: args.fault_throttle_percent,
+            throttle_retry_after_secs: args.fault_retry_after_secs,
+            drop_percent: args.fault_drop_percent,
+            delay_ms: args.fault_delay_ms,
         },
-    )
-    .await?;
+    };
+    let emu = Emulator::start(args.listen, options).await?;
     println!("Pinecone emulator: control plane at {}", emu.url());
     if args.demo {
         let host = emulator::seed_demo(&emu, DEMO_INDEX)

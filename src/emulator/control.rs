@@ -175,6 +175,7 @@ pub(super) async fn create_index(
             data.unwrap_or_else(|| IndexData::new(dimension, metric, sparse)),
         ),
         shutdown: tx,
+        limits: shared.limits.clone(),
     });
     {
         let mut inner = write(&shared.inner);

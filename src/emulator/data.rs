@@ -3,6 +3,7 @@
 
 use super::store::{self, IndexData, StoreError};
 use super::{EmuIndex, Shared, read, write};
+use crate::stack::limit::rates::OpClass;
 use crate::wire::data as w;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -31,7 +32,15 @@ impl IntoResponse for StoreError {
             message: self.message,
             details: vec![],
         };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(ra) = self.retry_after {
+            let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
+            if let Ok(v) = secs.to_string().parse() {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
     }
 }
 
@@ -85,6 +94,10 @@ async fn upsert(
     State(i): S,
     Body(req): Body<w::UpsertRequest>,
 ) -> Result<Json<w::UpsertResponse>, StoreError> {
+    let bytes = serde_json::to_vec(&req)
+        .map(|b| b.len() as u64)
+        .unwrap_or(0);
+    i.admit(OpClass::Upsert, &req.namespace, 0, bytes)?;
     write(&i.data).upsert(req).map(Json)
 }
 
@@ -99,6 +112,7 @@ async fn fetch(State(i): S, RawQuery(q): RawQuery) -> Result<Json<w::FetchRespon
             _ => {}
         }
     }
+    i.admit(OpClass::Fetch, &namespace, 0, 0)?;
     data(&i).fetch(&ids, &namespace).map(Json)
 }
 
@@ -106,6 +120,7 @@ async fn fetch_by_metadata(
     State(i): S,
     Body(req): Body<w::FetchByMetadataRequest>,
 ) -> Result<Json<w::FetchByMetadataResponse>, StoreError> {
+    i.admit(OpClass::FetchByMetadata, &req.namespace, 0, 0)?;
     data(&i).fetch_by_metadata(&req).map(Json)
 }
 
@@ -113,6 +128,14 @@ async fn delete(
     State(i): S,
     Body(req): Body<w::DeleteRequest>,
 ) -> Result<Json<serde_json::Value>, StoreError> {
+    let class = if req.delete_all {
+        OpClass::DeleteAll
+    } else if req.filter.is_some() {
+        OpClass::DeleteByMetadata
+    } else {
+        OpClass::Delete
+    };
+    i.admit(class, &req.namespace, req.ids.len() as u64, 0)?;
     write(&i.data).delete(&req)?;
     Ok(Json(serde_json::json!({})))
 }
@@ -137,6 +160,7 @@ fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(q: String) -> Result<T,
 
 async fn list(State(i): S, RawQuery(q): RawQuery) -> Result<Json<w::ListResponse>, StoreError> {
     let p: w::ListParams = query_params(q)?;
+    i.admit(OpClass::List, &p.namespace, 0, 0)?;
     data(&i).list(&p).map(Json)
 }
 
@@ -144,6 +168,7 @@ async fn query(
     State(i): S,
     Body(req): Body<w::QueryRequest>,
 ) -> Result<Json<w::QueryResponse>, StoreError> {
+    i.admit(OpClass::Query, &req.namespace, 0, 0)?;
     data(&i).query(&req).map(Json)
 }
 
@@ -151,6 +176,12 @@ async fn update(
     State(i): S,
     Body(req): Body<w::UpdateRequest>,
 ) -> Result<Json<w::UpdateResponse>, StoreError> {
+    let (class, records) = if req.filter.is_some() {
+        (OpClass::UpdateByMetadata, 0)
+    } else {
+        (OpClass::Update, 1)
+    };
+    i.admit(class, &req.namespace, records, 0)?;
     write(&i.data).update(&req).map(Json)
 }
 
@@ -158,10 +189,12 @@ async fn stats(
     State(i): S,
     Body(req): Body<w::DescribeIndexStatsRequest>,
 ) -> Result<Json<w::DescribeIndexStatsResponse>, StoreError> {
+    i.admit(OpClass::DescribeIndexStats, "", 0, 0)?;
     data(&i).stats(&req).map(Json)
 }
 
 async fn stats_get(State(i): S) -> Result<Json<w::DescribeIndexStatsResponse>, StoreError> {
+    i.admit(OpClass::DescribeIndexStats, "", 0, 0)?;
     data(&i)
         .stats(&w::DescribeIndexStatsRequest::default())
         .map(Json)
@@ -172,6 +205,7 @@ async fn list_namespaces(
     RawQuery(q): RawQuery,
 ) -> Result<Json<w::ListNamespacesResponse>, StoreError> {
     let p: w::ListNamespacesParams = query_params(q)?;
+    i.admit(OpClass::Namespaces, "", 0, 0)?;
     data(&i).list_namespaces(&p).map(Json)
 }
 
@@ -179,6 +213,7 @@ async fn create_namespace(
     State(i): S,
     Body(req): Body<w::CreateNamespaceRequest>,
 ) -> Result<Json<w::NamespaceDescription>, StoreError> {
+    i.admit(OpClass::Namespaces, "", 0, 0)?;
     write(&i.data).create_namespace(&req).map(Json)
 }
 
@@ -186,6 +221,7 @@ async fn describe_namespace(
     State(i): S,
     Path(ns): Path<String>,
 ) -> Result<Json<w::NamespaceDescription>, StoreError> {
+    i.admit(OpClass::Namespaces, "", 0, 0)?;
     data(&i).describe_namespace(&ns).map(Json)
 }
 
@@ -193,6 +229,7 @@ async fn delete_namespace(
     State(i): S,
     Path(ns): Path<String>,
 ) -> Result<Json<serde_json::Value>, StoreError> {
+    i.admit(OpClass::Namespaces, "", 0, 0)?;
     write(&i.data).delete_namespace(&ns)?;
     Ok(Json(serde_json::json!({})))
 }

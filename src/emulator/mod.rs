@@ -10,6 +10,8 @@
 
 mod control;
 mod data;
+pub mod faults;
+pub mod limits;
 pub mod store;
 
 use crate::wire::control as c;
@@ -32,6 +34,10 @@ pub const CONTROL: &str = "control";
 pub struct EmulatorOptions {
     /// When set, every request must carry this `Api-Key`.
     pub api_key: Option<String>,
+    /// When set, Pinecone's per-second limits are enforced on every data plane (429 past them).
+    pub limits: Option<crate::stack::limit::rates::RateTable>,
+    /// Injected failures, on every plane.
+    pub faults: faults::Faults,
 }
 
 /// An index: its description, its records, and its data-plane server.
@@ -40,6 +46,22 @@ struct EmuIndex {
     id: String,
     data: RwLock<IndexData>,
     shutdown: watch::Sender<bool>,
+    limits: Option<Arc<limits::EmuLimits>>,
+}
+
+impl EmuIndex {
+    fn admit(
+        &self,
+        class: crate::stack::limit::rates::OpClass,
+        namespace: &str,
+        records: u64,
+        bytes: u64,
+    ) -> Result<(), store::StoreError> {
+        match &self.limits {
+            Some(l) => l.admit(&self.model.name, class, namespace, records, bytes),
+            None => Ok(()),
+        }
+    }
 }
 
 struct Backup {
@@ -59,6 +81,8 @@ pub(crate) struct Shared {
     inner: RwLock<Inner>,
     counts: Mutex<HashMap<(String, &'static str), u64>>,
     options: EmulatorOptions,
+    limits: Option<Arc<limits::EmuLimits>>,
+    faults_injected: Mutex<u64>,
     bind_ip: std::net::IpAddr,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -92,6 +116,11 @@ impl Emulator {
         let shared = Arc::new(Shared {
             inner: RwLock::new(Inner::default()),
             counts: Mutex::new(HashMap::new()),
+            limits: options
+                .limits
+                .clone()
+                .map(|r| Arc::new(limits::EmuLimits::new(r))),
+            faults_injected: Mutex::new(0),
             options,
             bind_ip: addr.ip(),
             tasks: Mutex::new(Vec::new()),
@@ -149,6 +178,19 @@ impl Emulator {
             .filter(|((s, o), _)| s == scope && *o == op)
             .map(|(_, n)| *n)
             .sum()
+    }
+
+    /// How many requests to `index` were answered 429 because a documented limit was exceeded.
+    pub fn throttled(&self, index: &str) -> u64 {
+        self.shared
+            .limits
+            .as_ref()
+            .map_or(0, |l| l.throttled(index))
+    }
+
+    /// How many faults were injected.
+    pub fn faults_injected(&self) -> u64 {
+        *lock(&self.shared.faults_injected)
     }
 
     /// Every request the emulator received, on every plane.
@@ -217,14 +259,72 @@ async fn count_requests(
     if !authorized {
         return unauthorized(&req);
     }
-    next.run(req).await
+    let faults = shared.options.faults.with_headers(req.headers());
+    if faults.is_off() {
+        return next.run(req).await;
+    }
+    if faults.delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(faults.delay_ms)).await;
+    }
+    let fault = faults.pick();
+    if fault != faults::Fault::None {
+        *lock(&shared.faults_injected) += 1;
+    }
+    let data_plane = is_data_plane(&req);
+    match fault {
+        faults::Fault::None => next.run(req).await,
+        faults::Fault::Error => fault_answer(data_plane, 503, "injected fault: unavailable", None),
+        faults::Fault::Throttle(ra) => {
+            fault_answer(data_plane, 429, "injected fault: too many requests", ra)
+        }
+        faults::Fault::Drop => {
+            // Applied, then the connection breaks before the answer arrives.
+            let (parts, _) = next.run(req).await.into_parts();
+            let broken = tokio_stream::once(Err::<axum::body::Bytes, std::io::Error>(
+                std::io::Error::other("injected fault: connection dropped"),
+            ));
+            Response::from_parts(parts, axum::body::Body::from_stream(broken))
+        }
+    }
+}
+
+fn is_data_plane(req: &Request) -> bool {
+    let p = req.uri().path();
+    !p.starts_with("/indexes") && !p.starts_with("/backups") && !p.starts_with("/restore-jobs")
+}
+
+fn fault_answer(
+    data_plane: bool,
+    status: u16,
+    message: &str,
+    retry_after: Option<u64>,
+) -> Response {
+    let mut resp = if data_plane {
+        store::StoreError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+        .into_response()
+    } else {
+        let code = if status == 429 {
+            "RESOURCE_EXHAUSTED"
+        } else {
+            "UNAVAILABLE"
+        };
+        control::error(status, code, message).into_response()
+    };
+    if let Some(secs) = retry_after
+        && let Ok(v) = secs.to_string().parse()
+    {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn unauthorized(req: &Request) -> Response {
-    let data_plane = !req.uri().path().starts_with("/indexes")
-        && !req.uri().path().starts_with("/backups")
-        && !req.uri().path().starts_with("/restore-jobs");
-    if data_plane {
+    if is_data_plane(req) {
         (StatusCode::UNAUTHORIZED, axum::Json("Unauthorized")).into_response()
     } else {
         control::error(401, "UNAUTHENTICATED", "Invalid API Key").into_response()

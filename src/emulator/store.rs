@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 pub struct StoreError {
     pub status: u16,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -21,6 +23,7 @@ pub fn bad(message: impl Into<String>) -> StoreError {
     StoreError {
         status: 400,
         message: message.into(),
+        retry_after: None,
     }
 }
 
@@ -28,6 +31,7 @@ pub fn not_found(message: impl Into<String>) -> StoreError {
     StoreError {
         status: 404,
         message: message.into(),
+        retry_after: None,
     }
 }
 
@@ -606,6 +610,7 @@ impl IndexData {
             return Err(StoreError {
                 status: 409,
                 message: format!("Namespace {} already exists", req.name),
+                retry_after: None,
             });
         }
         let ns = Namespace {

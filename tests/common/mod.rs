@@ -28,6 +28,9 @@ pub struct EnvOptions {
     pub gateway_key: Option<String>,
     pub default_index: Option<String>,
     pub config: Option<String>,
+    /// Emulator: enforce Pinecone's limits, and inject faults.
+    pub enforce_limits: bool,
+    pub faults: pinecone_gateway::emulator::faults::Faults,
 }
 
 impl Env {
@@ -40,6 +43,8 @@ impl Env {
             "127.0.0.1:0".parse().unwrap(),
             EmulatorOptions {
                 api_key: Some(KEY.into()),
+                limits: o.enforce_limits.then(Default::default),
+                faults: o.faults.clone(),
             },
         )
         .await

@@ -202,15 +202,16 @@ impl Limiter {
         call: &UpstreamCall,
     ) -> Result<Result<Permit, Instant>, Rejection> {
         let (class, needs) = self.needs(call);
-        let now = Instant::now();
         if needs.is_empty() {
-            return Ok(Ok(Permit::free(self.clone(), now)));
+            return Ok(Ok(Permit::free(self.clone(), Instant::now())));
         }
         let s = &self.settings;
         let period = Duration::from_secs(1) + s.window_margin;
         let namespace = namespace_of(call).to_string();
         let mut state = self.lock();
         let state = &mut *state;
+        // Read the clock under the lock: entries stamped by others must never be later than our `now`.
+        let now = Instant::now();
         state.calls_since_sweep += 1;
         if state.buckets.len() >= s.max_keys || state.calls_since_sweep >= 1024 {
             state.calls_since_sweep = 0;
@@ -312,8 +313,9 @@ impl Limiter {
         }
         Ok(Ok(Permit {
             limiter: self.clone(),
-            keys: needs.into_iter().map(|n| n.key).collect(),
+            needs: needs.into_iter().map(|n| (n.key, n.cost)).collect(),
             at,
+            deadline: call.deadline,
             ticket,
             released: false,
         }))
@@ -353,11 +355,13 @@ fn namespace_of(call: &UpstreamCall) -> &str {
     crate::wire::data::normalize_namespace(ns)
 }
 
-/// A reserved turn. Dropped before its instant, it gives the reservation back.
+/// A reserved turn. Dropped before it is used, it gives the reservation back.
 struct Permit {
     limiter: Arc<Limiter>,
-    keys: Vec<BucketKey>,
+    /// Each bucket and the call's cost in it.
+    needs: Vec<(BucketKey, u64)>,
     at: Instant,
+    deadline: Instant,
     ticket: u64,
     released: bool,
 }
@@ -366,18 +370,71 @@ impl Permit {
     fn free(limiter: Arc<Limiter>, now: Instant) -> Permit {
         Permit {
             limiter,
-            keys: Vec::new(),
+            needs: Vec::new(),
             at: now,
+            deadline: now,
             ticket: u64::MAX,
             released: true,
         }
     }
 
-    async fn ready(mut self) -> Vec<BucketKey> {
-        tokio::time::sleep_until(self.at).await;
-        self.released = true;
-        self.limiter.lock().owners.remove(&self.ticket);
-        std::mem::take(&mut self.keys)
+    /// Sleeps until the turn, checks again that every bucket has room now (requests still in flight may have
+    /// outlasted what the reservation assumed) and waits longer if not; then marks the call as sent.
+    async fn ready(mut self, class: OpClass) -> Result<Sent, Rejection> {
+        loop {
+            tokio::time::sleep_until(self.at).await;
+            if self.needs.is_empty() {
+                self.released = true;
+                return Ok(Sent {
+                    limiter: self.limiter.clone(),
+                    needs: Vec::new(),
+                    ticket: self.ticket,
+                });
+            }
+            let mut state = self.limiter.lock();
+            let now = Instant::now();
+            let mut at = now;
+            for (key, cost) in &self.needs {
+                if let Some(w) = state.buckets.get_mut(key) {
+                    w.prune(now);
+                    if let Some(t) = w.earliest_without(now, *cost, Some(self.ticket)) {
+                        at = at.max(t);
+                    }
+                }
+            }
+            if at <= now {
+                for (key, _) in &self.needs {
+                    if let Some(w) = state.buckets.get_mut(key) {
+                        w.open(self.ticket, now);
+                    }
+                }
+                state.owners.remove(&self.ticket);
+                self.released = true;
+                return Ok(Sent {
+                    limiter: self.limiter.clone(),
+                    needs: std::mem::take(&mut self.needs),
+                    ticket: self.ticket,
+                });
+            }
+            if at + self.limiter.settings.expected_upstream > self.deadline {
+                // Dropping self gives the reservation back.
+                return Err(Rejection {
+                    message: format!(
+                        "rate limit: {} calls still in flight hold the limit longer than expected; the next turn is \
+                         in {} ms, too late for the call's deadline",
+                        class.name(),
+                        (at - now).as_millis()
+                    ),
+                    retry_after: at - now,
+                });
+            }
+            for (key, _) in &self.needs {
+                if let Some(w) = state.buckets.get_mut(key) {
+                    w.postpone(self.ticket, at);
+                }
+            }
+            self.at = at;
+        }
     }
 }
 
@@ -388,9 +445,34 @@ impl Drop for Permit {
         }
         let mut state = self.limiter.lock();
         state.owners.remove(&self.ticket);
-        for k in &self.keys {
+        for (k, _) in &self.needs {
             if let Some(w) = state.buckets.get_mut(k) {
                 w.cancel(self.ticket);
+            }
+        }
+    }
+}
+
+/// A call on its way: it counts as in flight until its answer comes back (or it is abandoned).
+struct Sent {
+    limiter: Arc<Limiter>,
+    needs: Vec<(BucketKey, u64)>,
+    ticket: u64,
+}
+
+impl Sent {
+    fn keys(&self) -> Vec<BucketKey> {
+        self.needs.iter().map(|(k, _)| k.clone()).collect()
+    }
+}
+
+impl Drop for Sent {
+    fn drop(&mut self) {
+        let mut state = self.limiter.lock();
+        let now = Instant::now();
+        for (k, _) in &self.needs {
+            if let Some(w) = state.buckets.get_mut(k) {
+                w.close(self.ticket, now);
             }
         }
     }
@@ -451,8 +533,11 @@ where
                     Decision::Reject(r) => return Err(CallError::Limited(r)),
                 }
             };
-            let keys = permit.ready().await;
+            let class = OpClass::of(&call.op);
+            let sent = permit.ready(class).await.map_err(CallError::Limited)?;
             let result = inner.oneshot(call).await;
+            let keys = sent.keys();
+            drop(sent);
             if let Err(CallError::Upstream(UpstreamError::Status {
                 status: 429,
                 retry_after,

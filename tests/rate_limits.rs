@@ -1,0 +1,150 @@
+//! Rate limits end to end, against an emulator that enforces Pinecone's documented limits itself: under sustained
+//! overload Pinecone never answers 429, and every call is either served or rejected with retry advice within its
+//! deadline. Exact rates are measured by the benchmark, not asserted here.
+mod common;
+use common::*;
+use pinecone_gateway::pb::pinecone as p;
+use std::time::{Duration, Instant};
+use tonic_types::StatusExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_overload_never_reaches_pinecone_as_429() {
+    // A busy 2-core test machine: keep 300 ms of each deadline for the upstream call itself.
+    let env = Env::start_with(EnvOptions {
+        enforce_limits: true,
+        config: Some("[limits]\nexpected_upstream_ms = 300\n".into()),
+        ..Default::default()
+    })
+    .await;
+    env.seed("ns", "r", 10).await;
+    let run_for = Duration::from_millis(2500);
+    let started = Instant::now();
+    let mut callers = Vec::new();
+    for c in 0..60 {
+        let mut client = env.vectors();
+        callers.push(tokio::spawn(async move {
+            let (mut ok, mut throttled) = (0u32, 0u32);
+            while started.elapsed() < run_for {
+                let mut r = req(p::FetchRequest {
+                    ids: vec![format!("r-{:04}", c % 10)],
+                    namespace: "ns".into(),
+                });
+                r.set_timeout(Duration::from_millis(800));
+                let sent = Instant::now();
+                match client.fetch(r).await {
+                    Ok(_) => ok += 1,
+                    Err(s) => {
+                        assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+                        let pushback = s
+                            .metadata()
+                            .get("grpc-retry-pushback-ms")
+                            .expect("retry advice");
+                        let advice: u64 = pushback.to_str().unwrap().parse().unwrap();
+                        assert!(
+                            s.get_details_retry_info()
+                                .and_then(|i| i.retry_delay)
+                                .is_some()
+                        );
+                        assert!(
+                            s.message()
+                                .contains("fetch allows 100 requests/s per index"),
+                            "{}",
+                            s.message()
+                        );
+                        throttled += 1;
+                        // A well-behaved caller follows the advice.
+                        tokio::time::sleep(Duration::from_millis(advice.min(200))).await;
+                    }
+                }
+                assert!(
+                    sent.elapsed() < Duration::from_millis(800 + 500),
+                    "a call outlived its deadline"
+                );
+            }
+            (ok, throttled)
+        }));
+    }
+    let (mut ok, mut throttled) = (0, 0);
+    for c in callers {
+        let (o, t) = c.await.unwrap();
+        ok += o;
+        throttled += t;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(env.emulator.throttled(INDEX), 0, "Pinecone answered 429");
+    assert!(throttled > 0, "the load did exceed the limit");
+    let upstream = env.emulator.count(INDEX, "fetch");
+    assert_eq!(upstream, ok as u64);
+    // Never more than the limit allows over the run (a generous bound; the benchmark measures the real rate).
+    assert!(
+        (upstream as f64) <= 100.0 * (elapsed + 1.0),
+        "{upstream} fetches in {elapsed:.2} s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_waits_its_turn_instead_of_failing() {
+    let env = Env::start_with(EnvOptions {
+        enforce_limits: true,
+        ..Default::default()
+    })
+    .await;
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for _ in 0..150 {
+        let mut client = env.vectors();
+        calls.push(tokio::spawn(async move {
+            let mut r = req(p::DescribeIndexStatsRequest::default());
+            r.set_timeout(Duration::from_secs(10));
+            client.describe_index_stats(r).await
+        }));
+    }
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    // 150 calls at 100 per second cannot all have been sent within the first second.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(env.emulator.count(INDEX, "describe_index_stats"), 150);
+    assert_eq!(env.emulator.throttled(INDEX), 0);
+}
+
+#[tokio::test]
+async fn the_emulator_itself_answers_429_past_the_limit() {
+    // Straight to the emulator's data plane, no gateway: it must enforce the documented limit.
+    let env = Env::start_with(EnvOptions {
+        enforce_limits: true,
+        ..Default::default()
+    })
+    .await;
+    let host = env
+        .backups()
+        .describe_index(pinecone_gateway::pb::gateway::DescribeIndexRequest { name: INDEX.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .host;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let resp = http
+            .post(format!("http://{host}/vectors/fetch_by_metadata"))
+            .header("Api-Key", KEY)
+            .json(&serde_json::json!({"namespace": "ns", "filter": {"a": 1}}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            assert!(resp.headers().contains_key("retry-after"));
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["code"], 8);
+        }
+    }
+    // fetch_by_metadata: 5 requests per second per namespace.
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(env.emulator.throttled(INDEX), 2);
+}
