@@ -43,7 +43,7 @@ impl RunningGateway {
 pub fn upstream_stack(settings: &Settings) -> anyhow::Result<UpstreamService> {
     let client = Upstream::new(settings.upstream.clone())?;
     let limiter = Limiter::new(settings.limits.clone());
-    Ok(stack::build(client, limiter))
+    Ok(stack::build(client, limiter, settings.retry.clone()))
 }
 
 /// Binds `settings.listen` and serves.

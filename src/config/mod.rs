@@ -3,6 +3,7 @@
 
 use crate::api::validate;
 use crate::stack::limit::LimitSettings;
+use crate::stack::retry::RetrySettings;
 use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
 use crate::upstream::{ApiKey, UpstreamSettings};
 use serde::Deserialize;
@@ -30,6 +31,26 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub retry: RetrySection,
+}
+
+/// When and how failed upstream calls are tried again.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Attempts per call, the first included; 1 switches retries off. Default 4.
+    pub max_attempts: Option<u32>,
+    /// First backoff cap; doubles per attempt (full jitter). Default 50.
+    pub base_backoff_ms: Option<u64>,
+    /// Largest backoff cap. Default 2000.
+    pub max_backoff_ms: Option<u64>,
+    /// Retries allowed as a share of recent calls, in percent. Default 20.
+    pub budget_percent: Option<f32>,
+    /// Retries allowed per second regardless of the share. Default 10.
+    pub budget_min_per_second: Option<u32>,
+    /// Retry deletes/updates by filter and delete-all after 5xx answers too (they may then run twice). Default false.
+    pub retry_unsafe_writes: Option<bool>,
 }
 
 /// How the gateway keeps to Pinecone's rate limits.
@@ -161,6 +182,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub limits: LimitSettings,
+    pub retry: RetrySettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,6 +329,27 @@ impl FileConfig {
                     window_margin: ms(l.window_margin_ms, d.window_margin),
                     namespace_share: ms(l.namespace_share_ms, d.namespace_share),
                     max_keys: l.max_keys.unwrap_or(d.max_keys).max(16),
+                }
+            },
+            retry: {
+                let d = RetrySettings::default();
+                let r = &self.retry;
+                let percent = r.budget_percent.unwrap_or(d.budget_percent);
+                if !(0.0..=1000.0).contains(&percent) {
+                    return Err(invalid("retry.budget_percent", "must be 0 to 1000"));
+                }
+                RetrySettings {
+                    max_attempts: r.max_attempts.unwrap_or(d.max_attempts).max(1),
+                    base_backoff: r.base_backoff_ms.map(Duration::from_millis).unwrap_or(d.base_backoff),
+                    max_backoff: r.max_backoff_ms.map(Duration::from_millis).unwrap_or(d.max_backoff),
+                    budget_percent: percent,
+                    budget_min_per_second: r.budget_min_per_second.unwrap_or(d.budget_min_per_second),
+                    expected_upstream: self
+                        .limits
+                        .expected_upstream_ms
+                        .map(Duration::from_millis)
+                        .unwrap_or(d.expected_upstream),
+                    retry_unsafe_writes: r.retry_unsafe_writes.unwrap_or(false),
                 }
             },
         })

@@ -1,10 +1,11 @@
 //! The tower stack between the gRPC surface and the REST client: one middleware per module, each a `Layer` and its
 //! `Service` over `Service<UpstreamCall>`.
 //!
-//! Order, outside in: [`limit`] (Pinecone's rate limits) → the REST client. Batching and retries (issue 3) go
-//! between the surface and the limiter, so that every batch and every retry passes the limiter.
+//! Order, outside in: [`retry`] → [`limit`] (Pinecone's rate limits) → the REST client, so that every retry
+//! passes the limiter again.
 
 pub mod limit;
+pub mod retry;
 
 use crate::upstream::{Reply, UpstreamCall, UpstreamError};
 use tower::util::BoxCloneSyncService;
@@ -24,7 +25,7 @@ pub enum CallError {
 pub type UpstreamService = BoxCloneSyncService<UpstreamCall, Reply, CallError>;
 
 /// Builds the stack over an upstream service.
-pub fn build<S>(upstream: S, limiter: std::sync::Arc<limit::Limiter>) -> UpstreamService
+pub fn build<S>(upstream: S, limiter: std::sync::Arc<limit::Limiter>, retry: retry::RetrySettings) -> UpstreamService
 where
     S: tower::Service<UpstreamCall, Response = Reply, Error = UpstreamError>
         + Clone
@@ -36,6 +37,7 @@ where
     let upstream = upstream.map_err(CallError::Upstream);
     BoxCloneSyncService::new(
         ServiceBuilder::new()
+            .layer(retry::RetryLayer::new(retry))
             .layer(limit::LimitLayer::new(limiter))
             .service(upstream),
     )
