@@ -43,7 +43,12 @@ impl RunningGateway {
 pub fn upstream_stack(settings: &Settings) -> anyhow::Result<UpstreamService> {
     let client = Upstream::new(settings.upstream.clone())?;
     let limiter = Limiter::new(settings.limits.clone());
-    Ok(stack::build(client, limiter, settings.retry.clone()))
+    Ok(stack::build(
+        client,
+        limiter,
+        settings.retry.clone(),
+        settings.batching.clone(),
+    ))
 }
 
 /// Binds `settings.listen` and serves.

@@ -116,13 +116,7 @@ async fn the_emulator_itself_answers_429_past_the_limit() {
         ..Default::default()
     })
     .await;
-    let host = env
-        .backups()
-        .describe_index(pinecone_gateway::pb::gateway::DescribeIndexRequest { name: INDEX.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .host;
+    let host = env.index_host().await;
     let http = reqwest::Client::new();
     let mut statuses = Vec::new();
     for _ in 0..7 {

@@ -29,26 +29,62 @@ async fn idempotent_calls_succeed_through_faults() {
     let mut v = env.vectors();
     for round in 0..20 {
         let vectors = (0..5)
-            .map(|i| p::Vector { id: format!("r{round}-{i}"), values: vec![1.0, 2.0, 3.0, i as f32], ..Default::default() })
+            .map(|i| p::Vector {
+                id: format!("r{round}-{i}"),
+                values: vec![1.0, 2.0, 3.0, i as f32],
+                ..Default::default()
+            })
             .collect();
-        v.upsert(req(p::UpsertRequest { vectors, namespace: "ns".into() })).await.unwrap();
+        v.upsert(req(p::UpsertRequest {
+            vectors,
+            namespace: "ns".into(),
+        }))
+        .await
+        .unwrap();
         let f = v
-            .fetch(req(p::FetchRequest { ids: vec![format!("r{round}-0"), format!("r{round}-4")], namespace: "ns".into() }))
+            .fetch(req(p::FetchRequest {
+                ids: vec![format!("r{round}-0"), format!("r{round}-4")],
+                namespace: "ns".into(),
+            }))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(f.vectors.len(), 2);
-        v.query(req(p::QueryRequest { namespace: "ns".into(), top_k: 3, vector: vec![1.0; 4], ..Default::default() }))
+        v.query(req(p::QueryRequest {
+            namespace: "ns".into(),
+            top_k: 3,
+            vector: vec![1.0; 4],
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        v.list(req(p::ListRequest {
+            namespace: "ns".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        v.delete(req(p::DeleteRequest {
+            ids: vec![format!("r{round}-1")],
+            namespace: "ns".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        v.describe_index_stats(req(p::DescribeIndexStatsRequest::default()))
             .await
             .unwrap();
-        v.list(req(p::ListRequest { namespace: "ns".into(), ..Default::default() })).await.unwrap();
-        v.delete(req(p::DeleteRequest { ids: vec![format!("r{round}-1")], namespace: "ns".into(), ..Default::default() }))
-            .await
-            .unwrap();
-        v.describe_index_stats(req(p::DescribeIndexStatsRequest::default())).await.unwrap();
     }
-    assert!(env.emulator.faults_injected() > 10, "faults were injected: {}", env.emulator.faults_injected());
-    let stats = v.describe_index_stats(req(p::DescribeIndexStatsRequest::default())).await.unwrap().into_inner();
+    assert!(
+        env.emulator.faults_injected() > 10,
+        "faults were injected: {}",
+        env.emulator.faults_injected()
+    );
+    let stats = v
+        .describe_index_stats(req(p::DescribeIndexStatsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(stats.namespaces["ns"].vector_count, 80);
 }
 
@@ -59,7 +95,11 @@ async fn create_backup_is_never_repeated() {
     let mut failed = 0;
     for i in 0..60 {
         let r = b
-            .create_backup(g::CreateBackupRequest { index_name: INDEX.into(), name: Some(format!("b-{i}")), description: None })
+            .create_backup(g::CreateBackupRequest {
+                index_name: INDEX.into(),
+                name: Some(format!("b-{i}")),
+                description: None,
+            })
             .await;
         if r.is_err() {
             failed += 1;
@@ -70,7 +110,10 @@ async fn create_backup_is_never_repeated() {
     let mut token = None;
     loop {
         let page = b
-            .list_project_backups(g::ListProjectBackupsRequest { limit: Some(100), pagination_token: token.take() })
+            .list_project_backups(g::ListProjectBackupsRequest {
+                limit: Some(100),
+                pagination_token: token.take(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -82,7 +125,10 @@ async fn create_backup_is_never_repeated() {
             None => break,
         }
     }
-    assert!(names.values().all(|n| *n == 1), "a backup was created twice: {names:?}");
+    assert!(
+        names.values().all(|n| *n == 1),
+        "a backup was created twice: {names:?}"
+    );
     // Each create reached Pinecone at most once, except after a 429, which Pinecone refused before applying.
     assert!(failed > 0, "some creates met a fault and were not retried");
     assert!(names.len() <= 60);

@@ -51,13 +51,7 @@ async fn wrong_api_key_is_unauthenticated_and_never_echoed() {
 async fn data_plane_unauthorized_is_unauthenticated() {
     // Resolve the host with the right key first, then point a second gateway with a wrong key at it statically.
     let env = Env::start().await;
-    let host = env
-        .backups()
-        .describe_index(pinecone_gateway::pb::gateway::DescribeIndexRequest { name: INDEX.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .host;
+    let host = env.index_host().await;
     let settings = pinecone_gateway::config::FileConfig::parse(
         std::path::Path::new("t.toml"),
         &format!("[indexes.{INDEX}]\nhost = \"{host}\"\n"),

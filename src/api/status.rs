@@ -19,6 +19,37 @@ pub fn to_status(err: GatewayError) -> Status {
             Status::internal(format!("unexpected answer from Pinecone for {op}"))
         }
         GatewayError::Call(CallError::Limited(r)) => throttled(r.to_string(), r.retry_after),
+        GatewayError::Call(CallError::Partial {
+            done,
+            total,
+            failed_ids,
+            cause,
+        }) => {
+            // The code and retry advice of what failed, and what was done.
+            let inner = to_status(GatewayError::Call(*cause));
+            const SHOWN: usize = 20;
+            let mut listed = failed_ids
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if failed_ids.len() > SHOWN {
+                listed.push_str(&format!(", … ({} more)", failed_ids.len() - SHOWN));
+            }
+            let message = format!(
+                "split call partly applied: {done} of {total} IDs done, {} failed [{listed}]; repeating the call is \
+                 safe: {}",
+                failed_ids.len(),
+                inner.message()
+            );
+            Status::with_details_and_metadata(
+                inner.code(),
+                message,
+                inner.details().to_vec().into(),
+                inner.metadata().clone(),
+            )
+        }
         GatewayError::Call(CallError::Upstream(e)) => match &e {
             UpstreamError::Status {
                 status: 429,

@@ -17,12 +17,10 @@ fn invalid(msg: impl Into<String>) -> Invalid {
 
 /// Record IDs and namespaces: at most this many characters.
 pub const MAX_ID_CHARS: usize = 512;
-/// Fetch and delete by ID: at most this many IDs per upstream request.
-pub const MAX_IDS: usize = 1000;
-/// Upsert: at most this many vectors per request.
-pub const MAX_UPSERT_VECTORS: usize = 1000;
-/// Upsert: at most this many bytes of JSON per request (Pinecone's 2 MB, read as 2,000,000 to stay under it).
-pub const MAX_UPSERT_BYTES: usize = 2_000_000;
+/// Fetch and delete by ID: at most this many IDs per call. The gateway sends them to Pinecone in batches of 1,000.
+pub const MAX_IDS_PER_CALL: usize = 100_000;
+/// Upsert: at most this many vectors per call, sent in batches of 1,000 vectors and 2 MB.
+pub const MAX_UPSERT_VECTORS_PER_CALL: usize = 100_000;
 /// Metadata per record, in bytes of JSON.
 pub const MAX_METADATA_BYTES: usize = 40 * 1024;
 pub const MAX_DIMENSION: usize = 20_000;
@@ -61,16 +59,16 @@ pub fn id(field: &str, id: &str) -> Checked {
     }
 }
 
-/// A list of record IDs for fetch or delete: 1 to 1,000 valid IDs.
+/// A list of record IDs for fetch or delete: 1 to 100,000 valid IDs.
 pub fn ids(field: &str, ids: &[String]) -> Checked {
     if ids.is_empty() {
         return Err(invalid(format!(
             "{field}: at least one record ID is required"
         )));
     }
-    if ids.len() > MAX_IDS {
+    if ids.len() > MAX_IDS_PER_CALL {
         return Err(invalid(format!(
-            "{field}: {} IDs in one call; the limit is {MAX_IDS}",
+            "{field}: {} IDs in one call; the gateway accepts at most {MAX_IDS_PER_CALL} (it sends them 1,000 at a time)",
             ids.len()
         )));
     }
@@ -246,12 +244,7 @@ mod tests {
         );
         let e = ids("ids", &["é".into()]).unwrap_err();
         assert!(e.0.contains("ASCII"));
-        let many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
-        assert!(
-            ids("ids", &many)
-                .unwrap_err()
-                .0
-                .contains("the limit is 1000")
-        );
+        let many: Vec<String> = (0..100_001).map(|i| i.to_string()).collect();
+        assert!(ids("ids", &many).unwrap_err().0.contains("at most 100000"));
     }
 }

@@ -55,11 +55,11 @@ fn build_upsert(r: &p::UpsertRequest) -> Checked<Op> {
     if r.vectors.is_empty() {
         return Err(invalid("vectors: at least one vector is required"));
     }
-    if r.vectors.len() > v::MAX_UPSERT_VECTORS {
+    if r.vectors.len() > v::MAX_UPSERT_VECTORS_PER_CALL {
         return Err(invalid(format!(
-            "vectors: {} vectors in one call; the limit is {}",
+            "vectors: {} vectors in one call; the gateway accepts at most {} (it sends them 1,000 at a time)",
             r.vectors.len(),
-            v::MAX_UPSERT_VECTORS
+            v::MAX_UPSERT_VECTORS_PER_CALL
         )));
     }
     let mut vectors = Vec::with_capacity(r.vectors.len());
@@ -88,15 +88,6 @@ fn build_upsert(r: &p::UpsertRequest) -> Checked<Op> {
         vectors,
         namespace: r.namespace.clone(),
     };
-    let size = serde_json::to_vec(&body)
-        .map(|b| b.len())
-        .unwrap_or(usize::MAX);
-    if size > v::MAX_UPSERT_BYTES {
-        return Err(invalid(format!(
-            "vectors: the upsert is {size} bytes as JSON; the limit is {} (2 MB) per request",
-            v::MAX_UPSERT_BYTES
-        )));
-    }
     Ok(Op::Upsert(body))
 }
 

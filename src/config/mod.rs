@@ -2,9 +2,10 @@
 //! rejected), overridden by environment variables and flags, validated once into typed [`Settings`].
 
 use crate::api::validate;
+use crate::stack::batch::BatchSettings;
 use crate::stack::limit::LimitSettings;
-use crate::stack::retry::RetrySettings;
 use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
+use crate::stack::retry::RetrySettings;
 use crate::upstream::{ApiKey, UpstreamSettings};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +34,24 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     #[serde(default)]
     pub retry: RetrySection,
+    #[serde(default)]
+    pub batching: BatchingSection,
+}
+
+/// How calls larger than one Pinecone request are split. Values above Pinecone's documented caps are refused.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingSection {
+    /// IDs per upstream fetch or delete, at most 1000. Default 1000.
+    pub max_ids: Option<usize>,
+    /// Bytes of encoded `ids=` parameters per upstream fetch URL. Default 8192.
+    pub fetch_url_budget_bytes: Option<usize>,
+    /// Vectors per upstream upsert, at most 1000. Default 1000.
+    pub max_upsert_vectors: Option<usize>,
+    /// JSON bytes per upstream upsert, at most 2000000. Default 2000000.
+    pub max_upsert_bytes: Option<usize>,
+    /// Batches of one call in flight at once. Default 8.
+    pub max_concurrent_batches: Option<usize>,
 }
 
 /// When and how failed upstream calls are tried again.
@@ -183,6 +202,7 @@ pub struct Settings {
     pub log_level: String,
     pub limits: LimitSettings,
     pub retry: RetrySettings,
+    pub batching: BatchSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -340,16 +360,63 @@ impl FileConfig {
                 }
                 RetrySettings {
                     max_attempts: r.max_attempts.unwrap_or(d.max_attempts).max(1),
-                    base_backoff: r.base_backoff_ms.map(Duration::from_millis).unwrap_or(d.base_backoff),
-                    max_backoff: r.max_backoff_ms.map(Duration::from_millis).unwrap_or(d.max_backoff),
+                    base_backoff: r
+                        .base_backoff_ms
+                        .map(Duration::from_millis)
+                        .unwrap_or(d.base_backoff),
+                    max_backoff: r
+                        .max_backoff_ms
+                        .map(Duration::from_millis)
+                        .unwrap_or(d.max_backoff),
                     budget_percent: percent,
-                    budget_min_per_second: r.budget_min_per_second.unwrap_or(d.budget_min_per_second),
+                    budget_min_per_second: r
+                        .budget_min_per_second
+                        .unwrap_or(d.budget_min_per_second),
                     expected_upstream: self
                         .limits
                         .expected_upstream_ms
                         .map(Duration::from_millis)
                         .unwrap_or(d.expected_upstream),
                     retry_unsafe_writes: r.retry_unsafe_writes.unwrap_or(false),
+                }
+            },
+            batching: {
+                let d = BatchSettings::default();
+                let b = &self.batching;
+                let capped = |key: &str, v: Option<usize>, default: usize, max: usize| match v {
+                    Some(0) => Err(invalid(key, "must be more than 0")),
+                    Some(v) if v > max => Err(invalid(
+                        key,
+                        format!("{v} is above Pinecone's documented {max}"),
+                    )),
+                    v => Ok(v.unwrap_or(default)),
+                };
+                BatchSettings {
+                    max_ids: capped("batching.max_ids", b.max_ids, d.max_ids, 1000)?,
+                    fetch_url_budget_bytes: capped(
+                        "batching.fetch_url_budget_bytes",
+                        b.fetch_url_budget_bytes,
+                        d.fetch_url_budget_bytes,
+                        1 << 20,
+                    )?,
+                    max_upsert_vectors: capped(
+                        "batching.max_upsert_vectors",
+                        b.max_upsert_vectors,
+                        d.max_upsert_vectors,
+                        1000,
+                    )?,
+                    max_upsert_bytes: capped(
+                        "batching.max_upsert_bytes",
+                        b.max_upsert_bytes,
+                        d.max_upsert_bytes,
+                        2_000_000,
+                    )?,
+                    max_concurrent_batches: capped(
+                        "batching.max_concurrent_batches",
+                        b.max_concurrent_batches,
+                        d.max_concurrent_batches,
+                        1024,
+                    )?,
                 }
             },
         })

@@ -1,9 +1,10 @@
 //! The tower stack between the gRPC surface and the REST client: one middleware per module, each a `Layer` and its
 //! `Service` over `Service<UpstreamCall>`.
 //!
-//! Order, outside in: [`retry`] → [`limit`] (Pinecone's rate limits) → the REST client, so that every retry
-//! passes the limiter again.
+//! Order, outside in: [`batch`] (split and merge) → [`retry`] → [`limit`] (Pinecone's rate limits) → the REST
+//! client, so that every batch and every retry passes the limiter.
 
+pub mod batch;
 pub mod limit;
 pub mod retry;
 
@@ -19,13 +20,26 @@ pub enum CallError {
     /// Refused locally by the rate limiter; never sent.
     #[error(transparent)]
     Limited(#[from] limit::Rejection),
+    /// Some batches of a split call failed after their retries; the others were applied.
+    #[error("{done} of {total} IDs done; {} failed: {cause}", failed_ids.len())]
+    Partial {
+        done: usize,
+        total: usize,
+        failed_ids: Vec<String>,
+        cause: Box<CallError>,
+    },
 }
 
 /// What the gRPC surface sends calls to.
 pub type UpstreamService = BoxCloneSyncService<UpstreamCall, Reply, CallError>;
 
 /// Builds the stack over an upstream service.
-pub fn build<S>(upstream: S, limiter: std::sync::Arc<limit::Limiter>, retry: retry::RetrySettings) -> UpstreamService
+pub fn build<S>(
+    upstream: S,
+    limiter: std::sync::Arc<limit::Limiter>,
+    retry: retry::RetrySettings,
+    batching: batch::BatchSettings,
+) -> UpstreamService
 where
     S: tower::Service<UpstreamCall, Response = Reply, Error = UpstreamError>
         + Clone
@@ -37,6 +51,7 @@ where
     let upstream = upstream.map_err(CallError::Upstream);
     BoxCloneSyncService::new(
         ServiceBuilder::new()
+            .layer(batch::BatchLayer::new(batching))
             .layer(retry::RetryLayer::new(retry))
             .layer(limit::LimitLayer::new(limiter))
             .service(upstream),

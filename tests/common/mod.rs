@@ -30,6 +30,8 @@ pub struct EnvOptions {
     pub config: Option<String>,
     /// Emulator: enforce Pinecone's limits, and inject faults.
     pub enforce_limits: bool,
+    /// Emulator: enforce these rates instead of Pinecone's defaults.
+    pub emulator_rates: Option<pinecone_gateway::stack::limit::rates::RateTable>,
     pub faults: pinecone_gateway::emulator::faults::Faults,
 }
 
@@ -43,7 +45,10 @@ impl Env {
             "127.0.0.1:0".parse().unwrap(),
             EmulatorOptions {
                 api_key: Some(KEY.into()),
-                limits: o.enforce_limits.then(Default::default),
+                limits: o
+                    .emulator_rates
+                    .clone()
+                    .or_else(|| o.enforce_limits.then(Default::default)),
                 faults: o.faults.clone(),
             },
         )
@@ -114,6 +119,20 @@ impl Env {
                 .unwrap();
             assert_eq!(r.get_ref().upserted_count as usize, chunk.len());
         }
+    }
+}
+
+impl Env {
+    /// The emulator's data-plane host of the test index.
+    pub async fn index_host(&self) -> String {
+        self.backups()
+            .describe_index(pinecone_gateway::pb::gateway::DescribeIndexRequest {
+                name: INDEX.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .host
     }
 }
 

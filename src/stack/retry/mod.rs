@@ -91,9 +91,15 @@ pub fn retryable(op: &Op, err: &CallError, settings: &RetrySettings) -> Option<D
         return None;
     };
     match e {
-        UpstreamError::Status { status: 429, retry_after, .. } => Some(retry_after.unwrap_or_default()),
+        UpstreamError::Status {
+            status: 429,
+            retry_after,
+            ..
+        } => Some(retry_after.unwrap_or_default()),
         UpstreamError::Connect { .. } => Some(Duration::ZERO),
-        UpstreamError::Status { status, .. } if matches!(status, 500 | 502 | 503 | 504) && idempotent(op, settings) => {
+        UpstreamError::Status { status, .. }
+            if matches!(status, 500 | 502 | 503 | 504) && idempotent(op, settings) =>
+        {
             Some(Duration::ZERO)
         }
         UpstreamError::Broken { .. } if idempotent(op, settings) => Some(Duration::ZERO),
@@ -187,7 +193,10 @@ where
                     return Err(err);
                 }
                 if !budget.withdraw() {
-                    tracing::debug!(operation = call.op.name(), "retry budget spent; not retrying");
+                    tracing::debug!(
+                        operation = call.op.name(),
+                        "retry budget spent; not retrying"
+                    );
                     return Err(err);
                 }
                 tracing::debug!(operation = call.op.name(), attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");

@@ -21,7 +21,12 @@ impl Script {
     }
 
     fn attempts_ms(&self, start: Instant) -> Vec<u128> {
-        self.attempts.lock().unwrap().iter().map(|t| (*t - start).as_millis()).collect()
+        self.attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (*t - start).as_millis())
+            .collect()
     }
 }
 
@@ -36,7 +41,12 @@ impl Service<UpstreamCall> for Script {
 
     fn call(&mut self, _: UpstreamCall) -> Self::Future {
         self.attempts.lock().unwrap().push(Instant::now());
-        let next = self.answers.lock().unwrap().pop_front().unwrap_or(Ok(Reply::Empty));
+        let next = self
+            .answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Ok(Reply::Empty));
         Box::pin(async move { next })
     }
 }
@@ -99,7 +109,10 @@ fn retry(script: &Script, settings: RetrySettings) -> Retry<Script> {
 async fn idempotent_calls_are_retried_with_capped_jittered_backoff() {
     let script = Script::new(vec![status(503, None), status(500, None), Ok(Reply::Empty)]);
     let start = Instant::now();
-    retry(&script, RetrySettings::default()).oneshot(call(fetch(), 10_000)).await.unwrap();
+    retry(&script, RetrySettings::default())
+        .oneshot(call(fetch(), 10_000))
+        .await
+        .unwrap();
     let t = script.attempts_ms(start);
     assert_eq!(t.len(), 3);
     // Full jitter: each wait is at most base × 2^attempt (50 ms, then 100 ms).
@@ -111,11 +124,18 @@ async fn idempotent_calls_are_retried_with_capped_jittered_backoff() {
 async fn calls_that_may_have_been_applied_are_not_retried() {
     for op in [create_backup(), delete_by_filter()] {
         let script = Script::new(vec![status(503, None), Ok(Reply::Empty)]);
-        let e = retry(&script, RetrySettings::default()).oneshot(call(op.clone(), 10_000)).await;
+        let e = retry(&script, RetrySettings::default())
+            .oneshot(call(op.clone(), 10_000))
+            .await;
         assert!(e.is_err(), "{op:?}");
         assert_eq!(script.attempts.lock().unwrap().len(), 1, "{op:?}");
         let script = Script::new(vec![broken(), Ok(Reply::Empty)]);
-        assert!(retry(&script, RetrySettings::default()).oneshot(call(op.clone(), 10_000)).await.is_err());
+        assert!(
+            retry(&script, RetrySettings::default())
+                .oneshot(call(op.clone(), 10_000))
+                .await
+                .is_err()
+        );
         assert_eq!(script.attempts.lock().unwrap().len(), 1, "{op:?}");
     }
     // Opt in for filter deletes.
@@ -124,28 +144,45 @@ async fn calls_that_may_have_been_applied_are_not_retried() {
         retry_unsafe_writes: true,
         ..Default::default()
     };
-    retry(&script, settings).oneshot(call(delete_by_filter(), 10_000)).await.unwrap();
+    retry(&script, settings)
+        .oneshot(call(delete_by_filter(), 10_000))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn refused_calls_are_retried_whatever_the_operation() {
     // Never connected: nothing reached Pinecone.
     let script = Script::new(vec![connect(), Ok(Reply::Empty)]);
-    retry(&script, RetrySettings::default()).oneshot(call(create_backup(), 10_000)).await.unwrap();
+    retry(&script, RetrySettings::default())
+        .oneshot(call(create_backup(), 10_000))
+        .await
+        .unwrap();
     assert_eq!(script.attempts.lock().unwrap().len(), 2);
     // A 429: Pinecone refused it; wait at least its Retry-After.
-    let script = Script::new(vec![status(429, Some(Duration::from_millis(700))), Ok(Reply::Empty)]);
+    let script = Script::new(vec![
+        status(429, Some(Duration::from_millis(700))),
+        Ok(Reply::Empty),
+    ]);
     let start = Instant::now();
-    retry(&script, RetrySettings::default()).oneshot(call(create_backup(), 10_000)).await.unwrap();
+    retry(&script, RetrySettings::default())
+        .oneshot(call(create_backup(), 10_000))
+        .await
+        .unwrap();
     let t = script.attempts_ms(start);
     assert!(t[1] >= 700, "{t:?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn retries_stay_inside_the_deadline() {
-    let script = Script::new(vec![status(429, Some(Duration::from_secs(2))), Ok(Reply::Empty)]);
+    let script = Script::new(vec![
+        status(429, Some(Duration::from_secs(2))),
+        Ok(Reply::Empty),
+    ]);
     let start = Instant::now();
-    let e = retry(&script, RetrySettings::default()).oneshot(call(fetch(), 1_000)).await;
+    let e = retry(&script, RetrySettings::default())
+        .oneshot(call(fetch(), 1_000))
+        .await;
     assert!(e.is_err());
     assert_eq!(script.attempts.lock().unwrap().len(), 1);
     assert_eq!(Instant::now(), start, "gave up without waiting");
@@ -154,7 +191,12 @@ async fn retries_stay_inside_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn attempts_are_capped_and_other_errors_are_final() {
     let script = Script::new((0..10).map(|_| status(503, None)).collect());
-    assert!(retry(&script, RetrySettings::default()).oneshot(call(fetch(), 60_000)).await.is_err());
+    assert!(
+        retry(&script, RetrySettings::default())
+            .oneshot(call(fetch(), 60_000))
+            .await
+            .is_err()
+    );
     assert_eq!(script.attempts.lock().unwrap().len(), 4);
     for final_error in [
         status(400, None),
@@ -166,7 +208,12 @@ async fn attempts_are_capped_and_other_errors_are_final() {
         })),
     ] {
         let script = Script::new(vec![final_error, Ok(Reply::Empty)]);
-        assert!(retry(&script, RetrySettings::default()).oneshot(call(fetch(), 60_000)).await.is_err());
+        assert!(
+            retry(&script, RetrySettings::default())
+                .oneshot(call(fetch(), 60_000))
+                .await
+                .is_err()
+        );
         assert_eq!(script.attempts.lock().unwrap().len(), 1);
     }
 }
