@@ -59,6 +59,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         upstream_stack(settings)?,
         settings.default_index.clone(),
         settings.default_timeout,
+        settings.max_concurrent_calls,
     );
     let vector = VectorServiceServer::new(VectorApi::new(gw.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

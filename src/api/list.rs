@@ -45,11 +45,14 @@ impl ListService for ListApi {
             route::index(req.metadata(), self.gw.default_index.as_deref())
         })();
         let index = checked.map_err(|e| status::to_status(e.into()))?;
+        // The walk holds its place among the calls in progress until it ends.
+        let place = self.gw.admit().map_err(status::to_status)?;
         let deadline = self.gw.deadline(req.metadata());
         let r = req.into_inner();
         let gw = self.gw.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         tokio::spawn(async move {
+            let _place = place;
             let mut token: Option<String> = None;
             loop {
                 let call = UpstreamCall {

@@ -21,7 +21,9 @@ pub use vector::VectorApi;
 use crate::stack::CallError;
 pub use crate::stack::UpstreamService;
 use crate::upstream::{Op, Reply, UpstreamCall};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// Everything that can end a call with an error.
@@ -31,6 +33,9 @@ pub enum GatewayError {
     Invalid(#[from] validate::Invalid),
     #[error(transparent)]
     Call(#[from] CallError),
+    /// Every place for calls in progress is taken (`server.max_concurrent_calls`).
+    #[error("the gateway is serving its maximum of {0} concurrent calls")]
+    Overloaded(usize),
     /// Pinecone answered with a shape that does not fit the operation.
     #[error("unexpected answer from Pinecone for {0}")]
     UnexpectedReply(&'static str),
@@ -42,6 +47,9 @@ pub struct Gateway {
     upstream: UpstreamService,
     default_index: Option<String>,
     default_timeout: Duration,
+    /// Calls in progress; a call that finds none free is shed at once.
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
 }
 
 impl Gateway {
@@ -49,12 +57,23 @@ impl Gateway {
         upstream: UpstreamService,
         default_index: Option<String>,
         default_timeout: Duration,
+        max_in_flight: usize,
     ) -> Self {
         Gateway {
             upstream,
             default_index,
             default_timeout,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
         }
+    }
+
+    /// A place among the calls in progress, or the overload error (load shedding: fail fast, never queue here).
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, GatewayError> {
+        self.in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::Overloaded(self.max_in_flight))
     }
 
     /// The path every RPC takes: validate and build the operation, route, call, convert, log, map errors.
@@ -70,6 +89,7 @@ impl Gateway {
         let ns = namespace(req.get_ref());
         let mut index = String::new();
         let result = async {
+            let _place = self.admit()?;
             let (target, op) = build(req.get_ref())?;
             index = match target {
                 Target::FromMetadata => {

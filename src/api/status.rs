@@ -18,6 +18,12 @@ pub fn to_status(err: GatewayError) -> Status {
         GatewayError::UnexpectedReply(op) => {
             Status::internal(format!("unexpected answer from Pinecone for {op}"))
         }
+        GatewayError::Overloaded(max) => throttled(
+            format!(
+                "the gateway is serving its maximum of {max} concurrent calls (server.max_concurrent_calls)"
+            ),
+            Duration::from_millis(100),
+        ),
         GatewayError::Call(CallError::Limited(r)) => throttled(r.to_string(), r.retry_after),
         GatewayError::Call(CallError::Partial {
             done,

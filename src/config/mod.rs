@@ -137,6 +137,8 @@ pub struct ServerSection {
     pub listen: Option<String>,
     /// Deadline for calls that carry none (`grpc-timeout`). Default 20000.
     pub default_timeout_ms: Option<u64>,
+    /// Calls served at once; more are refused at once with RESOURCE_EXHAUSTED (load shedding). Default 1000.
+    pub max_concurrent_calls: Option<usize>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -196,6 +198,7 @@ pub struct Overrides {
 pub struct Settings {
     pub listen: SocketAddr,
     pub default_timeout: Duration,
+    pub max_concurrent_calls: usize,
     pub default_index: Option<String>,
     pub upstream: UpstreamSettings,
     pub log_format: LogFormat,
@@ -325,6 +328,15 @@ impl FileConfig {
         Ok(Settings {
             listen,
             default_timeout: Duration::from_millis(default_timeout_ms),
+            max_concurrent_calls: match self.server.max_concurrent_calls {
+                Some(0) => {
+                    return Err(invalid(
+                        "server.max_concurrent_calls",
+                        "must be more than 0",
+                    ));
+                }
+                v => v.unwrap_or(1000),
+            },
             default_index,
             upstream: UpstreamSettings {
                 control_plane,

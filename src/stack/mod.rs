@@ -30,6 +30,10 @@ pub enum CallError {
     },
 }
 
+/// The future every layer of the stack returns.
+pub type CallFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, CallError>> + Send>>;
+
 /// What the gRPC surface sends calls to.
 pub type UpstreamService = BoxCloneSyncService<UpstreamCall, Reply, CallError>;
 

@@ -14,13 +14,11 @@
 //!
 //! Knobs: [`BatchSettings`].
 
-use crate::stack::CallError;
+use crate::stack::{CallError, CallFuture};
 use crate::upstream::{Op, Reply, UpstreamCall};
 use crate::wire::data as w;
 use futures::StreamExt;
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service, ServiceExt};
@@ -282,7 +280,7 @@ where
 {
     type Response = Reply;
     type Error = CallError;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, CallError>> + Send>>;
+    type Future = CallFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         Poll::Ready(Ok(()))

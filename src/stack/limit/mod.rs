@@ -20,12 +20,10 @@
 pub mod rates;
 pub mod window;
 
-use crate::stack::CallError;
+use crate::stack::{CallError, CallFuture};
 use crate::upstream::{Reply, UpstreamCall, UpstreamError};
 use rates::{OpClass, RateTable, Scope, Unit};
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -515,7 +513,7 @@ where
 {
     type Response = Reply;
     type Error = CallError;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, CallError>> + Send>>;
+    type Future = CallFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         // Readiness is decided per call (its keys), in `call`.

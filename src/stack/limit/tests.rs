@@ -16,7 +16,7 @@ struct Recorder {
 impl Service<UpstreamCall> for Recorder {
     type Response = Reply;
     type Error = CallError;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, CallError>> + Send>>;
+    type Future = CallFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         Poll::Ready(Ok(()))

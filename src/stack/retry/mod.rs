@@ -17,10 +17,8 @@
 //!
 //! Knobs: [`RetrySettings`].
 
-use crate::stack::CallError;
+use crate::stack::{CallError, CallFuture};
 use crate::upstream::{Op, Reply, UpstreamCall, UpstreamError};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -162,7 +160,7 @@ where
 {
     type Response = Reply;
     type Error = CallError;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, CallError>> + Send>>;
+    type Future = CallFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         Poll::Ready(Ok(()))
