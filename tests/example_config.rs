@@ -15,4 +15,17 @@ fn example_config_is_valid() {
     assert_eq!(settings.default_index.as_deref(), Some("docs-example"));
     assert_eq!(settings.log_format, LogFormat::Json);
     assert!(settings.upstream.static_hosts.contains_key("docs-example"));
+    use pinecone_gateway::stack::limit::rates::OpClass;
+    let query = settings.limits.rates.rates("docs-example", OpClass::Query);
+    assert_eq!(query.namespace_requests, Some(500));
+    assert_eq!(
+        settings
+            .limits
+            .rates
+            .rates("other", OpClass::Query)
+            .namespace_requests,
+        Some(100)
+    );
+    assert_eq!(settings.retry.max_attempts, 4);
+    assert_eq!(settings.batching.fetch_url_budget_bytes, 8192);
 }

@@ -494,4 +494,51 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("upstream.default_index"));
     }
+
+    #[test]
+    fn limits_retries_and_batching_are_validated() {
+        let key = || Overrides {
+            api_key: Some("k".into()),
+            ..Default::default()
+        };
+        let e = parse("[limits.rates.fetchh]\nindex_requests_per_second = 5\n")
+            .unwrap()
+            .settings(key())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("limits.rates.fetchh") && e.contains("fetch_by_metadata"),
+            "{e}"
+        );
+        let e = parse("[limits.rates.fetch]\nrequests = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("requests"), "{e}");
+        let e = parse("[batching]\nmax_ids = 5000\n")
+            .unwrap()
+            .settings(key())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("batching.max_ids") && e.contains("1000"), "{e}");
+        let e = parse("[retry]\nbudget_percent = -1\n")
+            .unwrap()
+            .settings(key())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retry.budget_percent"), "{e}");
+        let s = parse("[indexes.drn.limits.query]\nnamespace_requests_per_second = 0\n")
+            .unwrap()
+            .settings(key())
+            .unwrap();
+        use crate::stack::limit::rates::OpClass;
+        assert_eq!(
+            s.limits
+                .rates
+                .rates("drn", OpClass::Query)
+                .buckets()
+                .count(),
+            0,
+            "0 switches a limit off"
+        );
+    }
 }
