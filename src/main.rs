@@ -129,7 +129,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let settings = file.settings(overrides)?;
     telemetry::init(settings.log_format, &settings.log_level);
-    let running = server::start(&settings).await?;
+    let mut running = server::start(&settings).await?;
     let addr = running.addr;
     if let Some(emu) = &emulator {
         println!("pinecone-gateway listening on {addr} (gRPC, plaintext)");
@@ -149,8 +149,38 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, control_plane = %settings.upstream.control_plane, "pinecone-gateway listening");
     }
     tokio::select! {
-        r = running.wait() => r,
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        r = running.wait() => return r,
+        _ = shutdown_signal() => {}
+    }
+    tracing::info!("draining: refusing new calls, finishing the calls in progress");
+    running.drain().await?;
+    if let Some(emu) = emulator {
+        emu.shutdown().await;
+    }
+    tracing::info!("drained; exiting");
+    Ok(())
+}
+
+/// SIGTERM (Kubernetes, docker stop) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = ctrl_c => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }
 

@@ -1,5 +1,11 @@
-//! Assembles the gRPC server: the services over one shared [`Gateway`], bound to a listener, with a shutdown
-//! signal. `main.rs` and the tests both start the gateway through [`start`].
+//! Assembles the gRPC server: the services over one shared [`Gateway`], standard health (`grpc.health.v1`) and
+//! reflection (v1 and v1alpha), bound to a listener. `main.rs` and the tests both start the gateway through
+//! [`start`].
+//!
+//! Health: SERVING for the server ("") and each service, NOT_SERVING while draining and while Pinecone has been
+//! unreachable for longer than `server.upstream_unhealthy_after_ms`. Drain ([`RunningGateway::drain`]): health goes
+//! NOT_SERVING, new calls are refused (UNAVAILABLE, so clients go to another replica), calls in progress finish
+//! within `server.drain_grace_ms`, then the server ends.
 
 use crate::api::{BackupApi, Gateway, ListApi, UpstreamService, VectorApi};
 use crate::config::Settings;
@@ -9,54 +15,89 @@ use crate::pb::pinecone::vector_service_server::VectorServiceServer;
 use crate::stack::{self, limit::Limiter};
 use crate::upstream::Upstream;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 /// Pinecone's 7.x/8.x clients allow 128 MiB messages; a 1,000-vector upsert of 20,000 dimensions is ~80 MB.
 const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
 
+/// The services whose health is reported, and the server as a whole ("").
+const SERVICES: [&str; 4] = [
+    "",
+    "VectorService",
+    "pinecone_gateway.v1.BackupService",
+    "pinecone_gateway.v1.ListService",
+];
+
 /// A running gateway.
 pub struct RunningGateway {
     pub addr: SocketAddr,
+    gateway: Gateway,
+    health: HealthReporter,
+    draining: watch::Sender<bool>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    grace: Duration,
 }
 
 impl RunningGateway {
-    /// Stops accepting calls and waits for the server to end.
+    /// Stops at once (tests); calls in progress are abandoned after the server's own graceful close.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await??;
         Ok(())
     }
 
+    /// Drains: health NOT_SERVING, new calls refused, calls in progress given `drain_grace_ms` to finish.
+    pub async fn drain(self) -> anyhow::Result<()> {
+        let _ = self.draining.send(true);
+        self.gateway.start_draining();
+        for s in SERVICES {
+            self.health
+                .set_service_status(s, ServingStatus::NotServing)
+                .await;
+        }
+        let _ = self.stop.send(());
+        match tokio::time::timeout(self.grace, self.task).await {
+            Ok(r) => r??,
+            Err(_) => tracing::warn!(
+                grace_ms = self.grace.as_millis() as u64,
+                "drain grace period over; exiting"
+            ),
+        }
+        Ok(())
+    }
+
     /// Waits until the server ends by itself (it does not, unless it fails).
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await??;
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.task).await??;
         Ok(())
     }
 }
 
 /// The tower stack over the REST client.
-pub fn upstream_stack(settings: &Settings) -> anyhow::Result<UpstreamService> {
-    let client = Upstream::new(settings.upstream.clone())?;
+pub fn upstream_stack(settings: &Settings, client: Upstream) -> UpstreamService {
     let limiter = Limiter::new(settings.limits.clone());
-    Ok(stack::build(
+    stack::build(
         client,
         limiter,
         settings.retry.clone(),
         settings.batching.clone(),
-    ))
+    )
 }
 
 /// Binds `settings.listen` and serves.
 pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
+    let client = Upstream::new(settings.upstream.clone())?;
     let gw = Gateway::new(
-        upstream_stack(settings)?,
+        upstream_stack(settings, client.clone()),
         settings.default_index.clone(),
         settings.default_timeout,
         settings.max_concurrent_calls,
@@ -65,9 +106,34 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let backup = BackupServiceServer::new(BackupApi::new(gw.clone()));
-    let list = ListServiceServer::new(ListApi::new(gw));
+    let list = ListServiceServer::new(ListApi::new(gw.clone()));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for s in SERVICES {
+        health.set_service_status(s, ServingStatus::Serving).await;
+    }
+    let (draining, draining_rx) = watch::channel(false);
+    tokio::spawn(watch_upstream(
+        health.clone(),
+        client,
+        settings.upstream_unhealthy_after,
+        draining_rx,
+    ));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(vector)
         .add_service(backup)
         .add_service(list)
@@ -75,5 +141,43 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
             let _ = stopped.await;
         });
     let task = tokio::spawn(server);
-    Ok(RunningGateway { addr, stop, task })
+    Ok(RunningGateway {
+        addr,
+        gateway: gw,
+        health,
+        draining,
+        stop,
+        task,
+        grace: settings.drain_grace,
+    })
+}
+
+/// Reports NOT_SERVING while Pinecone has been unreachable for longer than `after`, SERVING again once it answers.
+async fn watch_upstream(
+    health: HealthReporter,
+    client: Upstream,
+    after: Duration,
+    mut draining: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250).min(after));
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = draining.wait_for(|d| *d) => return,
+        }
+        let healthy = client.unreachable_for().is_none_or(|d| d < after);
+        if healthy != serving {
+            serving = healthy;
+            let status = if healthy {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            tracing::warn!(?status, "Pinecone reachability changed");
+            for s in SERVICES {
+                health.set_service_status(s, status).await;
+            }
+        }
+    }
 }

@@ -33,6 +33,9 @@ pub enum GatewayError {
     Invalid(#[from] validate::Invalid),
     #[error(transparent)]
     Call(#[from] CallError),
+    /// The gateway is shutting down.
+    #[error("the gateway is shutting down; call another replica")]
+    Draining,
     /// Every place for calls in progress is taken (`server.max_concurrent_calls`).
     #[error("the gateway is serving its maximum of {0} concurrent calls")]
     Overloaded(usize),
@@ -50,6 +53,8 @@ pub struct Gateway {
     /// Calls in progress; a call that finds none free is shed at once.
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    /// Set when the gateway drains: new calls are refused.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Gateway {
@@ -65,11 +70,21 @@ impl Gateway {
             default_timeout,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
+            draining: Arc::default(),
         }
+    }
+
+    /// Refuse new calls from now on (calls in progress go on).
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A place among the calls in progress, or the overload error (load shedding: fail fast, never queue here).
     pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, GatewayError> {
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(GatewayError::Draining);
+        }
         self.in_flight
             .clone()
             .try_acquire_owned()

@@ -18,6 +18,9 @@ pub fn to_status(err: GatewayError) -> Status {
         GatewayError::UnexpectedReply(op) => {
             Status::internal(format!("unexpected answer from Pinecone for {op}"))
         }
+        GatewayError::Draining => {
+            Status::unavailable("the gateway is shutting down; call another replica")
+        }
         GatewayError::Overloaded(max) => throttled(
             format!(
                 "the gateway is serving its maximum of {max} concurrent calls (server.max_concurrent_calls)"

@@ -139,6 +139,10 @@ pub struct ServerSection {
     pub default_timeout_ms: Option<u64>,
     /// Calls served at once; more are refused at once with RESOURCE_EXHAUSTED (load shedding). Default 1000.
     pub max_concurrent_calls: Option<usize>,
+    /// On SIGTERM or Ctrl-C, how long calls in progress may take to finish. Default 20000.
+    pub drain_grace_ms: Option<u64>,
+    /// Health turns NOT_SERVING once Pinecone has been unreachable this long. Default 10000.
+    pub upstream_unhealthy_after_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -199,6 +203,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub default_timeout: Duration,
     pub max_concurrent_calls: usize,
+    pub drain_grace: Duration,
+    pub upstream_unhealthy_after: Duration,
     pub default_index: Option<String>,
     pub upstream: UpstreamSettings,
     pub log_format: LogFormat,
@@ -328,6 +334,13 @@ impl FileConfig {
         Ok(Settings {
             listen,
             default_timeout: Duration::from_millis(default_timeout_ms),
+            drain_grace: Duration::from_millis(self.server.drain_grace_ms.unwrap_or(20_000)),
+            upstream_unhealthy_after: Duration::from_millis(
+                self.server
+                    .upstream_unhealthy_after_ms
+                    .unwrap_or(10_000)
+                    .max(1),
+            ),
             max_concurrent_calls: match self.server.max_concurrent_calls {
                 Some(0) => {
                     return Err(invalid(

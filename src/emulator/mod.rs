@@ -80,6 +80,8 @@ struct Inner {
 pub(crate) struct Shared {
     inner: RwLock<Inner>,
     counts: Mutex<HashMap<(String, &'static str), u64>>,
+    /// Bumped on every request, so tests can wait for one without polling.
+    received: watch::Sender<u64>,
     options: EmulatorOptions,
     limits: Option<Arc<limits::EmuLimits>>,
     faults_injected: Mutex<u64>,
@@ -116,6 +118,7 @@ impl Emulator {
         let shared = Arc::new(Shared {
             inner: RwLock::new(Inner::default()),
             counts: Mutex::new(HashMap::new()),
+            received: watch::channel(0).0,
             limits: options
                 .limits
                 .clone()
@@ -193,6 +196,16 @@ impl Emulator {
         *lock(&self.shared.faults_injected)
     }
 
+    /// Waits until `done` holds, checking again after each request the emulator receives.
+    pub async fn wait_until(&self, mut done: impl FnMut(&Emulator) -> bool) {
+        let mut rx = self.shared.received.subscribe();
+        while !done(self) {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Every request the emulator received, on every plane.
     pub fn total_requests(&self) -> u64 {
         lock(&self.shared.counts).values().sum()
@@ -250,6 +263,7 @@ async fn count_requests(
         .map(|p| operation_name(req.method().as_str(), p.as_str()))
         .unwrap_or("unknown");
     *lock(&shared.counts).entry((scope, op)).or_default() += 1;
+    shared.received.send_modify(|n| *n += 1);
     let authorized = match &shared.options.api_key {
         None => true,
         Some(key) => {

@@ -69,6 +69,8 @@ struct Inner {
     control_plane: Url,
     api_key: ApiKey,
     hosts: Hosts,
+    /// Since when no connection to Pinecone has succeeded (None while the last attempt got an answer).
+    failing_since: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// One REST request, before the host is known.
@@ -123,8 +125,19 @@ impl Upstream {
                 control_plane: settings.control_plane,
                 api_key: settings.api_key,
                 hosts,
+                failing_since: std::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// How long Pinecone has been unreachable (every attempt since failed to connect), if it is.
+    pub fn unreachable_for(&self) -> Option<Duration> {
+        let since = *self
+            .inner
+            .failing_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        since.map(|s| s.elapsed())
     }
 
     /// Sends one call and decodes the answer.
@@ -251,7 +264,17 @@ impl Inner {
                 .body(body.clone());
         }
         let host = base.host_str().unwrap_or_default().to_string();
-        let resp = req.send().await.map_err(|e| transport_error(&host, e))?;
+        let sent = req.send().await;
+        {
+            let mut failing = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
+            match &sent {
+                Err(e) if e.is_connect() => {
+                    failing.get_or_insert_with(tokio::time::Instant::now);
+                }
+                _ => *failing = None,
+            }
+        }
+        let resp = sent.map_err(|e| transport_error(&host, e))?;
         let status = resp.status().as_u16();
         let retry_after = retry_after(resp.headers());
         let body = resp.bytes().await.map_err(|e| transport_error(&host, e))?;

@@ -83,6 +83,10 @@ impl Env {
         }
     }
 
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     pub fn vectors(&self) -> VectorServiceClient<Channel> {
         VectorServiceClient::new(self.channel.clone())
     }
