@@ -5,6 +5,7 @@
 //! for the picture.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod emulator;

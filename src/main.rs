@@ -36,6 +36,9 @@ struct ServeArgs {
     /// gRPC listen address [default: 127.0.0.1:5081].
     #[arg(long, env = "PINECONE_GATEWAY_LISTEN")]
     listen: Option<String>,
+    /// Admin HTTP listen address (/metrics, /healthz, /readyz) [default: 127.0.0.1:9464].
+    #[arg(long, env = "PINECONE_GATEWAY_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// Pinecone's control-plane URL [default: https://api.pinecone.io].
     #[arg(long, env = "PINECONE_GATEWAY_CONTROL_PLANE_URL")]
     control_plane_url: Option<String>,
@@ -105,6 +108,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut overrides = Overrides {
         listen: args.listen,
+        admin_listen: args.admin_listen,
         control_plane_url: args.control_plane_url,
         default_index: args.default_index,
         api_key_file: args.api_key_file,
@@ -146,7 +150,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "  python3 -c 'from pinecone.grpc import PineconeGRPC, GRPCClientConfig as C; i = PineconeGRPC(api_key=\"x\").Index(name=\"{DEMO_INDEX}\", host=\"{addr}\", grpc_config=C(secure=False)); print(i.fetch(ids=[\"doc1#chunk1\"], namespace=\"example-namespace\"))'"
         );
     } else {
-        tracing::info!(%addr, control_plane = %settings.upstream.control_plane, "pinecone-gateway listening");
+        let admin = running
+            .admin_addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into());
+        tracing::info!(%addr, %admin, control_plane = %settings.upstream.control_plane, "pinecone-gateway listening");
     }
     tokio::select! {
         r = running.wait() => return r,

@@ -37,6 +37,9 @@ const SERVICES: [&str; 4] = [
 /// A running gateway.
 pub struct RunningGateway {
     pub addr: SocketAddr,
+    /// The admin HTTP listener, when it is on.
+    pub admin_addr: Option<SocketAddr>,
+    ready: watch::Sender<bool>,
     gateway: Gateway,
     health: HealthReporter,
     draining: watch::Sender<bool>,
@@ -56,6 +59,7 @@ impl RunningGateway {
     /// Drains: health NOT_SERVING, new calls refused, calls in progress given `drain_grace_ms` to finish.
     pub async fn drain(self) -> anyhow::Result<()> {
         let _ = self.draining.send(true);
+        let _ = self.ready.send(false);
         self.gateway.start_draining();
         for s in SERVICES {
             self.health
@@ -113,12 +117,18 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         health.set_service_status(s, ServingStatus::Serving).await;
     }
     let (draining, draining_rx) = watch::channel(false);
+    let (ready, ready_rx) = watch::channel(true);
     tokio::spawn(watch_upstream(
         health.clone(),
+        ready.clone(),
         client,
         settings.upstream_unhealthy_after,
-        draining_rx,
+        draining_rx.clone(),
     ));
+    let admin_addr = match settings.admin_listen {
+        Some(listen) => Some(crate::admin::start(listen, ready_rx, draining_rx).await?),
+        None => None,
+    };
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
@@ -143,6 +153,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     let task = tokio::spawn(server);
     Ok(RunningGateway {
         addr,
+        admin_addr,
+        ready,
         gateway: gw,
         health,
         draining,
@@ -155,6 +167,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
 /// Reports NOT_SERVING while Pinecone has been unreachable for longer than `after`, SERVING again once it answers.
 async fn watch_upstream(
     health: HealthReporter,
+    ready: watch::Sender<bool>,
     client: Upstream,
     after: Duration,
     mut draining: watch::Receiver<bool>,
@@ -175,6 +188,7 @@ async fn watch_upstream(
                 ServingStatus::NotServing
             };
             tracing::warn!(?status, "Pinecone reachability changed");
+            let _ = ready.send(healthy);
             for s in SERVICES {
                 health.set_service_status(s, status).await;
             }

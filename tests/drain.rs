@@ -30,6 +30,8 @@ async fn sigterm_lets_calls_in_progress_finish_then_exits_zero() {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--control-plane-url",
             &emulator.url(),
             "--default-index",

@@ -18,7 +18,14 @@ impl Drop for Child {
 async fn serve_with_the_emulator_answers_the_example_call() {
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_pinecone-gateway"))
-            .args(["serve", "--emulator", "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
             .env_remove("PINECONE_API_KEY")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

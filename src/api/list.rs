@@ -48,6 +48,7 @@ impl ListService for ListApi {
         // The walk holds its place among the calls in progress until it ends.
         let place = self.gw.admit().map_err(status::to_status)?;
         let deadline = self.gw.deadline(req.metadata());
+        let ctx = route::context(req.metadata());
         let r = req.into_inner();
         let gw = self.gw.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(2);
@@ -64,6 +65,7 @@ impl ListService for ListApi {
                         namespace: r.namespace.clone(),
                     }),
                     deadline,
+                    ctx: ctx.clone(),
                 };
                 let page = match gw
                     .call(call)

@@ -20,7 +20,8 @@ pub use vector::VectorApi;
 
 use crate::stack::CallError;
 pub use crate::stack::UpstreamService;
-use crate::upstream::{Op, Reply, UpstreamCall};
+use crate::telemetry::metrics as m;
+use crate::upstream::{CallContext, Op, Reply, UpstreamCall};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -85,10 +86,14 @@ impl Gateway {
         if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(GatewayError::Draining);
         }
-        self.in_flight
+        let place = self
+            .in_flight
             .clone()
             .try_acquire_owned()
-            .map_err(|_| GatewayError::Overloaded(self.max_in_flight))
+            .map_err(|_| GatewayError::Overloaded(self.max_in_flight))?;
+        metrics::gauge!(m::IN_FLIGHT)
+            .set((self.max_in_flight - self.in_flight.available_permits()) as f64);
+        Ok(place)
     }
 
     /// The path every RPC takes: validate and build the operation, route, call, convert, log, map errors.
@@ -102,6 +107,7 @@ impl Gateway {
     ) -> Result<tonic::Response<Resp>, tonic::Status> {
         let started = Instant::now();
         let ns = namespace(req.get_ref());
+        let ctx = route::context(req.metadata());
         let mut index = String::new();
         let result = async {
             let _place = self.admit()?;
@@ -117,11 +123,23 @@ impl Gateway {
                 index: index.clone(),
                 op,
                 deadline: self.deadline(req.metadata()),
+                ctx: ctx.clone(),
             };
             convert(self.call(call).await?)
         }
         .await;
-        finish(method, &index, &ns, started, result)
+        metrics::gauge!(m::IN_FLIGHT)
+            .set((self.max_in_flight - self.in_flight.available_permits()) as f64);
+        finish(
+            CallLog {
+                method,
+                index: &index,
+                namespace: &ns,
+                started,
+                ctx: &ctx,
+            },
+            result,
+        )
     }
 
     /// When the caller stops waiting.
@@ -152,22 +170,55 @@ fn expect_empty(reply: Reply, op: &'static str) -> Result<(), GatewayError> {
     }
 }
 
-/// Logs the end of a call in one line and turns its error into a Status.
+/// What the one log line of a call says.
+pub(crate) struct CallLog<'a> {
+    pub method: &'static str,
+    pub index: &'a str,
+    pub namespace: &'a str,
+    pub started: Instant,
+    pub ctx: &'a CallContext,
+}
+
+/// Logs the end of a call in one line, counts it, turns its error into a Status, and returns the request id.
 fn finish<T>(
-    method: &'static str,
-    index: &str,
-    namespace: &str,
-    started: Instant,
+    log: CallLog<'_>,
     result: Result<T, GatewayError>,
 ) -> Result<tonic::Response<T>, tonic::Status> {
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let CallLog {
+        method,
+        index,
+        namespace,
+        started,
+        ctx,
+    } = log;
+    let elapsed = started.elapsed();
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let attempts = ctx.attempts.load(std::sync::atomic::Ordering::Relaxed);
+    let request_id = ctx.request_id.as_str();
+    metrics::histogram!(m::CALL_SECONDS, "method" => method).record(elapsed.as_secs_f64());
+    let id_value = tonic::metadata::MetadataValue::try_from(request_id).ok();
     match result {
         Ok(v) => {
-            tracing::info!(method, index, namespace, status = "OK", latency_ms, "call");
-            Ok(tonic::Response::new(v))
+            metrics::counter!(m::CALLS, "method" => method, "code" => "OK").increment(1);
+            tracing::info!(
+                method,
+                index,
+                namespace,
+                status = "OK",
+                latency_ms,
+                attempts,
+                request_id,
+                "call"
+            );
+            let mut resp = tonic::Response::new(v);
+            if let Some(id) = id_value {
+                resp.metadata_mut().insert(route::REQUEST_ID_METADATA, id);
+            }
+            Ok(resp)
         }
         Err(e) => {
-            let status = status::to_status(e);
+            let mut status = status::to_status(e);
+            metrics::counter!(m::CALLS, "method" => method, "code" => format!("{:?}", status.code())).increment(1);
             tracing::info!(
                 method,
                 index,
@@ -175,8 +226,13 @@ fn finish<T>(
                 status = ?status.code(),
                 message = status.message(),
                 latency_ms,
+                attempts,
+                request_id,
                 "call"
             );
+            if let Some(id) = id_value {
+                status.metadata_mut().insert(route::REQUEST_ID_METADATA, id);
+            }
             Err(status)
         }
     }

@@ -9,6 +9,10 @@ use std::time::Duration;
 use tonic::metadata::MetadataMap;
 
 pub const INDEX_METADATA: &str = "pinecone-index";
+/// Request ids: taken from the call (`x-request-id`, else the `request_id` the official Python clients send), or
+/// made here; passed upstream as `X-Request-Id` and returned in the response metadata.
+pub const REQUEST_ID_METADATA: &str = "x-request-id";
+const PYTHON_REQUEST_ID_METADATA: &str = "request_id";
 pub const SERVICE_NAME_METADATA: &str = "service-name";
 
 pub fn index(md: &MetadataMap, default_index: Option<&str>) -> Result<String, Invalid> {
@@ -31,6 +35,27 @@ pub fn index(md: &MetadataMap, default_index: Option<&str>) -> Result<String, In
             "no index for this call: set the `{INDEX_METADATA}` metadata to an index name \
              (or configure `upstream.default_index`)"
         ))),
+    }
+}
+
+/// The call's request id and W3C trace context.
+pub fn context(md: &MetadataMap) -> crate::upstream::CallContext {
+    let usable = |key: &str| {
+        md.get(key)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_string)
+    };
+    let request_id = usable(REQUEST_ID_METADATA)
+        .or_else(|| usable(PYTHON_REQUEST_ID_METADATA))
+        .unwrap_or_else(crate::telemetry::new_id);
+    // version-traceid-parentid-flags, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+    let traceparent = usable("traceparent").filter(|t| t.len() == 55 && t.split('-').count() == 4);
+    crate::upstream::CallContext {
+        request_id,
+        traceparent,
+        attempts: Default::default(),
     }
 }
 

@@ -36,6 +36,18 @@ pub struct FileConfig {
     pub retry: RetrySection,
     #[serde(default)]
     pub batching: BatchingSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// The admin HTTP listener: /metrics, /healthz, /readyz.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Listen address. Default 127.0.0.1:9464.
+    pub listen: Option<String>,
+    /// false switches the listener off. Default true.
+    pub enabled: Option<bool>,
 }
 
 /// How calls larger than one Pinecone request are split. Values above Pinecone's documented caps are refused.
@@ -189,6 +201,7 @@ pub enum LogFormat {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<String>,
+    pub admin_listen: Option<String>,
     pub control_plane_url: Option<String>,
     pub default_index: Option<String>,
     pub api_key_file: Option<PathBuf>,
@@ -201,6 +214,8 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// None when the admin listener is off.
+    pub admin_listen: Option<SocketAddr>,
     pub default_timeout: Duration,
     pub max_concurrent_calls: usize,
     pub drain_grace: Duration,
@@ -262,6 +277,17 @@ impl FileConfig {
                 format!("`{listen_text}` is not an address: {e}"),
             )
         })?;
+        let admin_text = o
+            .admin_listen
+            .or(self.admin.listen)
+            .unwrap_or_else(|| "127.0.0.1:9464".into());
+        let admin_listen: SocketAddr = admin_text.parse().map_err(|e| {
+            invalid(
+                "admin.listen",
+                format!("`{admin_text}` is not an address: {e}"),
+            )
+        })?;
+        let admin_listen = self.admin.enabled.unwrap_or(true).then_some(admin_listen);
         let default_timeout_ms = self.server.default_timeout_ms.unwrap_or(20_000);
         if default_timeout_ms == 0 {
             return Err(invalid("server.default_timeout_ms", "must be more than 0"));
@@ -333,6 +359,7 @@ impl FileConfig {
         }
         Ok(Settings {
             listen,
+            admin_listen,
             default_timeout: Duration::from_millis(default_timeout_ms),
             drain_grace: Duration::from_millis(self.server.drain_grace_ms.unwrap_or(20_000)),
             upstream_unhealthy_after: Duration::from_millis(

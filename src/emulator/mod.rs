@@ -80,6 +80,8 @@ struct Inner {
 pub(crate) struct Shared {
     inner: RwLock<Inner>,
     counts: Mutex<HashMap<(String, &'static str), u64>>,
+    /// (x-request-id, traceparent) of the most recent requests, so tests can check what the gateway sent.
+    traces: Mutex<std::collections::VecDeque<(String, String)>>,
     /// Bumped on every request, so tests can wait for one without polling.
     received: watch::Sender<u64>,
     options: EmulatorOptions,
@@ -119,6 +121,7 @@ impl Emulator {
             inner: RwLock::new(Inner::default()),
             counts: Mutex::new(HashMap::new()),
             received: watch::channel(0).0,
+            traces: Mutex::new(std::collections::VecDeque::new()),
             limits: options
                 .limits
                 .clone()
@@ -196,6 +199,11 @@ impl Emulator {
         *lock(&self.shared.faults_injected)
     }
 
+    /// (x-request-id, traceparent) headers of the most recent requests (at most 1,000), oldest first.
+    pub fn traces(&self) -> Vec<(String, String)> {
+        lock(&self.shared.traces).iter().cloned().collect()
+    }
+
     /// Waits until `done` holds, checking again after each request the emulator receives.
     pub async fn wait_until(&self, mut done: impl FnMut(&Emulator) -> bool) {
         let mut rx = self.shared.received.subscribe();
@@ -263,6 +271,20 @@ async fn count_requests(
         .map(|p| operation_name(req.method().as_str(), p.as_str()))
         .unwrap_or("unknown");
     *lock(&shared.counts).entry((scope, op)).or_default() += 1;
+    {
+        let header = |n: &str| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let mut traces = lock(&shared.traces);
+        traces.push_back((header("x-request-id"), header("traceparent")));
+        if traces.len() > 1000 {
+            traces.pop_front();
+        }
+    }
     shared.received.send_modify(|n| *n += 1);
     let authorized = match &shared.options.api_key {
         None => true,
@@ -376,19 +398,7 @@ fn operation_name(method: &str, path: &str) -> &'static str {
     }
 }
 
-/// A random id shaped like Pinecone's (a UUID v4).
-fn new_id() -> String {
-    let b: [u8; 16] = rand::random();
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
+use crate::telemetry::new_id;
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()

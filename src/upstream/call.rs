@@ -81,6 +81,15 @@ impl Op {
     }
 }
 
+/// What a call carries for tracing: its request id, the caller's W3C trace context, and how many upstream requests
+/// it took (shared by the batches and retries of one call).
+#[derive(Clone, Debug, Default)]
+pub struct CallContext {
+    pub request_id: String,
+    pub traceparent: Option<String>,
+    pub attempts: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
 /// A call on its way upstream.
 #[derive(Clone, Debug)]
 pub struct UpstreamCall {
@@ -89,6 +98,7 @@ pub struct UpstreamCall {
     pub op: Op,
     /// When the caller stops waiting; the upstream request must end by then.
     pub deadline: Instant,
+    pub ctx: CallContext,
 }
 
 /// Pinecone's answer, one variant per response shape.

@@ -9,9 +9,10 @@ pub mod call;
 pub mod error;
 pub mod hosts;
 
-pub use call::{Op, Reply, UpstreamCall};
+pub use call::{CallContext, Op, Reply, UpstreamCall};
 pub use error::UpstreamError;
 
+use crate::telemetry::metrics as m;
 use crate::wire::control as c;
 use hosts::Hosts;
 use reqwest::{Method, StatusCode};
@@ -147,20 +148,29 @@ impl Upstream {
         let (rest, decode) = translate(&call);
         if !call.op.is_data_plane() {
             let base = inner.control_plane.clone();
-            let resp = inner.execute(&base, &rest, call.deadline).await?;
+            let resp = inner
+                .execute(op_name, &base, &rest, call.deadline, &call.ctx)
+                .await?;
             return decode(op_name, resp);
         }
-        let base = inner.host(&call.index, call.deadline).await?;
-        let first = inner.execute(&base, &rest, call.deadline).await;
+        let base = inner.host(&call.index, call.deadline, &call.ctx).await?;
+        let first = inner
+            .execute(op_name, &base, &rest, call.deadline, &call.ctx)
+            .await;
         // A refused connection never reached Pinecone, and the host may have moved (the index deleted or
         // recreated): look it up again (a vanished index then answers NOT_FOUND) and, only if the host changed, send
         // the request once more. Nothing that may have been applied is ever sent twice here. A data-plane 404 is not
         // a sign of a stale host: it also means "no such namespace".
         let stale = matches!(first, Err(UpstreamError::Connect { .. }));
         if stale && inner.hosts.forget(&call.index, &base) {
-            let fresh = inner.host(&call.index, call.deadline).await?;
+            let fresh = inner.host(&call.index, call.deadline, &call.ctx).await?;
             if fresh != base {
-                return decode(op_name, inner.execute(&fresh, &rest, call.deadline).await?);
+                return decode(
+                    op_name,
+                    inner
+                        .execute(op_name, &fresh, &rest, call.deadline, &call.ctx)
+                        .await?,
+                );
             }
         }
         decode(op_name, first?)
@@ -199,12 +209,15 @@ impl Inner {
         &self,
         index: &str,
         deadline: tokio::time::Instant,
+        ctx: &CallContext,
     ) -> Result<Url, UpstreamError> {
         if let Some(url) = self.hosts.get(index) {
             return Ok(url);
         }
         let rest = RestRequest::new(Method::GET, &["indexes", index]);
-        let answer = self.execute(&self.control_plane, &rest, deadline).await?;
+        let answer = self
+            .execute("describe_index", &self.control_plane, &rest, deadline, ctx)
+            .await?;
         let model: c::IndexModel = match decode_json("describe_index", answer) {
             Err(UpstreamError::Status {
                 status: 404,
@@ -222,11 +235,38 @@ impl Inner {
         self.hosts.insert(index, &model.host)
     }
 
+    /// One request, counted and timed by operation and outcome.
     async fn execute(
+        &self,
+        operation: &'static str,
+        base: &Url,
+        rest: &RestRequest,
+        deadline: tokio::time::Instant,
+        ctx: &CallContext,
+    ) -> Result<Answer, UpstreamError> {
+        let started = std::time::Instant::now();
+        ctx.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = self.execute_once(base, rest, deadline, ctx).await;
+        let outcome: std::borrow::Cow<'static, str> = match &result {
+            Ok(a) => a.status.to_string().into(),
+            Err(UpstreamError::Connect { .. }) => "connect_error".into(),
+            Err(UpstreamError::Broken { .. }) => "broken".into(),
+            Err(UpstreamError::Timeout) => "timeout".into(),
+            Err(_) => "error".into(),
+        };
+        metrics::counter!(m::UPSTREAM, "operation" => operation, "status" => outcome).increment(1);
+        metrics::histogram!(m::UPSTREAM_SECONDS, "operation" => operation)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn execute_once(
         &self,
         base: &Url,
         rest: &RestRequest,
         deadline: tokio::time::Instant,
+        ctx: &CallContext,
     ) -> Result<Answer, UpstreamError> {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         if remaining.is_zero() {
@@ -258,6 +298,12 @@ impl Inner {
             .header("Api-Key", self.api_key.expose())
             .header("X-Pinecone-Api-Version", API_VERSION)
             .header("Accept", "application/json");
+        if !ctx.request_id.is_empty() {
+            req = req.header("X-Request-Id", &ctx.request_id);
+        }
+        if let Some(tp) = &ctx.traceparent {
+            req = req.header("traceparent", tp);
+        }
         if let Some(body) = &rest.body {
             req = req
                 .header("Content-Type", "application/json")
@@ -509,6 +555,7 @@ mod tests {
                 namespace: "ns".into(),
             },
             deadline: tokio::time::Instant::now(),
+            ctx: Default::default(),
         };
         let (r, _) = translate(&call);
         assert_eq!(

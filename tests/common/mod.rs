@@ -62,6 +62,7 @@ impl Env {
         let settings = file
             .settings(Overrides {
                 listen: Some("127.0.0.1:0".into()),
+                admin_listen: Some("127.0.0.1:0".into()),
                 control_plane_url: Some(emulator.url()),
                 default_index: o.default_index,
                 api_key: Some(o.gateway_key.unwrap_or_else(|| KEY.into())),

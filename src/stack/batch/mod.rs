@@ -15,6 +15,7 @@
 //! Knobs: [`BatchSettings`].
 
 use crate::stack::{CallError, CallFuture};
+use crate::telemetry::metrics as m;
 use crate::upstream::{Op, Reply, UpstreamCall};
 use crate::wire::data as w;
 use futures::StreamExt;
@@ -114,6 +115,22 @@ pub fn split_vectors(
     out
 }
 
+/// IDs or vectors a call carries, for the batch-size histogram (none for other operations).
+fn item_count(op: &Op) -> usize {
+    match op {
+        Op::Fetch { ids, .. } => ids.len(),
+        Op::Delete(d) => d.ids.len(),
+        Op::Upsert(u) => u.vectors.len(),
+        _ => 0,
+    }
+}
+
+fn record_size(op: &Op, n: usize) {
+    if n > 0 {
+        metrics::histogram!(m::BATCH_SIZE, "operation" => op.name()).record(n as f64);
+    }
+}
+
 #[derive(Clone)]
 pub struct BatchLayer {
     settings: Arc<BatchSettings>,
@@ -150,6 +167,7 @@ fn plan(call: &UpstreamCall, s: &BatchSettings) -> Option<Vec<(UpstreamCall, Vec
         index: call.index.clone(),
         op,
         deadline: call.deadline,
+        ctx: call.ctx.clone(),
     };
     match &call.op {
         Op::Fetch { ids, namespace } => {
@@ -289,8 +307,12 @@ where
     fn call(&mut self, call: UpstreamCall) -> Self::Future {
         let inner = self.inner.clone();
         let Some(batches) = plan(&call, &self.settings) else {
+            record_size(&call.op, item_count(&call.op));
             return Box::pin(inner.oneshot(call));
         };
+        for (_, ids) in &batches {
+            record_size(&call.op, ids.len());
+        }
         let concurrency = self.settings.max_concurrent_batches.max(1);
         Box::pin(async move {
             // Kept inside the caller's future: a caller that goes away stops the batches not yet sent.

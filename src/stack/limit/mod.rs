@@ -21,6 +21,7 @@ pub mod rates;
 pub mod window;
 
 use crate::stack::{CallError, CallFuture};
+use crate::telemetry::metrics as m;
 use crate::upstream::{Reply, UpstreamCall, UpstreamError};
 use rates::{OpClass, RateTable, Scope, Unit};
 use std::collections::HashMap;
@@ -296,6 +297,7 @@ impl Limiter {
                 retry_after: wait,
             });
         }
+        metrics::gauge!(m::LIMIT_KEYS).set(state.buckets.len() as f64);
         if let Some(t) = hold_back {
             return Ok(Err(t));
         }
@@ -476,6 +478,22 @@ impl Drop for Sent {
     }
 }
 
+/// Counts the calls waiting in the limiter, as a gauge, for as long as it lives.
+struct WaitingGauge;
+
+impl WaitingGauge {
+    fn new() -> Self {
+        metrics::gauge!(m::LIMIT_QUEUE).increment(1.0);
+        WaitingGauge
+    }
+}
+
+impl Drop for WaitingGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(m::LIMIT_QUEUE).decrement(1.0);
+    }
+}
+
 /// The layer.
 #[derive(Clone)]
 pub struct LimitLayer {
@@ -524,15 +542,31 @@ where
         let limiter = self.limiter.clone();
         let inner = self.inner.clone();
         Box::pin(async move {
+            let class = OpClass::of(&call.op);
+            let started = Instant::now();
+            let waiting = WaitingGauge::new();
             let permit = loop {
                 match limiter.reserve(&call) {
                     Decision::Go(p) => break p,
                     Decision::HoldBack(until) => tokio::time::sleep_until(until).await,
-                    Decision::Reject(r) => return Err(CallError::Limited(r)),
+                    Decision::Reject(r) => {
+                        metrics::counter!(m::LIMIT_REJECTIONS, "class" => class.name())
+                            .increment(1);
+                        return Err(CallError::Limited(r));
+                    }
                 }
             };
-            let class = OpClass::of(&call.op);
-            let sent = permit.ready(class).await.map_err(CallError::Limited)?;
+            let sent = permit.ready(class).await.map_err(|r| {
+                metrics::counter!(m::LIMIT_REJECTIONS, "class" => class.name()).increment(1);
+                CallError::Limited(r)
+            })?;
+            drop(waiting);
+            let waited = started.elapsed();
+            if !waited.is_zero() {
+                metrics::counter!(m::LIMIT_WAITS, "class" => class.name()).increment(1);
+                metrics::histogram!(m::LIMIT_WAIT_SECONDS, "class" => class.name())
+                    .record(waited.as_secs_f64());
+            }
             let result = inner.oneshot(call).await;
             let keys = sent.keys();
             drop(sent);

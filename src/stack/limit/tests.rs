@@ -68,6 +68,7 @@ fn fetch(ns: &str, deadline_ms: u64) -> UpstreamCall {
             namespace: ns.into(),
         },
         deadline: Instant::now() + Duration::from_millis(deadline_ms),
+        ctx: Default::default(),
     }
 }
 
@@ -80,6 +81,7 @@ fn delete(ns: &str, ids: usize) -> UpstreamCall {
             ..Default::default()
         }),
         deadline: Instant::now() + Duration::from_secs(60),
+        ctx: Default::default(),
     }
 }
 

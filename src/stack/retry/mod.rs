@@ -18,6 +18,7 @@
 //! Knobs: [`RetrySettings`].
 
 use crate::stack::{CallError, CallFuture};
+use crate::telemetry::metrics as m;
 use crate::upstream::{Op, Reply, UpstreamCall, UpstreamError};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -198,6 +199,7 @@ where
                     return Err(err);
                 }
                 tracing::debug!(operation = call.op.name(), attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+                metrics::counter!(m::RETRIES, "operation" => call.op.name()).increment(1);
                 tokio::time::sleep(wait).await;
             }
         })

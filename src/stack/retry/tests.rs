@@ -78,6 +78,7 @@ fn call(op: Op, deadline_ms: u64) -> UpstreamCall {
         index: "i".into(),
         op,
         deadline: Instant::now() + Duration::from_millis(deadline_ms),
+        ctx: Default::default(),
     }
 }
 

@@ -1,0 +1,52 @@
+//! Prometheus metrics through the `metrics` facade. One recorder per process (the facade is global); every
+//! gateway in the process renders it on its admin listener's `/metrics`.
+//!
+//! Names (all prefixed `pinecone_gateway_`): calls by method and gRPC code and their latency; upstream requests by
+//! operation and HTTP status (or `connect_error`, `broken`, `timeout`) and their latency; rate-limit waits and
+//! rejections by operation class, and calls waiting; retries; batch sizes; calls in progress; limiter keys.
+//! Labels never carry IDs, keys or tokens.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const CALLS: &str = "pinecone_gateway_calls_total";
+pub const CALL_SECONDS: &str = "pinecone_gateway_call_duration_seconds";
+pub const IN_FLIGHT: &str = "pinecone_gateway_calls_in_flight";
+pub const UPSTREAM: &str = "pinecone_gateway_upstream_requests_total";
+pub const UPSTREAM_SECONDS: &str = "pinecone_gateway_upstream_duration_seconds";
+pub const LIMIT_WAITS: &str = "pinecone_gateway_rate_limit_waits_total";
+pub const LIMIT_WAIT_SECONDS: &str = "pinecone_gateway_rate_limit_wait_seconds";
+pub const LIMIT_REJECTIONS: &str = "pinecone_gateway_rate_limit_rejections_total";
+pub const LIMIT_QUEUE: &str = "pinecone_gateway_rate_limit_waiting_calls";
+pub const LIMIT_KEYS: &str = "pinecone_gateway_rate_limit_keys";
+pub const RETRIES: &str = "pinecone_gateway_retries_total";
+pub const BATCH_SIZE: &str = "pinecone_gateway_batch_size";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder once; later calls return the same handle (None if another recorder was installed first).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let seconds = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&seconds)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(BATCH_SIZE.into()),
+                        &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 750.0, 1000.0],
+                    )
+                });
+            match builder.and_then(|b| b.install_recorder()) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
