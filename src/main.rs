@@ -26,6 +26,19 @@ enum Command {
     Serve(ServeArgs),
     /// Run the in-memory Pinecone emulator alone.
     Emulator(EmulatorArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file (with the environment's overrides) and print the effective configuration,
+    /// secrets masked. Exits non-zero on an invalid file.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -94,11 +107,50 @@ struct EmulatorArgs {
 const DEMO_INDEX: &str = "demo";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> std::process::ExitCode {
+    // One clear line for an operator, not a backtrace.
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Emulator(args) => run_emulator(args).await,
+        Command::Config(ConfigCommand::Check { file }) => config_check(&file),
     }
+}
+
+fn config_check(file: &std::path::Path) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        api_key: std::env::var("PINECONE_API_KEY").ok(),
+        ..Default::default()
+    };
+    let parsed = FileConfig::read(file)?;
+    // A missing key is reported, not fatal: the file itself may be fine and the key come from the pod's Secret.
+    let key_missing = overrides.api_key.as_deref().unwrap_or("").is_empty()
+        && parsed.upstream.api_key_file.is_none();
+    let overrides = Overrides {
+        api_key: overrides
+            .api_key
+            .filter(|k| !k.is_empty())
+            .or_else(|| Some("unset".into())),
+        ..overrides
+    };
+    let settings = parsed.settings(overrides)?;
+    println!("# {}: valid", file.display());
+    if key_missing && settings.upstream.control_plane.scheme() == "https" {
+        println!(
+            "# note: no API key yet: set PINECONE_API_KEY or upstream.api_key_file before `serve`"
+        );
+    }
+    print!("{}", pinecone_gateway::config::effective::render(&settings));
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,6 +1,8 @@
 //! One configuration tree: a TOML file (every key documented in the README, units in the names, unknown keys
 //! rejected), overridden by environment variables and flags, validated once into typed [`Settings`].
 
+pub mod effective;
+
 use crate::api::validate;
 use crate::stack::batch::BatchSettings;
 use crate::stack::limit::LimitSettings;

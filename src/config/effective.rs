@@ -1,0 +1,160 @@
+//! The effective configuration as TOML, secrets masked: what `pinecone-gateway config check FILE` prints.
+
+use super::Settings;
+use crate::stack::limit::rates::{ClassRates, OpClass};
+use toml::{Table, Value};
+
+fn ms(d: std::time::Duration) -> Value {
+    Value::Integer(d.as_millis() as i64)
+}
+
+fn int(n: usize) -> Value {
+    Value::Integer(n as i64)
+}
+
+fn rates_table(r: &ClassRates) -> Table {
+    let mut t = Table::new();
+    let mut put = |k: &str, v: Option<u64>| {
+        if let Some(v) = v.filter(|v| *v > 0) {
+            t.insert(k.into(), Value::Integer(v as i64));
+        }
+    };
+    put("namespace_requests_per_second", r.namespace_requests);
+    put("index_requests_per_second", r.index_requests);
+    put("namespace_records_per_second", r.namespace_records);
+    put("index_records_per_second", r.index_records);
+    put("namespace_bytes_per_second", r.namespace_bytes);
+    t
+}
+
+pub fn render(s: &Settings) -> String {
+    let mut root = Table::new();
+    let mut server = Table::new();
+    server.insert("listen".into(), s.listen.to_string().into());
+    server.insert("default_timeout_ms".into(), ms(s.default_timeout));
+    server.insert("max_concurrent_calls".into(), int(s.max_concurrent_calls));
+    server.insert("drain_grace_ms".into(), ms(s.drain_grace));
+    server.insert(
+        "upstream_unhealthy_after_ms".into(),
+        ms(s.upstream_unhealthy_after),
+    );
+    root.insert("server".into(), server.into());
+
+    let mut admin = Table::new();
+    admin.insert("enabled".into(), s.admin_listen.is_some().into());
+    if let Some(a) = s.admin_listen {
+        admin.insert("listen".into(), a.to_string().into());
+    }
+    root.insert("admin".into(), admin.into());
+
+    let mut up = Table::new();
+    up.insert(
+        "control_plane_url".into(),
+        s.upstream.control_plane.to_string().into(),
+    );
+    up.insert("api_key".into(), "*** (masked)".into());
+    if let Some(d) = &s.default_index {
+        up.insert("default_index".into(), d.clone().into());
+    }
+    up.insert("connect_timeout_ms".into(), ms(s.upstream.connect_timeout));
+    root.insert("upstream".into(), up.into());
+
+    let mut limits = Table::new();
+    limits.insert("max_queue_wait_ms".into(), ms(s.limits.max_queue_wait));
+    limits.insert("max_queue_len".into(), int(s.limits.max_queue_len));
+    limits.insert(
+        "expected_upstream_ms".into(),
+        ms(s.limits.expected_upstream),
+    );
+    limits.insert("window_margin_ms".into(), ms(s.limits.window_margin));
+    limits.insert("namespace_share_ms".into(), ms(s.limits.namespace_share));
+    limits.insert("max_keys".into(), int(s.limits.max_keys));
+    let mut rates = Table::new();
+    for class in OpClass::ALL {
+        rates.insert(
+            class.name().into(),
+            rates_table(&s.limits.rates.rates("", class)).into(),
+        );
+    }
+    limits.insert("rates".into(), rates.into());
+    root.insert("limits".into(), limits.into());
+
+    let mut indexes = Table::new();
+    let mut names: Vec<&String> = s
+        .upstream
+        .static_hosts
+        .keys()
+        .chain(s.limits.rates.per_index.keys())
+        .collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let mut t = Table::new();
+        if let Some(h) = s.upstream.static_hosts.get(name) {
+            t.insert("host".into(), h.clone().into());
+        }
+        if let Some(over) = s.limits.rates.per_index.get(name) {
+            let mut l = Table::new();
+            for class in OpClass::ALL.into_iter().filter(|c| over.contains_key(c)) {
+                l.insert(
+                    class.name().into(),
+                    rates_table(&s.limits.rates.rates(name, class)).into(),
+                );
+            }
+            t.insert("limits".into(), l.into());
+        }
+        indexes.insert(name.clone(), t.into());
+    }
+    if !indexes.is_empty() {
+        root.insert("indexes".into(), indexes.into());
+    }
+
+    let mut retry = Table::new();
+    retry.insert(
+        "max_attempts".into(),
+        Value::Integer(s.retry.max_attempts.into()),
+    );
+    retry.insert("base_backoff_ms".into(), ms(s.retry.base_backoff));
+    retry.insert("max_backoff_ms".into(), ms(s.retry.max_backoff));
+    retry.insert(
+        "budget_percent".into(),
+        Value::Float(s.retry.budget_percent.into()),
+    );
+    retry.insert(
+        "budget_min_per_second".into(),
+        Value::Integer(s.retry.budget_min_per_second.into()),
+    );
+    retry.insert(
+        "retry_unsafe_writes".into(),
+        s.retry.retry_unsafe_writes.into(),
+    );
+    root.insert("retry".into(), retry.into());
+
+    let mut batching = Table::new();
+    batching.insert("max_ids".into(), int(s.batching.max_ids));
+    batching.insert(
+        "fetch_url_budget_bytes".into(),
+        int(s.batching.fetch_url_budget_bytes),
+    );
+    batching.insert(
+        "max_upsert_vectors".into(),
+        int(s.batching.max_upsert_vectors),
+    );
+    batching.insert("max_upsert_bytes".into(), int(s.batching.max_upsert_bytes));
+    batching.insert(
+        "max_concurrent_batches".into(),
+        int(s.batching.max_concurrent_batches),
+    );
+    root.insert("batching".into(), batching.into());
+
+    let mut log = Table::new();
+    log.insert(
+        "format".into(),
+        format!("{:?}", s.log_format).to_lowercase().into(),
+    );
+    log.insert("level".into(), s.log_level.clone().into());
+    root.insert("log".into(), log.into());
+
+    toml::to_string_pretty(&root)
+        .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+}

@@ -1,0 +1,57 @@
+//! `pinecone-gateway config check FILE`: accepts the example configuration and prints the effective configuration
+//! with secrets masked; refuses an invalid file with one line naming the key.
+use std::process::Command;
+
+fn check(file: &str, key: Option<&str>) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pinecone-gateway"));
+    cmd.args(["config", "check", file])
+        .env_remove("PINECONE_API_KEY");
+    if let Some(k) = key {
+        cmd.env("PINECONE_API_KEY", k);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_example_configuration_is_valid_and_secrets_are_masked() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/gateway.example.toml");
+    let (code, out, err) = check(example, Some("test-only-secret-key-42"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid"));
+    assert!(out.contains("[indexes.docs-example.limits.query]"), "{out}");
+    assert!(out.contains("namespace_requests_per_second = 500"), "{out}");
+    assert!(out.contains("api_key = \"*** (masked)\""), "{out}");
+    assert!(!out.contains("test-only-secret-key-42") && !err.contains("test-only-secret-key-42"));
+    // The effective output is itself a valid configuration file.
+    let path = std::env::temp_dir().join(format!("pgw-effective-{}.toml", std::process::id()));
+    let effective: String = out
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("api_key"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, effective).unwrap();
+    let (code, _, err) = check(path.to_str().unwrap(), Some("k"));
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn an_invalid_file_is_refused_naming_the_key() {
+    let path = std::env::temp_dir().join(format!("pgw-bad-{}.toml", std::process::id()));
+    std::fs::write(&path, "[server]\nlisten_port = 1\n").unwrap();
+    let (code, out, err) = check(path.to_str().unwrap(), None);
+    let _ = std::fs::remove_file(&path);
+    assert_ne!(code, 0);
+    assert!(out.is_empty());
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("listen_port"), "{err}");
+    assert!(
+        !err.contains("backtrace") && err.lines().count() < 10,
+        "{err}"
+    );
+}
