@@ -105,7 +105,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         settings.default_index.clone(),
         settings.default_timeout,
         settings.max_concurrent_calls,
-    );
+    )
+    .with_auth(settings.auth.clone());
     let vector = VectorServiceServer::new(VectorApi::new(gw.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

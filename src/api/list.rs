@@ -44,7 +44,13 @@ impl ListService for ListApi {
             }
             route::index(req.metadata(), self.gw.default_index.as_deref())
         })();
+        let caller = self
+            .gw
+            .auth
+            .authenticate(req.metadata())
+            .map_err(status::to_status)?;
         let index = checked.map_err(|e| status::to_status(e.into()))?;
+        super::auth::Auth::authorize(caller, &index).map_err(status::to_status)?;
         // The walk holds its place among the calls in progress until it ends.
         let place = self.gw.admit().map_err(status::to_status)?;
         let deadline = self.gw.deadline(req.metadata());

@@ -6,6 +6,7 @@
 //! maps the typed answer back ([`convert`]). Every error becomes a gRPC `Status` in exactly one place:
 //! [`status::to_status`].
 
+pub mod auth;
 mod backup;
 pub mod convert;
 mod list;
@@ -34,6 +35,12 @@ pub enum GatewayError {
     Invalid(#[from] validate::Invalid),
     #[error(transparent)]
     Call(#[from] CallError),
+    /// No token, or an unknown one (caller authentication is on).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The token may not use this index.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The gateway is shutting down.
     #[error("the gateway is shutting down; call another replica")]
     Draining,
@@ -56,6 +63,7 @@ pub struct Gateway {
     max_in_flight: usize,
     /// Set when the gateway drains: new calls are refused.
     draining: Arc<std::sync::atomic::AtomicBool>,
+    auth: Arc<auth::Auth>,
 }
 
 impl Gateway {
@@ -72,7 +80,14 @@ impl Gateway {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             draining: Arc::default(),
+            auth: Arc::default(),
         }
+    }
+
+    /// Requires caller tokens (none configured: off).
+    pub fn with_auth(mut self, auth: auth::Auth) -> Self {
+        self.auth = Arc::new(auth);
+        self
     }
 
     /// Refuse new calls from now on (calls in progress go on).
@@ -111,6 +126,7 @@ impl Gateway {
         let mut index = String::new();
         let result = async {
             let _place = self.admit()?;
+            let caller = self.auth.authenticate(req.metadata())?;
             let (target, op) = build(req.get_ref())?;
             index = match target {
                 Target::FromMetadata => {
@@ -119,6 +135,7 @@ impl Gateway {
                 Target::Index(name) => name,
                 Target::Project => String::new(),
             };
+            auth::Auth::authorize(caller, &index)?;
             let call = UpstreamCall {
                 index: index.clone(),
                 op,

@@ -18,6 +18,8 @@ pub fn to_status(err: GatewayError) -> Status {
         GatewayError::UnexpectedReply(op) => {
             Status::internal(format!("unexpected answer from Pinecone for {op}"))
         }
+        GatewayError::Unauthenticated(m) => Status::unauthenticated(m),
+        GatewayError::PermissionDenied(m) => Status::permission_denied(m),
         GatewayError::Draining => {
             Status::unavailable("the gateway is shutting down; call another replica")
         }

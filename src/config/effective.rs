@@ -109,6 +109,32 @@ pub fn render(s: &Settings) -> String {
         root.insert("indexes".into(), indexes.into());
     }
 
+    let mut auth = Table::new();
+    auth.insert("enabled".into(), s.auth.enabled().into());
+    let tokens: Vec<Value> = s
+        .auth
+        .tokens
+        .iter()
+        .map(|t| {
+            let mut e = Table::new();
+            e.insert("name".into(), t.name.clone().into());
+            e.insert("token".into(), "*** (masked)".into());
+            if let Some(ix) = &t.indexes {
+                let mut v: Vec<&String> = ix.iter().collect();
+                v.sort();
+                e.insert(
+                    "indexes".into(),
+                    Value::Array(v.into_iter().map(|n| n.clone().into()).collect()),
+                );
+            }
+            e.into()
+        })
+        .collect();
+    if !tokens.is_empty() {
+        auth.insert("tokens".into(), Value::Array(tokens));
+    }
+    root.insert("auth".into(), auth.into());
+
     let mut retry = Table::new();
     retry.insert(
         "max_attempts".into(),

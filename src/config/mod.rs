@@ -10,7 +10,7 @@ use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
 use crate::stack::retry::RetrySettings;
 use crate::upstream::{ApiKey, UpstreamSettings};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +40,32 @@ pub struct FileConfig {
     pub batching: BatchingSection,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// Caller authentication. Off by default.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// true: every call must carry one of `tokens`. Default false.
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub tokens: Vec<TokenSection>,
+}
+
+/// One caller's token.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSection {
+    /// Names the caller in logs and errors.
+    pub name: String,
+    /// The token itself; prefer `token_file`.
+    pub token: Option<String>,
+    /// A file holding the token (a mounted Secret).
+    pub token_file: Option<PathBuf>,
+    /// The indexes this caller may use; absent: all (and project-wide calls).
+    pub indexes: Option<Vec<String>>,
 }
 
 /// The admin HTTP listener: /metrics, /healthz, /readyz.
@@ -229,6 +255,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub retry: RetrySettings,
     pub batching: BatchSettings,
+    pub auth: crate::api::auth::Auth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +276,57 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
         key: key.to_string(),
         reason: reason.into(),
     }
+}
+
+fn auth_settings(section: &AuthSection) -> Result<crate::api::auth::Auth, ConfigError> {
+    use crate::api::auth::{Auth, CallerToken};
+    if !section.enabled.unwrap_or(false) {
+        return Ok(Auth::default());
+    }
+    if section.tokens.is_empty() {
+        return Err(invalid(
+            "auth.tokens",
+            "auth is enabled but no token is configured",
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut tokens = Vec::new();
+    for (i, t) in section.tokens.iter().enumerate() {
+        let key = format!("auth.tokens[{i}]");
+        if t.name.is_empty() || !names.insert(t.name.clone()) {
+            return Err(invalid(
+                &format!("{key}.name"),
+                "must be non-empty and unique",
+            ));
+        }
+        let secret = match (&t.token, &t.token_file) {
+            (Some(s), None) => s.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| {
+                    invalid(
+                        &format!("{key}.token_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?,
+            _ => return Err(invalid(&key, "needs exactly one of token and token_file")),
+        };
+        if secret.len() < 16 {
+            return Err(invalid(&key, "the token must be at least 16 characters"));
+        }
+        if let Some(indexes) = &t.indexes {
+            for name in indexes {
+                validate::index_name(&format!("{key}.indexes"), name)
+                    .map_err(|e| invalid(&format!("{key}.indexes"), e.0))?;
+            }
+        }
+        tokens.push(CallerToken {
+            name: t.name.clone(),
+            secret,
+            indexes: t.indexes.as_ref().map(|v| v.iter().cloned().collect()),
+        });
+    }
+    Ok(Auth { tokens })
 }
 
 impl FileConfig {
@@ -334,6 +412,7 @@ impl FileConfig {
                 ));
             }
         };
+        let auth = auth_settings(&self.auth)?;
         let mut static_hosts = HashMap::new();
         let mut rates = RateTable {
             global: class_rates("limits.rates", &self.limits.rates)?,
@@ -360,6 +439,7 @@ impl FileConfig {
             ));
         }
         Ok(Settings {
+            auth,
             listen,
             admin_listen,
             default_timeout: Duration::from_millis(default_timeout_ms),
