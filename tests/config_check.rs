@@ -55,3 +55,32 @@ fn an_invalid_file_is_refused_naming_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn the_kubernetes_configmap_holds_a_valid_configuration() {
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes/configmap.yaml"
+    ))
+    .unwrap();
+    let start =
+        manifest.find("gateway.toml: |").expect("the embedded file") + "gateway.toml: |".len();
+    let dir = std::env::temp_dir().join(format!("pgw-cm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("api-key");
+    std::fs::write(&key, "test-only-key").unwrap();
+    // The embedded file, dedented, with the Secret's mount path pointed at a file that exists here.
+    let toml: String = manifest[start..]
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("/var/run/secrets/pinecone/api-key", key.to_str().unwrap());
+    let file = dir.join("gateway.toml");
+    std::fs::write(&file, toml).unwrap();
+    let (code, out, err) = check(file.to_str().unwrap(), None);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("listen = \"127.0.0.1:5081\""), "{out}");
+    assert!(!out.contains("test-only-key"));
+}
