@@ -183,7 +183,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let settings = file.settings(overrides)?;
+    let settings = file.settings(overrides.clone())?;
     telemetry::init(settings.log_format, &settings.log_level);
     let mut running = server::start(&settings).await?;
     let addr = running.addr;
@@ -208,9 +208,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "off".into());
         tracing::info!(%addr, %admin, control_plane = %settings.upstream.control_plane, "pinecone-gateway listening");
     }
-    tokio::select! {
-        r = running.wait() => return r,
-        _ = shutdown_signal() => {}
+    let (mut shutdown, mut hangup) = signals()?;
+    loop {
+        tokio::select! {
+            r = running.wait() => return r,
+            _ = shutdown.recv() => break,
+            _ = hangup.recv() => reload(&running, args.config.as_deref(), &overrides),
+        }
     }
     tracing::info!("draining: refusing new calls, finishing the calls in progress");
     running.drain().await?;
@@ -221,26 +225,62 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM (Kubernetes, docker stop) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGHUP: re-read the configuration file; apply its limits and per-index settings, or keep the old ones.
+fn reload(running: &server::RunningGateway, path: Option<&std::path::Path>, overrides: &Overrides) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP ignored: the gateway was started without --config");
+        return;
+    };
+    match FileConfig::read(path).and_then(|f| f.settings(overrides.clone())) {
+        Ok(settings) => {
+            running.reload(&settings);
+            tracing::info!(file = %path.display(), "configuration reloaded: limits and per-index settings");
+        }
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "configuration refused; keeping the old one")
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C: drain and exit.
+struct Shutdown(#[cfg(unix)] tokio::signal::unix::Signal);
+
+/// SIGHUP: reload the configuration.
+struct Hangup(#[cfg(unix)] tokio::signal::unix::Signal);
+
+fn signals() -> std::io::Result<(Shutdown, Hangup)> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = ctrl_c => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok((
+            Shutdown(signal(SignalKind::terminate())?),
+            Hangup(signal(SignalKind::hangup())?),
+        ))
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok((Shutdown(), Hangup()))
+    }
+}
+
+impl Shutdown {
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.0.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+impl Hangup {
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        self.0.recv().await;
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
     }
 }
 

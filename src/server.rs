@@ -15,6 +15,7 @@ use crate::pb::pinecone::vector_service_server::VectorServiceServer;
 use crate::stack::{self, limit::Limiter};
 use crate::upstream::Upstream;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -37,6 +38,8 @@ const SERVICES: [&str; 4] = [
 /// A running gateway.
 pub struct RunningGateway {
     pub addr: SocketAddr,
+    limiter: Arc<Limiter>,
+    upstream: Upstream,
     /// The admin HTTP listener, when it is on.
     pub admin_addr: Option<SocketAddr>,
     ready: watch::Sender<bool>,
@@ -77,6 +80,14 @@ impl RunningGateway {
         Ok(())
     }
 
+    /// Applies a new configuration's limits and per-index settings to calls from now on, dropping none. Other
+    /// settings (listen addresses, retries, batching, auth) need a restart.
+    pub fn reload(&self, settings: &Settings) {
+        self.limiter.reload(settings.limits.clone());
+        self.upstream
+            .reload_hosts(settings.upstream.static_hosts.clone());
+    }
+
     /// Waits until the server ends by itself (it does not, unless it fails).
     pub async fn wait(&mut self) -> anyhow::Result<()> {
         (&mut self.task).await??;
@@ -85,8 +96,11 @@ impl RunningGateway {
 }
 
 /// The tower stack over the REST client.
-pub fn upstream_stack(settings: &Settings, client: Upstream) -> UpstreamService {
-    let limiter = Limiter::new(settings.limits.clone());
+pub fn upstream_stack(
+    settings: &Settings,
+    client: Upstream,
+    limiter: Arc<Limiter>,
+) -> UpstreamService {
     stack::build(
         client,
         limiter,
@@ -100,8 +114,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
     let client = Upstream::new(settings.upstream.clone())?;
+    let limiter = Limiter::new(settings.limits.clone());
     let gw = Gateway::new(
-        upstream_stack(settings, client.clone()),
+        upstream_stack(settings, client.clone(), limiter.clone()),
         settings.default_index.clone(),
         settings.default_timeout,
         settings.max_concurrent_calls,
@@ -122,7 +137,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     tokio::spawn(watch_upstream(
         health.clone(),
         ready.clone(),
-        client,
+        client.clone(),
         settings.upstream_unhealthy_after,
         draining_rx.clone(),
     ));
@@ -155,6 +170,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     Ok(RunningGateway {
         addr,
         admin_addr,
+        limiter,
+        upstream: client,
         ready,
         gateway: gw,
         health,

@@ -13,7 +13,7 @@ use url::Url;
 #[derive(Debug)]
 pub struct Hosts {
     scheme: String,
-    static_hosts: HashMap<String, Url>,
+    static_hosts: std::sync::RwLock<HashMap<String, Url>>,
     cache: RwLock<HashMap<String, Url>>,
 }
 
@@ -26,13 +26,18 @@ impl Hosts {
             .collect();
         Hosts {
             scheme,
-            static_hosts,
+            static_hosts: std::sync::RwLock::new(static_hosts),
             cache: RwLock::new(HashMap::new()),
         }
     }
 
     pub fn get(&self, index: &str) -> Option<Url> {
-        if let Some(u) = self.static_hosts.get(index) {
+        if let Some(u) = self
+            .static_hosts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(index)
+        {
             return Some(u.clone());
         }
         self.cache
@@ -51,9 +56,23 @@ impl Hosts {
         Ok(url)
     }
 
+    /// Replaces the configured hosts (a configuration reload); looked-up hosts stay cached.
+    pub fn set_static(&self, hosts: HashMap<String, String>) {
+        let parsed = hosts
+            .into_iter()
+            .filter_map(|(name, host)| to_url(&self.scheme, &host).ok().map(|u| (name, u)))
+            .collect();
+        *self.static_hosts.write().unwrap_or_else(|e| e.into_inner()) = parsed;
+    }
+
     /// Drops a cached host that failed; false when there was nothing to forget (a static host, or already gone).
     pub fn forget(&self, index: &str, failed: &Url) -> bool {
-        if self.static_hosts.contains_key(index) {
+        if self
+            .static_hosts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(index)
+        {
             return false;
         }
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());

@@ -131,6 +131,11 @@ impl Upstream {
         })
     }
 
+    /// Replaces the per-index hosts of the configuration (SIGHUP).
+    pub fn reload_hosts(&self, hosts: std::collections::HashMap<String, String>) {
+        self.inner.hosts.set_static(hosts);
+    }
+
     /// How long Pinecone has been unreachable (every attempt since failed to connect), if it is.
     pub fn unreachable_for(&self) -> Option<Duration> {
         let since = *self

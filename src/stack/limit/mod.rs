@@ -109,7 +109,8 @@ enum Decision {
 
 /// The shared limiter state.
 pub struct Limiter {
-    settings: LimitSettings,
+    /// Replaced whole on reload (SIGHUP); each call reads one consistent copy.
+    settings: std::sync::RwLock<Arc<LimitSettings>>,
     state: Mutex<State>,
 }
 
@@ -138,9 +139,21 @@ fn describe(n: &Need, class: OpClass) -> String {
 impl Limiter {
     pub fn new(settings: LimitSettings) -> Arc<Limiter> {
         Arc::new(Limiter {
-            settings,
+            settings: std::sync::RwLock::new(Arc::new(settings)),
             state: Mutex::new(State::default()),
         })
+    }
+
+    pub fn settings(&self) -> Arc<LimitSettings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// New limits for calls from now on; calls already reserved keep their turn, buckets take the new rates.
+    pub fn reload(&self, settings: LimitSettings) {
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -157,7 +170,7 @@ impl Limiter {
             call.index.clone()
         };
         let needs = self
-            .settings
+            .settings()
             .rates
             .rates(&call.index, class)
             .buckets()
@@ -204,7 +217,7 @@ impl Limiter {
         if needs.is_empty() {
             return Ok(Ok(Permit::free(self.clone(), Instant::now())));
         }
-        let s = &self.settings;
+        let s = self.settings();
         let period = Duration::from_secs(1) + s.window_margin;
         let namespace = namespace_of(call).to_string();
         let mut state = self.lock();
@@ -236,6 +249,8 @@ impl Limiter {
                 .buckets
                 .entry(n.key.clone())
                 .or_insert_with(|| Window::new(n.rate, period));
+            // A reload may have changed the rate or the margin since the bucket was made.
+            w.set_limit(n.rate, period);
             w.prune(now);
             let Some(earliest) = w.earliest(now, n.cost) else {
                 return Err(Rejection {
@@ -416,7 +431,7 @@ impl Permit {
                     ticket: self.ticket,
                 });
             }
-            if at + self.limiter.settings.expected_upstream > self.deadline {
+            if at + self.limiter.settings().expected_upstream > self.deadline {
                 // Dropping self gives the reservation back.
                 return Err(Rejection {
                     message: format!(

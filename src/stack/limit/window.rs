@@ -48,6 +48,12 @@ impl Window {
         }
     }
 
+    /// New capacity and period (a configuration reload); what is already reserved stays.
+    pub fn set_limit(&mut self, capacity: u64, period: Duration) {
+        self.capacity = capacity;
+        self.period = period;
+    }
+
     /// Forgets what slid out of the window at `now`.
     pub fn prune(&mut self, now: Instant) {
         let period = self.period;
