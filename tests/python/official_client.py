@@ -1,4 +1,4 @@
-"""The official Pinecone gRPC client (pinecone[grpc]==8.1.2), unchanged apart from the host, against the gateway.
+"""An official Pinecone gRPC client (pinecone[grpc]==8.1.2 or 7.3.0), unchanged apart from the host, against the gateway.
 
 Usage: official_client.py HOST INDEX
 Exits non-zero on the first failed check.
@@ -46,9 +46,10 @@ check(pages == 3, f"list_paginated took {pages} pages")
 walked = [i for chunk in index.list(namespace=ns, prefix="doc-1") for i in chunk]
 check(len(walked) == 100, f"list() with prefix walked {len(walked)}")
 
-fm = index.fetch_by_metadata(filter={"n": {"$lt": 10}, "genre": "drama"}, namespace=ns, limit=3)
-check(len(fm.vectors) == 3, f"fetch_by_metadata returned {len(fm.vectors)}")
-check(fm.pagination is not None and fm.pagination.next, "fetch_by_metadata has a next page")
+if hasattr(index, "fetch_by_metadata"):  # API 2025-10 (8.x); 7.x speaks 2025-04, which has no such call
+    fm = index.fetch_by_metadata(filter={"n": {"$lt": 10}, "genre": "drama"}, namespace=ns, limit=3)
+    check(len(fm.vectors) == 3, f"fetch_by_metadata returned {len(fm.vectors)}")
+    check(fm.pagination is not None and fm.pagination.next, "fetch_by_metadata has a next page")
 
 q = index.query(vector=[1.0, 5.0, 0.5, 0.25], top_k=3, namespace=ns, include_metadata=True, filter={"genre": "comedy"})
 check(len(q.matches) == 3, f"query returned {len(q.matches)} matches")
@@ -59,4 +60,6 @@ index.delete(filter={"n": {"$gte": 200}}, namespace=ns)
 stats = index.describe_index_stats()
 check(stats.namespaces[ns].vector_count == 198, f"after deletes: {stats.namespaces[ns].vector_count}")
 
-print(f"official client pinecone[grpc]==8.1.2: {checks} checks passed")
+import pinecone
+
+print(f"official client pinecone[grpc]=={pinecone.__version__}: {checks} checks passed")
