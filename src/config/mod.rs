@@ -183,6 +183,37 @@ pub struct ServerSection {
     pub drain_grace_ms: Option<u64>,
     /// Health turns NOT_SERVING once Pinecone has been unreachable this long. Default 10000.
     pub upstream_unhealthy_after_ms: Option<u64>,
+    /// TLS on the gRPC listener; absent: plaintext (fine on 127.0.0.1 inside a pod).
+    pub tls: Option<TlsSection>,
+}
+
+/// TLS, and mutual TLS when `client_ca_file` is set.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The server's certificate chain, PEM.
+    pub cert_file: PathBuf,
+    /// The server's private key, PEM.
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to; set: every caller must present one.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// TLS material, read at start-up.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("key_pem", &"***")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish()
+    }
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -246,6 +277,7 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     pub default_timeout: Duration,
     pub max_concurrent_calls: usize,
+    pub tls: Option<TlsSettings>,
     pub drain_grace: Duration,
     pub upstream_unhealthy_after: Duration,
     pub default_index: Option<String>,
@@ -413,6 +445,24 @@ impl FileConfig {
             }
         };
         let auth = auth_settings(&self.auth)?;
+        let tls = match &self.server.tls {
+            None => None,
+            Some(t) => {
+                let read = |key: &str, path: &Path| {
+                    std::fs::read(path)
+                        .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+                };
+                Some(TlsSettings {
+                    cert_pem: read("server.tls.cert_file", &t.cert_file)?,
+                    key_pem: read("server.tls.key_file", &t.key_file)?,
+                    client_ca_pem: t
+                        .client_ca_file
+                        .as_deref()
+                        .map(|p| read("server.tls.client_ca_file", p))
+                        .transpose()?,
+                })
+            }
+        };
         let mut static_hosts = HashMap::new();
         let mut rates = RateTable {
             global: class_rates("limits.rates", &self.limits.rates)?,
@@ -440,6 +490,7 @@ impl FileConfig {
         }
         Ok(Settings {
             auth,
+            tls,
             listen,
             admin_listen,
             default_timeout: Duration::from_millis(default_timeout_ms),

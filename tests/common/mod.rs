@@ -71,11 +71,10 @@ impl Env {
             .unwrap();
         let gateway = server::start(&settings).await.unwrap();
         let addr = gateway.addr;
+        // Lazy: a TLS gateway is reached through a channel of the test's own.
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
-            .connect()
-            .await
-            .unwrap();
+            .connect_lazy();
         Env {
             emulator,
             gateway: Some(gateway),
