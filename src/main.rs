@@ -64,6 +64,9 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "PINECONE_GATEWAY_LOG_FORMAT")]
     log_format: Option<LogFormat>,
+    /// Log level or tracing filter (`info`, `pinecone_gateway=debug`); RUST_LOG wins when set.
+    #[arg(long, env = "PINECONE_GATEWAY_LOG_LEVEL")]
+    log_level: Option<String>,
     /// Start the built-in emulator with a demo index and send every call to it: no account, no network.
     #[arg(long)]
     emulator: bool,
@@ -166,7 +169,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         api_key_file: args.api_key_file,
         api_key: std::env::var("PINECONE_API_KEY").ok(),
         log_format: args.log_format,
-        log_level: None,
+        log_level: args.log_level,
     };
     let emulator = if args.emulator {
         let emu = Emulator::start("127.0.0.1:0".parse()?, EmulatorOptions::default()).await?;
