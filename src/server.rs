@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -173,9 +173,14 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         .add_service(vector)
         .add_service(backup)
         .add_service(list)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            let _ = stopped.await;
-        });
+        // Our own listener bypasses the builder's TCP_NODELAY; without it, small answers wait for delayed ACKs
+        // (~40 ms per call under concurrency, measured by the benchmark).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                let _ = stopped.await;
+            },
+        );
     let task = tokio::spawn(server);
     Ok(RunningGateway {
         addr,

@@ -248,9 +248,14 @@ impl Emulator {
 }
 
 async fn serve(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
+    use axum::serve::ListenerExt;
     let signal = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
+    // As Pinecone's front ends do: small answers are not held back by Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await

@@ -1,0 +1,487 @@
+//! The benchmark harness: runs the gateway (a child process, pinned to CPU 0) in front of the built-in emulator and
+//! measures it from this process (pinned to CPU 1), with HDR histograms, a warm-up, a bounded duration, a table on
+//! stdout and a JSON summary.
+//!
+//!   cargo run --release --bin bench -- latency      # (a) added latency of a 10-ID fetch vs. straight REST, open loop
+//!   cargo run --release --bin bench -- throughput   # (b) max calls/s with limits out of the way, CPU per call, closed loop
+//!   cargo run --release --bin bench -- limiter      # (c) upstream rate vs. the limit under 10x overload, upstream 429s
+//!   cargo run --release --bin bench -- memory       # (e) resident memory idle and under load
+//!   cargo run --release --bin bench -- all --json bench.json
+#![forbid(unsafe_code)]
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
+use pinecone_gateway::pb::pinecone as p;
+use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+struct Args {
+    scenario: Scenario,
+    /// Seconds measured per scenario, after the warm-up.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Seconds of warm-up, not measured.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Calls per second offered in the open-loop latency scenario.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Concurrent callers in the closed-loop throughput scenario.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Write the summary here as JSON.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Scenario {
+    Latency,
+    Throughput,
+    Limiter,
+    Memory,
+    All,
+}
+
+const INDEX: &str = "bench";
+const NAMESPACE: &str = "ns";
+
+/// The gateway as a child process, so its CPU time and memory are its own.
+struct Gateway {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn gateway(control_plane: &str, config: &str) -> anyhow::Result<Gateway> {
+    let dir = std::env::temp_dir().join(format!("pgw-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("gateway-{}.toml", rand_suffix()));
+    std::fs::write(&file, config)?;
+    let exe = std::env::current_exe()?.with_file_name("pinecone-gateway");
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(exe)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--log-level",
+            "warn,pinecone_gateway=info",
+            "--control-plane-url",
+            control_plane,
+        ])
+        .args(["--default-index", INDEX, "--config"])
+        .arg(&file)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("the gateway exited"))??;
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && let Some(a) = v["addr"].as_str()
+        {
+            break a.to_string();
+        }
+    };
+    // Keep draining its logs so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    Ok(Gateway { child, addr })
+}
+
+fn rand_suffix() -> u32 {
+    rand::random()
+}
+
+/// Every rate limit switched off, for scenarios that measure the gateway itself.
+const NO_LIMITS: &str = "[limits.rates]\n\
+    upsert = { namespace_requests_per_second = 0, namespace_bytes_per_second = 0 }\n\
+    query = { namespace_requests_per_second = 0 }\n\
+    fetch = { index_requests_per_second = 0 }\n\
+    describe_index_stats = { index_requests_per_second = 0 }\n\
+    [server]\nmax_concurrent_calls = 100000\n";
+
+async fn emulator(enforce_limits: bool) -> anyhow::Result<Emulator> {
+    let emu = Emulator::start(
+        "127.0.0.1:0".parse()?,
+        EmulatorOptions {
+            limits: enforce_limits.then(Default::default),
+            ..Default::default()
+        },
+    )
+    .await?;
+    emu.create_index(INDEX, 8, "cosine")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(emu)
+}
+
+async fn client(addr: &str) -> anyhow::Result<VectorServiceClient<Channel>> {
+    Ok(VectorServiceClient::new(
+        Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?,
+    ))
+}
+
+async fn seed(c: &mut VectorServiceClient<Channel>) -> anyhow::Result<()> {
+    let vectors = (0..100)
+        .map(|i| p::Vector {
+            id: format!("id-{i}"),
+            values: vec![0.5; 8],
+            ..Default::default()
+        })
+        .collect();
+    c.upsert(p::UpsertRequest {
+        vectors,
+        namespace: NAMESPACE.into(),
+    })
+    .await?;
+    Ok(())
+}
+
+fn ten_ids() -> Vec<String> {
+    (0..10).map(|i| format!("id-{i}")).collect()
+}
+
+fn micros(h: &Histogram<u64>, q: f64) -> u64 {
+    h.value_at_quantile(q)
+}
+
+fn summary(h: &Histogram<u64>) -> Value {
+    json!({"count": h.len(), "p50_us": micros(h, 0.5), "p99_us": micros(h, 0.99), "p999_us": micros(h, 0.999), "max_us": h.max()})
+}
+
+/// Open loop: calls start on a fixed schedule whatever the answers do; latency counts from the scheduled start, so
+/// a slow answer cannot hide the calls queued behind it.
+async fn open_loop<F, Fut>(
+    rate: u64,
+    warmup: Duration,
+    duration: Duration,
+    call: F,
+) -> anyhow::Result<Histogram<u64>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut hist = Histogram::<u64>::new(3)?;
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let start = tokio::time::Instant::now();
+    let end = start + warmup + duration;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut next = start;
+    while next < end {
+        tokio::time::sleep_until(next).await;
+        let scheduled = next;
+        let measured = scheduled >= start + warmup;
+        let fut = call();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let ok = fut.await.is_ok();
+            let _ = tx.send((measured, ok, scheduled.elapsed()));
+        });
+        next += interval;
+    }
+    drop(tx);
+    let mut errors = 0;
+    while let Some((measured, ok, took)) = rx.recv().await {
+        if measured {
+            if ok {
+                hist.record(took.as_micros() as u64)?;
+            } else {
+                errors += 1;
+            }
+        }
+    }
+    anyhow::ensure!(errors == 0, "{errors} calls failed");
+    Ok(hist)
+}
+
+async fn latency(a: &Args) -> anyhow::Result<Value> {
+    let emu = emulator(false).await?;
+    let gw = gateway(&emu.url(), NO_LIMITS)?;
+    let mut c = client(&gw.addr).await?;
+    seed(&mut c).await?;
+    let host = emu
+        .create_index("direct", 8, "cosine")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let warmup = Duration::from_secs(a.warmup_secs);
+    let duration = Duration::from_secs(a.duration_secs);
+
+    // Straight to the emulator's REST API: the same fetch, the same JSON, no gateway.
+    let http = reqwest::Client::new();
+    let query: String = ten_ids()
+        .iter()
+        .map(|i| format!("ids={i}&"))
+        .collect::<String>()
+        + "namespace=ns";
+    let url = format!("http://{host}/vectors/fetch?{query}");
+    let direct = open_loop(a.rate, warmup, duration, || {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let r = http
+                .get(url)
+                .header("Api-Key", "k")
+                .header("X-Pinecone-Api-Version", "2025-10")
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "{}", r.status());
+            r.bytes().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let through = open_loop(a.rate, warmup, duration, || {
+        let mut c = c.clone();
+        async move {
+            c.fetch(p::FetchRequest {
+                ids: ten_ids(),
+                namespace: NAMESPACE.into(),
+            })
+            .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let added = |q: f64| micros(&through, q) as i64 - micros(&direct, q) as i64;
+    Ok(json!({
+        "scenario": "a: added latency of a 10-ID fetch, open loop",
+        "rate_per_second": a.rate,
+        "direct_rest": summary(&direct),
+        "through_gateway": summary(&through),
+        "added_p50_us": added(0.5),
+        "added_p99_us": added(0.99),
+        "added_p999_us": added(0.999),
+    }))
+}
+
+/// CPU time (user + system) of a process, in seconds, from /proc.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    // Linux reports CPU time in clock ticks, 100 per second on every common configuration.
+    Ok(ticks / 100.0)
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS"))
+}
+
+/// Closed loop: `concurrency` callers, each sending its next call when the last one answers.
+async fn closed_loop(
+    c: &VectorServiceClient<Channel>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let end = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let mut c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3).expect("histogram");
+            let mut n = 0u64;
+            while Instant::now() < end {
+                let t = Instant::now();
+                if c.fetch(p::FetchRequest {
+                    ids: ten_ids(),
+                    namespace: NAMESPACE.into(),
+                })
+                .await
+                .is_ok()
+                {
+                    let _ = h.record(t.elapsed().as_micros() as u64);
+                    n += 1;
+                }
+            }
+            (h, n)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    let mut calls = 0;
+    for t in tasks {
+        let (h, n) = t.await?;
+        hist.add(h)?;
+        calls += n;
+    }
+    Ok((hist, calls))
+}
+
+async fn throughput(a: &Args) -> anyhow::Result<Value> {
+    let emu = emulator(false).await?;
+    let gw = gateway(&emu.url(), NO_LIMITS)?;
+    let mut c = client(&gw.addr).await?;
+    seed(&mut c).await?;
+    closed_loop(&c, a.concurrency, Duration::from_secs(a.warmup_secs)).await?;
+    let cpu_before = cpu_seconds(gw.child.id())?;
+    let start = Instant::now();
+    let (hist, calls) =
+        closed_loop(&c, a.concurrency, Duration::from_secs(a.duration_secs)).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(gw.child.id())? - cpu_before;
+    Ok(json!({
+        "scenario": "b: maximum throughput, limits out of the way, closed loop",
+        "concurrency": a.concurrency,
+        "calls": calls,
+        "calls_per_second": (calls as f64 / elapsed).round(),
+        "gateway_cpu_us_per_call": (cpu * 1e6 / calls.max(1) as f64).round(),
+        "latency": summary(&hist),
+        "gateway_rss_kib_after": rss_kib(gw.child.id())?,
+    }))
+}
+
+async fn limiter(a: &Args) -> anyhow::Result<Value> {
+    // Pinecone's limits enforced by the emulator; the gateway's defaults; 10x the describe_index_stats limit offered.
+    let emu = emulator(true).await?;
+    let gw = gateway(&emu.url(), "")?;
+    let c = client(&gw.addr).await?;
+    let limit = 100.0;
+    let offered = 1000;
+    let warmup = Duration::from_secs(a.warmup_secs);
+    let duration = Duration::from_secs(a.duration_secs);
+    let before_warm = emu.count(INDEX, "describe_index_stats");
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = tokio::time::Instant::now();
+    let measure_from = start + warmup;
+    let mut next = start;
+    let interval = Duration::from_nanos(1_000_000_000 / offered);
+    let mut tasks = Vec::new();
+    let mut at_measure_start = None;
+    while next < start + warmup + duration {
+        tokio::time::sleep_until(next).await;
+        if at_measure_start.is_none() && next >= measure_from {
+            at_measure_start = Some(emu.count(INDEX, "describe_index_stats"));
+        }
+        let mut c = c.clone();
+        let counted = counted.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = tonic::Request::new(p::DescribeIndexStatsRequest::default());
+            r.set_timeout(Duration::from_millis(500));
+            if c.describe_index_stats(r).await.is_ok() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }));
+        next += interval;
+    }
+    let at_end = emu.count(INDEX, "describe_index_stats");
+    for t in tasks {
+        let _ = t.await;
+    }
+    let measured = at_end - at_measure_start.unwrap_or(before_warm);
+    let rate = measured as f64 / duration.as_secs_f64();
+    Ok(json!({
+        "scenario": "c: limiter accuracy under 10x overload (describe_index_stats, 100/s per index)",
+        "offered_per_second": offered,
+        "limit_per_second": limit,
+        "upstream_per_second": (rate * 10.0).round() / 10.0,
+        "upstream_vs_limit_percent": ((rate / limit - 1.0) * 1000.0).round() / 10.0,
+        "upstream_429s": emu.throttled(INDEX),
+    }))
+}
+
+async fn memory(a: &Args) -> anyhow::Result<Value> {
+    let emu = emulator(false).await?;
+    let gw = gateway(&emu.url(), NO_LIMITS)?;
+    let mut c = client(&gw.addr).await?;
+    seed(&mut c).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_kib(gw.child.id())?;
+    let (_, calls) = closed_loop(&c, a.concurrency, Duration::from_secs(a.duration_secs)).await?;
+    let loaded = rss_kib(gw.child.id())?;
+    Ok(json!({
+        "scenario": "e: resident memory of the gateway",
+        "idle_rss_kib": idle,
+        "after_load_rss_kib": loaded,
+        "load_calls": calls,
+        "load_concurrency": a.concurrency,
+    }))
+}
+
+fn print_table(v: &Value) {
+    println!("\n## {}", v["scenario"].as_str().unwrap_or(""));
+    if let Some(obj) = v.as_object() {
+        for (k, val) in obj.iter().filter(|(k, _)| *k != "scenario") {
+            println!("  {k:<28} {val}");
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // The load generator on the other core than the gateway.
+    let _ = Command::new("taskset")
+        .args(["-p", "-c", "1", &std::process::id().to_string()])
+        .output();
+    let mut results = Vec::new();
+    let all = args.scenario == Scenario::All;
+    if all || args.scenario == Scenario::Latency {
+        results.push(latency(&args).await?);
+    }
+    if all || args.scenario == Scenario::Throughput {
+        results.push(throughput(&args).await?);
+    }
+    if all || args.scenario == Scenario::Limiter {
+        results.push(limiter(&args).await?);
+    }
+    if all || args.scenario == Scenario::Memory {
+        results.push(memory(&args).await?);
+    }
+    for r in &results {
+        print_table(r);
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let doc = json!({"machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "cpu": cpu}, "results": results});
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+    }
+    Ok(())
+}
