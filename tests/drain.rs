@@ -6,8 +6,6 @@ use pinecone_gateway::emulator::faults::Faults;
 use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
 use pinecone_gateway::pb::pinecone as p;
 use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_calls_in_progress_finish_then_exits_zero() {
@@ -25,33 +23,16 @@ async fn sigterm_lets_calls_in_progress_finish_then_exits_zero() {
     .await
     .unwrap();
     emulator.create_index(INDEX, 4, "cosine").await.unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pinecone-gateway"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
+    let gw = spawn_gateway(
+        &[
             "--control-plane-url",
             &emulator.url(),
             "--default-index",
             INDEX,
-        ])
-        .env("PINECONE_GATEWAY_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The first log line says where it listens.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("a log line").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if let Some(a) = v["addr"].as_str() {
-            break a.to_string();
-        }
-    };
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let addr = gw.addr.clone();
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -74,11 +55,7 @@ async fn sigterm_lets_calls_in_progress_finish_then_exits_zero() {
     emulator
         .wait_until(|e| e.count(INDEX, "describe_index_stats") >= 6)
         .await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    gw.signal("-TERM");
     for c in calls {
         let r = c.await.unwrap();
         assert!(r.is_ok(), "a call in progress was cut: {r:?}");
@@ -88,9 +65,5 @@ async fn sigterm_lets_calls_in_progress_finish_then_exits_zero() {
         .describe_index_stats(p::DescribeIndexStatsRequest::default())
         .await;
     assert!(late.is_err(), "a call after SIGTERM was served");
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(gw.exit().await.0, Some(0));
 }

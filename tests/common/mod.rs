@@ -191,3 +191,118 @@ pub fn meta(pairs: &[(&str, prost_types::Value)]) -> prost_types::Struct {
 pub fn filter_op(field: &str, op: &str, value: prost_types::Value) -> prost_types::Struct {
     meta(&[(field, json_obj(meta(&[(op, value)])))])
 }
+
+/// The real binary, `serve`d on 127.0.0.1:0 with JSON logs, its logs read as they come (a full pipe would block it).
+pub struct GatewayProcess {
+    /// Taken by [`GatewayProcess::exit`]; killed and reaped on drop otherwise (a failed test leaves no process).
+    child: Option<std::process::Child>,
+    pub addr: String,
+    pub admin: String,
+    /// Lines read while waiting for the address.
+    startup: Vec<String>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts `pinecone-gateway serve` with extra arguments and environment, and waits for the line saying where it
+/// listens.
+pub fn spawn_gateway(args: &[&str], envs: &[(&str, &str)]) -> GatewayProcess {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let child = Command::new(env!("CARGO_BIN_EXE_pinecone-gateway"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .args(args)
+        .envs(envs.iter().copied())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let mut gw = GatewayProcess {
+        child: Some(child),
+        addr: String::new(),
+        admin: String::new(),
+        startup: Vec::new(),
+        lines,
+    };
+    let stderr = gw.child.as_mut().and_then(|c| c.stderr.take()).unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut first = Vec::new();
+    loop {
+        let line = gw
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the gateway said nothing; it logged: {first:?}"));
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && let (Some(addr), Some(admin)) = (v["addr"].as_str(), v["admin"].as_str())
+        {
+            gw.addr = addr.to_string();
+            gw.admin = admin.to_string();
+            first.push(line);
+            gw.startup = first;
+            return gw;
+        }
+        first.push(line);
+    }
+}
+
+impl GatewayProcess {
+    /// Sends a signal (`-TERM`, `-HUP`) with the system's `kill`.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().map(|c| c.id()).unwrap();
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for a log line containing `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no log line with {text:?}"));
+            if line.contains(text) {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the process to exit; its exit code and every log line but those `wait_for_log` consumed.
+    pub async fn exit(mut self) -> (Option<i32>, String) {
+        let mut child = self.child.take().unwrap();
+        let lines = std::mem::replace(&mut self.lines, std::sync::mpsc::channel().1);
+        let startup = std::mem::take(&mut self.startup);
+        tokio::task::spawn_blocking(move || {
+            let code = child.wait().unwrap().code();
+            let logs: Vec<String> = startup.into_iter().chain(lines.iter()).collect();
+            (code, logs.join("\n"))
+        })
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
