@@ -35,13 +35,22 @@ async fn every_service_reports_serving() {
     assert_eq!(e.code(), tonic::Code::NotFound);
 }
 
+/// Both surfaces an orchestrator reads: the health stream of every service and the admin listener's /readyz.
 #[tokio::test]
-async fn health_follows_pinecone_reachability() {
+async fn health_and_readyz_follow_pinecone_reachability() {
     let env = Env::start_with(EnvOptions {
         config: Some("[server]\nupstream_unhealthy_after_ms = 200\n".into()),
         ..Default::default()
     })
     .await;
+    let admin = env.gateway.as_ref().unwrap().admin_addr.unwrap();
+    let readyz = || async move {
+        reqwest::get(format!("http://{admin}/readyz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
     let mut health = HealthClient::new(env.channel());
     let mut watch = health
         .watch(HealthCheckRequest {
@@ -54,7 +63,8 @@ async fn health_follows_pinecone_reachability() {
         watch.message().await.unwrap().unwrap().status(),
         ServingStatus::Serving
     );
-    // Pinecone goes away; a call finds it unreachable, and the health stream says so past the threshold.
+    assert_eq!(readyz().await, 200);
+    // Pinecone goes away; a call finds it unreachable, and past the threshold both surfaces say so.
     env.emulator.shutdown().await;
     let _ = env
         .vectors()
@@ -67,6 +77,24 @@ async fn health_follows_pinecone_reachability() {
         .await
         .unwrap();
     assert_eq!(next.unwrap().unwrap().status(), ServingStatus::NotServing);
+    let server = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(server.status(), ServingStatus::NotServing);
+    assert_eq!(readyz().await, 503);
+    // /healthz only says the process is alive.
+    assert_eq!(
+        reqwest::get(format!("http://{admin}/healthz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
 }
 
 #[tokio::test]

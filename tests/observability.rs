@@ -1,11 +1,8 @@
-//! What operators watch: /metrics, /healthz and /readyz on the admin listener, and request ids that follow a call
+//! What operators watch: /metrics on the admin listener (readiness: tests/health_and_reflection.rs), and request ids that follow a call
 //! from the caller to Pinecone and back.
 mod common;
 use common::*;
 use pinecone_gateway::pb::pinecone as p;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 async fn get(url: String) -> (u16, String) {
     let r = reqwest::get(url).await.unwrap();
@@ -48,42 +45,6 @@ async fn metrics_count_calls_upstream_requests_and_batches() {
     }
     assert_eq!(get(format!("http://{admin}/healthz")).await.0, 200);
     assert_eq!(get(format!("http://{admin}/readyz")).await.0, 200);
-}
-
-#[tokio::test]
-async fn readyz_follows_pinecone_reachability() {
-    let env = Env::start_with(EnvOptions {
-        config: Some("[server]\nupstream_unhealthy_after_ms = 100\n".into()),
-        ..Default::default()
-    })
-    .await;
-    let admin = env.gateway.as_ref().unwrap().admin_addr.unwrap();
-    let mut watch = HealthClient::new(env.channel())
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        watch.message().await.unwrap().unwrap().status(),
-        ServingStatus::Serving
-    );
-    env.emulator.shutdown().await;
-    let _ = env
-        .vectors()
-        .fetch(req(p::FetchRequest {
-            ids: vec!["a".into()],
-            namespace: "".into(),
-        }))
-        .await;
-    let next = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message())
-        .await
-        .unwrap();
-    assert_eq!(next.unwrap().unwrap().status(), ServingStatus::NotServing);
-    // /healthz says the process is alive; /readyz that it cannot serve.
-    assert_eq!(get(format!("http://{admin}/healthz")).await.0, 200);
-    assert_eq!(get(format!("http://{admin}/readyz")).await.0, 503);
 }
 
 #[tokio::test]
