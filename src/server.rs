@@ -106,6 +106,7 @@ pub fn upstream_stack(
         limiter,
         settings.retry.clone(),
         settings.batching.clone(),
+        settings.coalescing.clone(),
     )
 }
 

@@ -12,7 +12,8 @@ async fn sustained_overload_never_reaches_pinecone_as_429() {
     // A busy 2-core test machine: keep 300 ms of each deadline for the upstream call itself.
     let env = Env::start_with(EnvOptions {
         enforce_limits: true,
-        config: Some("[limits]\nexpected_upstream_ms = 300\n".into()),
+        // Coalescing off: this is about the limiter alone (tests/coalescing.rs has the same load with it on).
+        config: Some("[limits]\nexpected_upstream_ms = 300\n[coalescing]\nfetch = false\n".into()),
         ..Default::default()
     })
     .await;

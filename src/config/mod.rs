@@ -5,6 +5,7 @@ pub mod effective;
 
 use crate::api::validate;
 use crate::stack::batch::BatchSettings;
+use crate::stack::coalesce::{CoalesceSettings, Switches};
 use crate::stack::limit::LimitSettings;
 use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
 use crate::stack::retry::RetrySettings;
@@ -38,6 +39,8 @@ pub struct FileConfig {
     pub retry: RetrySection,
     #[serde(default)]
     pub batching: BatchingSection,
+    #[serde(default)]
+    pub coalescing: CoalescingSection,
     #[serde(default)]
     pub admin: AdminSection,
     #[serde(default)]
@@ -92,6 +95,28 @@ pub struct BatchingSection {
     pub max_upsert_bytes: Option<usize>,
     /// Batches of one call in flight at once. Default 8.
     pub max_concurrent_batches: Option<usize>,
+}
+
+/// Merging concurrent fetches and deletes by ID of one namespace while the rate limit has no turn to spare.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CoalescingSection {
+    /// Coalesce fetch by ID. Default true.
+    pub fetch: Option<bool>,
+    /// Coalesce delete by ID. Default true.
+    pub delete: Option<bool>,
+    /// Requests one namespace may send back to back before it keeps to the even spacing of its limit. Default 10.
+    pub burst_requests: Option<u32>,
+}
+
+/// Coalescing switches for one index, over the global ones.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct IndexCoalescingSection {
+    /// Coalesce fetch by ID for this index. Default: `coalescing.fetch`.
+    pub fetch: Option<bool>,
+    /// Coalesce delete by ID for this index. Default: `coalescing.delete`.
+    pub delete: Option<bool>,
 }
 
 /// When and how failed upstream calls are tried again.
@@ -237,6 +262,8 @@ pub struct IndexSection {
     /// Rates for this index, by operation class, over the global ones (dedicated read nodes, raised limits).
     #[serde(default)]
     pub limits: BTreeMap<String, RateSection>,
+    /// Coalescing switches for this index.
+    pub coalescing: Option<IndexCoalescingSection>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -287,6 +314,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub retry: RetrySettings,
     pub batching: BatchSettings,
+    pub coalescing: CoalesceSettings,
     pub auth: crate::api::auth::Auth,
 }
 
@@ -463,12 +491,30 @@ impl FileConfig {
                 })
             }
         };
+        let global_switches = Switches {
+            fetch: self.coalescing.fetch.unwrap_or(true),
+            delete: self.coalescing.delete.unwrap_or(true),
+        };
+        let burst_requests = match self.coalescing.burst_requests {
+            Some(0) => return Err(invalid("coalescing.burst_requests", "must be more than 0")),
+            b => b.unwrap_or(CoalesceSettings::default().burst_requests),
+        };
+        let mut index_switches = HashMap::new();
         let mut static_hosts = HashMap::new();
         let mut rates = RateTable {
             global: class_rates("limits.rates", &self.limits.rates)?,
             per_index: HashMap::new(),
         };
         for (name, section) in self.indexes {
+            if let Some(c) = &section.coalescing {
+                index_switches.insert(
+                    name.clone(),
+                    Switches {
+                        fetch: c.fetch.unwrap_or(global_switches.fetch),
+                        delete: c.delete.unwrap_or(global_switches.delete),
+                    },
+                );
+            }
             rates.per_index.insert(
                 name.clone(),
                 class_rates(&format!("indexes.{name}.limits"), &section.limits)?,
@@ -604,7 +650,28 @@ impl FileConfig {
                     )?,
                 }
             },
-        })
+            coalescing: CoalesceSettings::default(),
+        }
+        .with_coalescing(global_switches, index_switches, burst_requests))
+    }
+}
+
+impl Settings {
+    /// Coalescing shares its batch caps with the batching layer.
+    fn with_coalescing(
+        mut self,
+        enabled: Switches,
+        per_index: HashMap<String, Switches>,
+        burst_requests: u32,
+    ) -> Settings {
+        self.coalescing = CoalesceSettings {
+            enabled,
+            per_index,
+            burst_requests,
+            max_ids: self.batching.max_ids,
+            fetch_url_budget_bytes: self.batching.fetch_url_budget_bytes,
+        };
+        self
     }
 }
 

@@ -1,11 +1,15 @@
 //! The tower stack between the gRPC surface and the REST client: one middleware per module, each a `Layer` and its
 //! `Service` over `Service<UpstreamCall>`.
 //!
-//! Order, outside in: [`batch`] (split and merge) → [`retry`] → [`limit`] (Pinecone's rate limits) → the REST
-//! client, so that every batch and every retry passes the limiter.
+//! Order, outside in: [`order`] (a delete never overtakes an earlier fetch or write of the same ID, nor the
+//! reverse) → [`batch`] (split and merge) → [`retry`] → [`coalesce`] (merge small fetches and deletes while the
+//! limit has no turn to spare) → [`limit`] (Pinecone's rate limits) → the REST client, so that every batch and every
+//! retry passes the limiter, and a caller's retry joins a new coalesced request rather than repeating its old one.
 
 pub mod batch;
+pub mod coalesce;
 pub mod limit;
+pub mod order;
 pub mod retry;
 
 use crate::upstream::{Reply, UpstreamCall, UpstreamError};
@@ -43,6 +47,7 @@ pub fn build<S>(
     limiter: std::sync::Arc<limit::Limiter>,
     retry: retry::RetrySettings,
     batching: batch::BatchSettings,
+    coalescing: coalesce::CoalesceSettings,
 ) -> UpstreamService
 where
     S: tower::Service<UpstreamCall, Response = Reply, Error = UpstreamError>
@@ -55,8 +60,10 @@ where
     let upstream = upstream.map_err(CallError::Upstream);
     BoxCloneSyncService::new(
         ServiceBuilder::new()
+            .layer(order::OrderLayer::new())
             .layer(batch::BatchLayer::new(batching))
             .layer(retry::RetryLayer::new(retry))
+            .layer(coalesce::CoalesceLayer::new(limiter.clone(), coalescing))
             .layer(limit::LimitLayer::new(limiter))
             .service(upstream),
     )

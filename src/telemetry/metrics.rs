@@ -3,7 +3,8 @@
 //!
 //! Names (all prefixed `pinecone_gateway_`): calls by method and gRPC code and their latency; upstream requests by
 //! operation and HTTP status (or `connect_error`, `broken`, `timeout`) and their latency; rate-limit waits and
-//! rejections by operation class, and calls waiting; retries; batch sizes; calls in progress; limiter keys.
+//! rejections by operation class, and calls waiting; retries; batch sizes; coalesced IDs and callers per upstream
+//! request; calls held back to keep a delete in order; calls in progress; limiter keys.
 //! Labels never carry IDs, keys or tokens.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -21,6 +22,9 @@ pub const LIMIT_QUEUE: &str = "pinecone_gateway_rate_limit_waiting_calls";
 pub const LIMIT_KEYS: &str = "pinecone_gateway_rate_limit_keys";
 pub const RETRIES: &str = "pinecone_gateway_retries_total";
 pub const BATCH_SIZE: &str = "pinecone_gateway_batch_size";
+pub const COALESCE_IDS: &str = "pinecone_gateway_coalesced_ids";
+pub const COALESCE_CALLERS: &str = "pinecone_gateway_coalesced_callers";
+pub const ORDER_WAITS: &str = "pinecone_gateway_order_waits_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -38,6 +42,18 @@ pub fn install() -> Option<PrometheusHandle> {
                     b.set_buckets_for_metric(
                         metrics_exporter_prometheus::Matcher::Full(BATCH_SIZE.into()),
                         &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 750.0, 1000.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(COALESCE_IDS.into()),
+                        &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(COALESCE_CALLERS.into()),
+                        &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
                     )
                 });
             match builder.and_then(|b| b.install_recorder()) {

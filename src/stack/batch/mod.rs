@@ -51,14 +51,14 @@ impl Default for BatchSettings {
 }
 
 /// Length of `ids=<id>&` once form-encoded.
-fn encoded_id_len(id: &str) -> usize {
+pub(crate) fn encoded_id_len(id: &str) -> usize {
     form_urlencoded::byte_serialize(id.as_bytes())
         .map(str::len)
         .sum::<usize>()
         + "ids=&".len()
 }
 
-fn dedup(ids: &[String]) -> Vec<String> {
+pub(crate) fn dedup(ids: &[String]) -> Vec<String> {
     let mut seen = HashSet::with_capacity(ids.len());
     ids.iter()
         .filter(|id| seen.insert(id.as_str()))

@@ -336,6 +336,40 @@ impl Limiter {
         }))
     }
 
+    /// The earliest instant at which `call` would find room in every bucket it takes from, without reserving it
+    /// (turns already reserved by others come first). The coalescer asks this to decide whether to send now or
+    /// let calls accumulate.
+    /// `now` is the caller's reading of the clock, so that "free now" compares equal to it.
+    pub fn next_turn(&self, call: &UpstreamCall, now: Instant) -> Instant {
+        let (_, needs) = self.needs(call);
+        let mut state = self.lock();
+        let mut at = now;
+        for n in &needs {
+            if let Some(w) = state.buckets.get_mut(&n.key) {
+                w.prune(now);
+                // A cost that never fits is the limiter's to reject, not a reason to hold the call back.
+                if let Some(t) = w.earliest(now, n.cost) {
+                    at = at.max(t);
+                }
+            }
+        }
+        at
+    }
+
+    /// The even spacing of `call`'s strictest request limit (its window over its rate), or `None` when no request
+    /// limit applies to it.
+    pub fn request_spacing(&self, call: &UpstreamCall) -> Option<Duration> {
+        let s = self.settings();
+        let period = Duration::from_secs(1) + s.window_margin;
+        s.rates
+            .rates(&call.index, OpClass::of(&call.op))
+            .buckets()
+            .filter(|(_, unit, _)| *unit == Unit::Requests)
+            .map(|(_, _, rate)| rate)
+            .min()
+            .map(|rate| period / rate.min(u32::MAX as u64) as u32)
+    }
+
     /// A 429 from Pinecone: nothing more for these buckets until `until`.
     fn slow_down(&self, keys: &[BucketKey], until: Instant) {
         let mut state = self.lock();

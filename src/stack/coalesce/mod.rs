@@ -1,0 +1,543 @@
+//! Coalescing: a tower middleware that merges concurrent fetches and deletes by ID of one index and namespace into
+//! shared upstream requests while the rate limiter has no turn to spare, so that callers fetching one record at a
+//! time get many records out of each of Pinecone's per-request turns.
+//!
+//! One *group* per (index, namespace, operation). A call that finds its group with nothing waiting and a turn free
+//! goes out at once, alone: no timer, nothing added at low load. Otherwise it joins the group's waiting batch, or
+//! opens a new one when the last is full (`max_ids` IDs, or the fetch URL budget); the group's driver sends the
+//! oldest batch at its next turn with every ID gathered by then. Duplicate IDs are sent once.
+//!
+//! A turn is free when the limiter could take the call now ([`Limiter::next_turn`]) *and* the group's pace allows
+//! it: a group sends at most `burst_requests` requests back to back, then one per even spacing of its strictest
+//! request limit (10.2 ms for 100/s). That is the limiter's own rate, spread out, so that a burst of lone calls cannot
+//! spend a whole second's turns on one ID each and leave the queue waiting for the next second.
+//!
+//! States of a caller: *waiting* in a batch (cancelling the call or passing its deadline takes it out; a batch left
+//! with no caller is not sent), *sent*, *answered*. A fetch caller receives exactly the records it asked for
+//! (missing IDs omitted, as Pinecone does) and its share of the read units, in proportion to the IDs it asked for; a
+//! delete caller receives the empty answer. A batch that fails gives its error to each of its own callers; their
+//! retries (the retry layer sits above) come through the coalescer again. Calls below this layer (limiter, client)
+//! see one ordinary call per batch.
+//!
+//! Knobs: [`CoalesceSettings`]: on or off per operation, globally and per index; the burst.
+
+#[cfg(test)]
+mod tests;
+
+use crate::stack::limit::Limiter;
+use crate::stack::{CallError, CallFuture};
+use crate::telemetry::metrics as m;
+use crate::upstream::{CallContext, Op, Reply, UpstreamCall, UpstreamError};
+use crate::wire::data as w;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+
+/// Which operations coalesce, for all indexes or one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Switches {
+    pub fetch: bool,
+    pub delete: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct CoalesceSettings {
+    /// The default for every index.
+    pub enabled: Switches,
+    /// Per-index overrides.
+    pub per_index: HashMap<String, Switches>,
+    /// Requests a group may send back to back before it keeps to the even spacing of its limit.
+    pub burst_requests: u32,
+    /// IDs per upstream request (Pinecone: 1,000); shared with the batching layer.
+    pub max_ids: usize,
+    /// Bytes of encoded `ids=` parameters per upstream fetch; shared with the batching layer.
+    pub fetch_url_budget_bytes: usize,
+}
+
+impl Default for CoalesceSettings {
+    fn default() -> Self {
+        CoalesceSettings {
+            enabled: Switches {
+                fetch: true,
+                delete: true,
+            },
+            per_index: HashMap::new(),
+            burst_requests: 10,
+            max_ids: 1000,
+            fetch_url_budget_bytes: 8 * 1024,
+        }
+    }
+}
+
+impl CoalesceSettings {
+    fn applies(&self, call: &UpstreamCall) -> Option<Kind> {
+        let on = self.per_index.get(&call.index).unwrap_or(&self.enabled);
+        match &call.op {
+            Op::Fetch { ids, .. } if on.fetch && ids.len() < self.max_ids => Some(Kind::Fetch),
+            Op::Delete(d)
+                if on.delete
+                    && !d.delete_all
+                    && d.filter.is_none()
+                    && !d.ids.is_empty()
+                    && d.ids.len() < self.max_ids =>
+            {
+                Some(Kind::Delete)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Fetch,
+    Delete,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Fetch => "fetch",
+            Kind::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct GroupKey {
+    index: String,
+    /// Normalized: "" and "__default__" are one group.
+    namespace: String,
+    kind: Kind,
+}
+
+/// One caller waiting in a batch.
+struct Member {
+    ids: Vec<String>,
+    deadline: Instant,
+    ctx: CallContext,
+    tx: oneshot::Sender<Result<Reply, CallError>>,
+}
+
+impl Member {
+    fn gone(&self, now: Instant) -> bool {
+        self.tx.is_closed() || self.deadline <= now
+    }
+}
+
+/// IDs gathered for one upstream request.
+#[derive(Default)]
+struct Pending {
+    members: Vec<Member>,
+    ids: Vec<String>,
+    seen: HashSet<String>,
+    url_bytes: usize,
+}
+
+impl Pending {
+    /// The bytes and count `ids` would add.
+    fn growth(&self, ids: &[String], kind: Kind) -> (usize, usize) {
+        let mut fresh = HashSet::new();
+        let mut bytes = 0;
+        for id in ids {
+            if !self.seen.contains(id) && fresh.insert(id.as_str()) && kind == Kind::Fetch {
+                bytes += crate::stack::batch::encoded_id_len(id);
+            }
+        }
+        (fresh.len(), bytes)
+    }
+
+    fn fits(&self, ids: &[String], kind: Kind, s: &CoalesceSettings) -> bool {
+        let (n, bytes) = self.growth(ids, kind);
+        self.ids.len() + n <= s.max_ids
+            && (kind == Kind::Delete || self.url_bytes + bytes <= s.fetch_url_budget_bytes)
+    }
+
+    fn add(&mut self, member: Member, kind: Kind) {
+        for id in &member.ids {
+            if self.seen.insert(id.clone()) {
+                if kind == Kind::Fetch {
+                    self.url_bytes += crate::stack::batch::encoded_id_len(id);
+                }
+                self.ids.push(id.clone());
+            }
+        }
+        self.members.push(member);
+    }
+
+    /// Takes out callers that cancelled or ran out of time, and IDs no remaining caller asked for.
+    fn prune(&mut self, now: Instant, kind: Kind) {
+        if !self.members.iter().any(|m| m.gone(now)) {
+            return;
+        }
+        let members = std::mem::take(&mut self.members);
+        *self = Pending::default();
+        for m in members.into_iter().filter(|m| !m.gone(now)) {
+            self.add(m, kind);
+        }
+    }
+}
+
+struct Group {
+    /// GCRA's theoretical arrival time: the group may send when `now >= tat - (burst - 1) × spacing`.
+    tat: Instant,
+    /// Oldest first; only the last takes new callers.
+    batches: VecDeque<Pending>,
+    /// A driver task is sending this group's batches.
+    driving: bool,
+    /// The original spelling of the namespace, sent upstream.
+    namespace: String,
+}
+
+impl Group {
+    fn paced_at(&self, spacing: Duration, burst: u32) -> Instant {
+        let tolerance = spacing * burst.saturating_sub(1);
+        self.tat.checked_sub(tolerance).unwrap_or(self.tat)
+    }
+
+    fn take_turn(&mut self, now: Instant, spacing: Duration) {
+        self.tat = self.tat.max(now) + spacing;
+    }
+}
+
+struct Shared<S> {
+    inner: S,
+    limiter: Arc<Limiter>,
+    settings: Arc<CoalesceSettings>,
+    groups: Mutex<HashMap<GroupKey, Group>>,
+    /// Calls since idle groups were last dropped.
+    calls_since_sweep: std::sync::atomic::AtomicU32,
+}
+
+impl<S> Shared<S> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupKey, Group>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn op_for(kind: Kind, namespace: &str, ids: Vec<String>) -> Op {
+    match kind {
+        Kind::Fetch => Op::Fetch {
+            ids,
+            namespace: namespace.to_string(),
+        },
+        Kind::Delete => Op::Delete(w::DeleteRequest {
+            ids,
+            namespace: namespace.to_string(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn ids_of(op: &Op) -> &[String] {
+    match op {
+        Op::Fetch { ids, .. } => ids,
+        Op::Delete(d) => &d.ids,
+        _ => &[],
+    }
+}
+
+fn namespace_of(op: &Op) -> &str {
+    match op {
+        Op::Fetch { namespace, .. } => namespace,
+        Op::Delete(d) => &d.namespace,
+        _ => "",
+    }
+}
+
+fn record(kind: Kind, ids: usize, callers: usize) {
+    metrics::histogram!(m::COALESCE_IDS, "operation" => kind.name()).record(ids as f64);
+    metrics::histogram!(m::COALESCE_CALLERS, "operation" => kind.name()).record(callers as f64);
+}
+
+/// Each caller's part of a batch's answer.
+fn distribute(kind: Kind, members: Vec<Member>, result: Result<Reply, CallError>) {
+    let reply = match result {
+        Err(e) => {
+            for m in members {
+                let _ = m.tx.send(Err(e.clone()));
+            }
+            return;
+        }
+        Ok(r) => r,
+    };
+    let fetched = match (kind, reply) {
+        (Kind::Fetch, Reply::Fetch(f)) => f,
+        (_, reply) => {
+            for m in members {
+                let _ = m.tx.send(Ok(reply.clone()));
+            }
+            return;
+        }
+    };
+    let units = fetched
+        .usage
+        .as_ref()
+        .and_then(|u| u.read_units)
+        .map(|total| share(total, &members));
+    for (i, m) in members.into_iter().enumerate() {
+        let vectors = m
+            .ids
+            .iter()
+            .filter_map(|id| fetched.vectors.get(id).map(|v| (id.clone(), v.clone())))
+            .collect();
+        let usage = units.as_ref().map(|u| w::Usage {
+            read_units: Some(u[i]),
+        });
+        let _ = m.tx.send(Ok(Reply::Fetch(w::FetchResponse {
+            vectors,
+            namespace: fetched.namespace.clone(),
+            usage,
+        })));
+    }
+}
+
+/// `total` split in proportion to the IDs each caller asked for (largest remainder, so the parts add up).
+fn share(total: u32, members: &[Member]) -> Vec<u32> {
+    let weights: Vec<u64> = members.iter().map(|m| m.ids.len() as u64).collect();
+    let sum: u64 = weights.iter().sum::<u64>().max(1);
+    let exact: Vec<(u64, u64)> = weights
+        .iter()
+        .map(|wt| {
+            let x = u64::from(total) * wt;
+            (x / sum, x % sum)
+        })
+        .collect();
+    let mut parts: Vec<u32> = exact.iter().map(|&(q, _)| q as u32).collect();
+    let mut left = total.saturating_sub(parts.iter().sum());
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(exact[i].1));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        parts[i] += 1;
+        left -= 1;
+    }
+    parts
+}
+
+impl<S> Shared<S>
+where
+    S: Service<UpstreamCall, Response = Reply, Error = CallError> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+{
+    /// Sends the group's batches, oldest first, each at its turn; ends when none is left.
+    async fn drive(self: Arc<Self>, key: GroupKey, spacing: Duration) {
+        loop {
+            let step = {
+                let mut groups = self.lock();
+                let Some(group) = groups.get_mut(&key) else {
+                    return;
+                };
+                let now = Instant::now();
+                for b in group.batches.iter_mut() {
+                    b.prune(now, key.kind);
+                }
+                group.batches.retain(|b| !b.members.is_empty());
+                let Some(front) = group.batches.front() else {
+                    group.driving = false;
+                    if group.tat <= now {
+                        groups.remove(&key);
+                    }
+                    return;
+                };
+                let probe = UpstreamCall {
+                    index: key.index.clone(),
+                    op: op_for(key.kind, &group.namespace, front.ids.clone()),
+                    deadline: now,
+                    ctx: CallContext::default(),
+                };
+                let at = self
+                    .limiter
+                    .next_turn(&probe, now)
+                    .max(group.paced_at(spacing, self.settings.burst_requests));
+                if at <= now {
+                    group.take_turn(now, spacing);
+                    group
+                        .batches
+                        .pop_front()
+                        .map(|b| (b, group.namespace.clone()))
+                        .ok_or(at)
+                } else {
+                    Err(at)
+                }
+            };
+            match step {
+                Err(at) => tokio::time::sleep_until(at).await,
+                Ok((batch, namespace)) => {
+                    tokio::spawn(self.clone().send(key.clone(), namespace, batch));
+                }
+            }
+        }
+    }
+
+    async fn send(self: Arc<Self>, key: GroupKey, namespace: String, batch: Pending) {
+        let Pending { members, ids, .. } = batch;
+        let Some(first) = members.first() else {
+            return;
+        };
+        record(key.kind, ids.len(), members.len());
+        let deadline = members
+            .iter()
+            .map(|m| m.deadline)
+            .max()
+            .unwrap_or(first.deadline);
+        let call = UpstreamCall {
+            index: key.index.clone(),
+            op: op_for(key.kind, &namespace, ids),
+            deadline,
+            ctx: first.ctx.clone(),
+        };
+        let result = self.inner.clone().oneshot(call).await;
+        // The first caller's context counted the upstream request; the others took part in it too.
+        for m in members.iter().skip(1) {
+            m.ctx
+                .attempts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        distribute(key.kind, members, result);
+    }
+
+    fn call(self: &Arc<Self>, call: UpstreamCall) -> CallFuture {
+        let Some(kind) = self.settings.applies(&call) else {
+            return Box::pin(self.inner.clone().oneshot(call));
+        };
+        let Some(spacing) = self.limiter.request_spacing(&call) else {
+            return Box::pin(self.inner.clone().oneshot(call));
+        };
+        let key = GroupKey {
+            index: call.index.clone(),
+            namespace: crate::wire::data::normalize_namespace(namespace_of(&call.op)).to_string(),
+            kind,
+        };
+        let now = Instant::now();
+        let mut groups = self.lock();
+        if self
+            .calls_since_sweep
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            >= 1024
+        {
+            self.calls_since_sweep
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            // A group whose pace has caught up with the clock holds nothing worth keeping.
+            groups.retain(|_, g| g.driving || g.tat > now);
+        }
+        let group = groups.entry(key.clone()).or_insert_with(|| Group {
+            tat: now,
+            batches: VecDeque::new(),
+            driving: false,
+            namespace: namespace_of(&call.op).to_string(),
+        });
+        if !group.driving
+            && self
+                .limiter
+                .next_turn(&call, now)
+                .max(group.paced_at(spacing, self.settings.burst_requests))
+                <= now
+        {
+            group.take_turn(now, spacing);
+            drop(groups);
+            record(kind, ids_of(&call.op).len(), 1);
+            return Box::pin(self.inner.clone().oneshot(call));
+        }
+        let (tx, rx) = oneshot::channel();
+        let deadline = call.deadline;
+        let member = Member {
+            ids: crate::stack::batch::dedup(ids_of(&call.op)),
+            deadline,
+            ctx: call.ctx,
+            tx,
+        };
+        match group.batches.back_mut() {
+            Some(last) if last.fits(&member.ids, kind, &self.settings) => last.add(member, kind),
+            _ => {
+                let mut batch = Pending::default();
+                batch.add(member, kind);
+                group.batches.push_back(batch);
+            }
+        }
+        if !group.driving {
+            group.driving = true;
+            tokio::spawn(self.clone().drive(key, spacing));
+        }
+        drop(groups);
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(CallError::Upstream(UpstreamError::Broken {
+                    host: String::new(),
+                    detail: "the gateway abandoned the coalesced request".into(),
+                })),
+                // Dropping the receiver takes the caller out of its batch if it was not sent yet.
+                Err(_) => Err(CallError::Upstream(UpstreamError::Timeout)),
+            }
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct CoalesceLayer {
+    limiter: Arc<Limiter>,
+    settings: Arc<CoalesceSettings>,
+}
+
+impl CoalesceLayer {
+    pub fn new(limiter: Arc<Limiter>, settings: CoalesceSettings) -> Self {
+        CoalesceLayer {
+            limiter,
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+impl<S> Layer<S> for CoalesceLayer {
+    type Service = Coalesce<S>;
+
+    fn layer(&self, inner: S) -> Coalesce<S> {
+        Coalesce {
+            shared: Arc::new(Shared {
+                inner,
+                limiter: self.limiter.clone(),
+                settings: self.settings.clone(),
+                groups: Mutex::new(HashMap::new()),
+                calls_since_sweep: std::sync::atomic::AtomicU32::new(0),
+            }),
+        }
+    }
+}
+
+pub struct Coalesce<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for Coalesce<S> {
+    fn clone(&self) -> Self {
+        Coalesce {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> Service<UpstreamCall> for Coalesce<S>
+where
+    S: Service<UpstreamCall, Response = Reply, Error = CallError> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+{
+    type Response = Reply;
+    type Error = CallError;
+    type Future = CallFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+        // Readiness is decided per call (its group's turn), in `call`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: UpstreamCall) -> CallFuture {
+        self.shared.call(call)
+    }
+}
