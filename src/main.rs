@@ -132,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn config_check(file: &std::path::Path) -> anyhow::Result<()> {
     let overrides = Overrides {
         api_key: std::env::var("PINECONE_API_KEY").ok(),
+        redis_url: std::env::var("PINECONE_GATEWAY_REDIS_URL").ok(),
         ..Default::default()
     };
     let parsed = FileConfig::read(file)?;
@@ -170,6 +171,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         api_key: std::env::var("PINECONE_API_KEY").ok(),
         log_format: args.log_format,
         log_level: args.log_level,
+        redis_url: std::env::var("PINECONE_GATEWAY_REDIS_URL").ok(),
     };
     let emulator = if args.emulator {
         let emu = Emulator::start("127.0.0.1:0".parse()?, EmulatorOptions::default()).await?;

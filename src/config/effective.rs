@@ -69,6 +69,21 @@ pub fn render(s: &Settings) -> String {
     limits.insert("window_margin_ms".into(), ms(s.limits.window_margin));
     limits.insert("namespace_share_ms".into(), ms(s.limits.namespace_share));
     limits.insert("max_keys".into(), int(s.limits.max_keys));
+    let mode = match (&s.limits.redis, s.limits.share) {
+        (Some(_), _) => "redis",
+        (None, 1) => "local",
+        (None, _) => "static-share",
+    };
+    limits.insert("mode".into(), mode.into());
+    limits.insert("replicas".into(), int(s.limits.share as usize));
+    if let Some(r) = &s.limits.redis {
+        let mut t = Table::new();
+        t.insert("url".into(), "*** (masked)".into());
+        t.insert("timeout_ms".into(), ms(r.timeout));
+        t.insert("reconnect_interval_ms".into(), ms(r.reconnect_interval));
+        t.insert("key_prefix".into(), r.key_prefix.clone().into());
+        limits.insert("redis".into(), t.into());
+    }
     let mut rates = Table::new();
     for class in OpClass::ALL {
         rates.insert(
@@ -79,12 +94,22 @@ pub fn render(s: &Settings) -> String {
     limits.insert("rates".into(), rates.into());
     root.insert("limits".into(), limits.into());
 
+    let mut coalescing = Table::new();
+    coalescing.insert("fetch".into(), s.coalescing.enabled.fetch.into());
+    coalescing.insert("delete".into(), s.coalescing.enabled.delete.into());
+    coalescing.insert(
+        "burst_requests".into(),
+        int(s.coalescing.burst_requests as usize),
+    );
+    root.insert("coalescing".into(), coalescing.into());
+
     let mut indexes = Table::new();
     let mut names: Vec<&String> = s
         .upstream
         .static_hosts
         .keys()
         .chain(s.limits.rates.per_index.keys())
+        .chain(s.coalescing.per_index.keys())
         .collect();
     names.sort();
     names.dedup();
@@ -102,6 +127,12 @@ pub fn render(s: &Settings) -> String {
                 );
             }
             t.insert("limits".into(), l.into());
+        }
+        if let Some(c) = s.coalescing.per_index.get(name) {
+            let mut l = Table::new();
+            l.insert("fetch".into(), c.fetch.into());
+            l.insert("delete".into(), c.delete.into());
+            t.insert("coalescing".into(), l.into());
         }
         indexes.insert(name.clone(), t.into());
     }

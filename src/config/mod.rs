@@ -8,6 +8,7 @@ use crate::stack::batch::BatchSettings;
 use crate::stack::coalesce::{CoalesceSettings, Switches};
 use crate::stack::limit::LimitSettings;
 use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
+use crate::stack::limit::shared::RedisSettings;
 use crate::stack::retry::RetrySettings;
 use crate::upstream::{ApiKey, UpstreamSettings};
 use serde::Deserialize;
@@ -156,6 +157,39 @@ pub struct LimitsSection {
     /// Global overrides of the default rates, by operation class.
     #[serde(default)]
     pub rates: BTreeMap<String, RateSection>,
+    /// "local" (one replica, the default), "static-share" (every limit divided by `replicas`) or "redis" (limits
+    /// shared through Redis; the static share while Redis is unreachable).
+    pub mode: Option<LimitMode>,
+    /// How many replicas share the limits: the divisor of the static share. Default 1.
+    pub replicas: Option<u64>,
+    /// Where Redis is, in redis mode.
+    pub redis: Option<RedisSection>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitMode {
+    #[default]
+    Local,
+    StaticShare,
+    Redis,
+}
+
+/// Redis for shared limits.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://[:password@]host:port[/db]`, or `rediss://` for TLS. Prefer `url_file` or PINECONE_GATEWAY_REDIS_URL
+    /// when it holds a password.
+    pub url: Option<String>,
+    /// A file holding the URL (a mounted Secret).
+    pub url_file: Option<PathBuf>,
+    /// The longest a limit decision may take before the replica falls back to its static share. Default 50.
+    pub timeout_ms: Option<u64>,
+    /// How often a replica that fell back tries Redis again. Default 1000.
+    pub reconnect_interval_ms: Option<u64>,
+    /// Prefixes every key. Default "pgw".
+    pub key_prefix: Option<String>,
 }
 
 /// Per-second rates of one operation class. 0 switches a limit off.
@@ -294,6 +328,8 @@ pub struct Overrides {
     pub api_key: Option<String>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
+    /// PINECONE_GATEWAY_REDIS_URL: wins over `limits.redis.url` and `url_file`.
+    pub redis_url: Option<String>,
 }
 
 /// Validated settings.
@@ -329,6 +365,67 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("`{key}`: {reason}")]
     Invalid { key: String, reason: String },
+}
+
+fn redis_settings(
+    mode: LimitMode,
+    section: Option<&RedisSection>,
+    env_url: Option<String>,
+) -> Result<Option<RedisSettings>, ConfigError> {
+    let default = RedisSection::default();
+    let r = section.unwrap_or(&default);
+    if mode != LimitMode::Redis {
+        if section.is_some() {
+            return Err(invalid(
+                "limits.redis",
+                "is only used with limits.mode = \"redis\"",
+            ));
+        }
+        return Ok(None);
+    }
+    let url = match (env_url.filter(|u| !u.is_empty()), &r.url, &r.url_file) {
+        (Some(u), _, _) => u,
+        (None, Some(_), Some(_)) => {
+            return Err(invalid("limits.redis.url", "set url or url_file, not both"));
+        }
+        (None, Some(u), None) => u.clone(),
+        (None, None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| {
+                invalid(
+                    "limits.redis.url_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?
+            .trim()
+            .to_string(),
+        (None, None, None) => {
+            return Err(invalid(
+                "limits.redis.url",
+                "mode = \"redis\" needs a Redis URL: limits.redis.url, url_file or PINECONE_GATEWAY_REDIS_URL",
+            ));
+        }
+    };
+    // The URL may hold a password: the message names the problem, never the URL.
+    redis::Client::open(url.as_str()).map_err(|e| {
+        invalid(
+            "limits.redis.url",
+            format!("not a Redis URL (redis:// or rediss://): {:?}", e.kind()),
+        )
+    })?;
+    let ms = |key: &str, v: Option<u64>, default: u64| match v {
+        Some(0) => Err(invalid(key, "must be more than 0")),
+        v => Ok(Duration::from_millis(v.unwrap_or(default))),
+    };
+    Ok(Some(RedisSettings {
+        url,
+        timeout: ms("limits.redis.timeout_ms", r.timeout_ms, 50)?,
+        reconnect_interval: ms(
+            "limits.redis.reconnect_interval_ms",
+            r.reconnect_interval_ms,
+            1000,
+        )?,
+        key_prefix: r.key_prefix.clone().unwrap_or_else(|| "pgw".into()),
+    }))
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
@@ -491,6 +588,19 @@ impl FileConfig {
                 })
             }
         };
+        let mode = self.limits.mode.unwrap_or_default();
+        let share = match (mode, self.limits.replicas) {
+            (_, Some(0)) => return Err(invalid("limits.replicas", "must be at least 1")),
+            (LimitMode::Local, Some(r)) if r > 1 => {
+                return Err(invalid(
+                    "limits.replicas",
+                    "is only used with mode = \"static-share\" or \"redis\"",
+                ));
+            }
+            (LimitMode::Local, _) => 1,
+            (_, r) => r.unwrap_or(1),
+        };
+        let redis = redis_settings(mode, self.limits.redis.as_ref(), o.redis_url.clone())?;
         let global_switches = Switches {
             fetch: self.coalescing.fetch.unwrap_or(true),
             delete: self.coalescing.delete.unwrap_or(true),
@@ -580,6 +690,8 @@ impl FileConfig {
                     window_margin: ms(l.window_margin_ms, d.window_margin),
                     namespace_share: ms(l.namespace_share_ms, d.namespace_share),
                     max_keys: l.max_keys.unwrap_or(d.max_keys).max(16),
+                    share,
+                    redis,
                 }
             },
             retry: {
@@ -733,6 +845,63 @@ mod tests {
             .settings(Overrides::default())
             .unwrap_err();
         assert!(e.to_string().contains("upstream.default_index"));
+    }
+
+    #[test]
+    fn limit_modes_are_validated_and_the_redis_url_never_shown() {
+        let key = || Overrides {
+            api_key: Some("k".into()),
+            ..Default::default()
+        };
+        let s = parse("[limits]\nmode = \"static-share\"\nreplicas = 4\n")
+            .unwrap()
+            .settings(key())
+            .unwrap();
+        assert_eq!(s.limits.share, 4);
+        assert!(s.limits.redis.is_none());
+        let s = parse(
+            "[limits]\nmode = \"redis\"\nreplicas = 3\n[limits.redis]\nurl = \"rediss://:hunter2@cache:6380/0\"\n",
+        )
+        .unwrap()
+        .settings(key())
+        .unwrap();
+        let r = s.limits.redis.as_ref().unwrap();
+        assert_eq!((s.limits.share, r.timeout.as_millis()), (3, 50));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!crate::config::effective::render(&s).contains("hunter2"));
+        for (text, names) in [
+            ("[limits]\nmode = \"redis\"\n", "limits.redis.url"),
+            ("[limits]\nreplicas = 3\n", "limits.replicas"),
+            (
+                "[limits]\nmode = \"static-share\"\nreplicas = 0\n",
+                "limits.replicas",
+            ),
+            (
+                "[limits]\nmode = \"redis\"\n[limits.redis]\nurl = \"http://:hunter2@cache\"\n",
+                "limits.redis.url",
+            ),
+            ("[limits.redis]\nurl = \"redis://cache\"\n", "limits.redis"),
+        ] {
+            let e = parse(text)
+                .unwrap()
+                .settings(key())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(names) && !e.contains("hunter2"), "{text}: {e}");
+        }
+        let e = parse("[limits]\nmode = \"shared\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("static-share"), "{e}");
+        // The environment wins over the file.
+        let s = parse("[limits]\nmode = \"redis\"\n[limits.redis]\nurl = \"redis://file\"\n")
+            .unwrap()
+            .settings(Overrides {
+                redis_url: Some("redis://env:6379".into()),
+                ..key()
+            })
+            .unwrap();
+        assert_eq!(s.limits.redis.unwrap().url, "redis://env:6379");
     }
 
     #[test]

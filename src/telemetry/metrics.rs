@@ -4,7 +4,8 @@
 //! Names (all prefixed `pinecone_gateway_`): calls by method and gRPC code and their latency; upstream requests by
 //! operation and HTTP status (or `connect_error`, `broken`, `timeout`) and their latency; rate-limit waits and
 //! rejections by operation class, and calls waiting; retries; batch sizes; coalesced IDs and callers per upstream
-//! request; calls held back to keep a delete in order; calls in progress; limiter keys.
+//! request; calls held back to keep a delete in order; calls in progress; limiter keys; in redis mode, whether limits fell back to the static share, Redis errors and
+//! the latency of Redis decisions.
 //! Labels never carry IDs, keys or tokens.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -20,6 +21,9 @@ pub const LIMIT_WAIT_SECONDS: &str = "pinecone_gateway_rate_limit_wait_seconds";
 pub const LIMIT_REJECTIONS: &str = "pinecone_gateway_rate_limit_rejections_total";
 pub const LIMIT_QUEUE: &str = "pinecone_gateway_rate_limit_waiting_calls";
 pub const LIMIT_KEYS: &str = "pinecone_gateway_rate_limit_keys";
+pub const LIMIT_DEGRADED: &str = "pinecone_gateway_rate_limit_degraded";
+pub const LIMIT_REDIS_ERRORS: &str = "pinecone_gateway_rate_limit_redis_errors_total";
+pub const LIMIT_REDIS_SECONDS: &str = "pinecone_gateway_rate_limit_redis_decision_seconds";
 pub const RETRIES: &str = "pinecone_gateway_retries_total";
 pub const BATCH_SIZE: &str = "pinecone_gateway_batch_size";
 pub const COALESCE_IDS: &str = "pinecone_gateway_coalesced_ids";

@@ -18,6 +18,7 @@
 //! Knobs: [`LimitSettings`].
 
 pub mod rates;
+pub mod shared;
 pub mod window;
 
 use crate::stack::{CallError, CallFuture};
@@ -48,6 +49,10 @@ pub struct LimitSettings {
     pub namespace_share: Duration,
     /// At most this many buckets are kept.
     pub max_keys: usize,
+    /// Every limit the local buckets enforce is divided by this (static share: the number of replicas).
+    pub share: u64,
+    /// Shared limits in Redis; the local buckets (divided by `share`) are the fallback.
+    pub redis: Option<shared::RedisSettings>,
 }
 
 impl Default for LimitSettings {
@@ -60,6 +65,8 @@ impl Default for LimitSettings {
             window_margin: Duration::from_millis(20),
             namespace_share: Duration::from_secs(1),
             max_keys: 100_000,
+            share: 1,
+            redis: None,
         }
     }
 }
@@ -112,6 +119,8 @@ pub struct Limiter {
     /// Replaced whole on reload (SIGHUP); each call reads one consistent copy.
     settings: std::sync::RwLock<Arc<LimitSettings>>,
     state: Mutex<State>,
+    /// Redis, in redis mode (fixed at start: a reload does not change the mode).
+    shared: Option<Arc<shared::Shared>>,
 }
 
 fn describe(n: &Need, class: OpClass) -> String {
@@ -138,10 +147,27 @@ fn describe(n: &Need, class: OpClass) -> String {
 
 impl Limiter {
     pub fn new(settings: LimitSettings) -> Arc<Limiter> {
+        // The configuration checked the URL; a failure here still leaves the static share in force.
+        let shared = settings
+            .redis
+            .clone()
+            .and_then(|r| match shared::Shared::new(r) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    tracing::error!(error = %e, "shared limits off");
+                    None
+                }
+            });
         Arc::new(Limiter {
             settings: std::sync::RwLock::new(Arc::new(settings)),
             state: Mutex::new(State::default()),
+            shared,
         })
+    }
+
+    /// True while redis mode falls back to the static share.
+    pub fn is_degraded(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.is_degraded())
     }
 
     pub fn settings(&self) -> Arc<LimitSettings> {
@@ -160,7 +186,12 @@ impl Limiter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The buckets of a call at the local rates (each limit divided by `share`).
     fn needs(&self, call: &UpstreamCall) -> (OpClass, Vec<Need>) {
+        self.needs_divided(call, self.settings().share.max(1))
+    }
+
+    fn needs_divided(&self, call: &UpstreamCall, divisor: u64) -> (OpClass, Vec<Need>) {
         let class = OpClass::of(&call.op);
         let namespace = namespace_of(call).to_string();
         let (records, bytes) = rates::costs(&call.op);
@@ -180,6 +211,7 @@ impl Limiter {
                     Unit::Records => records,
                     Unit::Bytes => bytes,
                 };
+                let rate = (rate / divisor).max(1);
                 (cost > 0).then(|| Need {
                     key: BucketKey {
                         index: index.clone(),
@@ -365,9 +397,36 @@ impl Limiter {
             .rates(&call.index, OpClass::of(&call.op))
             .buckets()
             .filter(|(_, unit, _)| *unit == Unit::Requests)
-            .map(|(_, _, rate)| rate)
+            .map(|(_, _, rate)| (rate / s.share.max(1)).max(1))
             .min()
             .map(|rate| period / rate.min(u32::MAX as u64) as u32)
+    }
+
+    /// The call's buckets in Redis at the full rates, with its needs (for messages), or None when no limit applies.
+    fn shared_buckets(
+        &self,
+        shared: &shared::Shared,
+        call: &UpstreamCall,
+    ) -> Option<(OpClass, Vec<Need>, Vec<shared::Bucket>)> {
+        let (class, needs) = self.needs_divided(call, 1);
+        if needs.is_empty() {
+            return None;
+        }
+        let period = Duration::from_secs(1) + self.settings().window_margin;
+        let buckets = needs
+            .iter()
+            .map(|n| shared::Bucket {
+                key: shared.key(
+                    &n.key.index,
+                    class.name(),
+                    n.key.unit.name(),
+                    (n.scope == Scope::Namespace).then_some(n.key.namespace.as_str()),
+                ),
+                spacing: period / n.rate.min(u32::MAX as u64) as u32,
+                cost: n.cost,
+            })
+            .collect();
+        Some((class, needs, buckets))
     }
 
     /// A 429 from Pinecone: nothing more for these buckets until `until`.
@@ -431,7 +490,10 @@ impl Permit {
     /// outlasted what the reservation assumed) and waits longer if not; then marks the call as sent.
     async fn ready(mut self, class: OpClass) -> Result<Sent, Rejection> {
         loop {
-            tokio::time::sleep_until(self.at).await;
+            // tokio's timer rounds deadlines up to the next millisecond: never sleep for a turn that is now.
+            if self.at > Instant::now() {
+                tokio::time::sleep_until(self.at).await;
+            }
             if self.needs.is_empty() {
                 self.released = true;
                 return Ok(Sent {
@@ -527,6 +589,18 @@ impl Drop for Sent {
     }
 }
 
+/// How long Pinecone asked to be left alone, when it answered 429.
+fn throttled_for(result: &Result<Reply, CallError>) -> Option<Duration> {
+    match result {
+        Err(CallError::Upstream(UpstreamError::Status {
+            status: 429,
+            retry_after,
+            ..
+        })) => Some(retry_after.unwrap_or(Duration::from_secs(1))),
+        _ => None,
+    }
+}
+
 /// Counts the calls waiting in the limiter, as a gauge, for as long as it lives.
 struct WaitingGauge;
 
@@ -591,6 +665,52 @@ where
         let limiter = self.limiter.clone();
         let inner = self.inner.clone();
         Box::pin(async move {
+            if let Some(shared) = limiter.shared.clone()
+                && let Some((class, needs, buckets)) = limiter.shared_buckets(&shared, &call)
+            {
+                let s = limiter.settings();
+                let affordable = call
+                    .deadline
+                    .saturating_duration_since(Instant::now())
+                    .saturating_sub(s.expected_upstream)
+                    .min(s.max_queue_wait);
+                match shared.decide(&buckets, affordable).await {
+                    Some(shared::Verdict::Go(wait)) => {
+                        if !wait.is_zero() {
+                            let _waiting = WaitingGauge::new();
+                            metrics::counter!(m::LIMIT_WAITS, "class" => class.name()).increment(1);
+                            metrics::histogram!(m::LIMIT_WAIT_SECONDS, "class" => class.name())
+                                .record(wait.as_secs_f64());
+                            tokio::time::sleep(wait).await;
+                        }
+                        let result = inner.oneshot(call).await;
+                        if let Some(pause) = throttled_for(&result) {
+                            let keys: Vec<String> = buckets.into_iter().map(|b| b.key).collect();
+                            shared.block(&keys, pause).await;
+                        }
+                        return result;
+                    }
+                    Some(shared::Verdict::TooLate { wait, binding }) => {
+                        metrics::counter!(m::LIMIT_REJECTIONS, "class" => class.name())
+                            .increment(1);
+                        let limit = needs
+                            .get(binding)
+                            .map(|n| describe(n, class))
+                            .unwrap_or_default();
+                        return Err(CallError::Limited(Rejection {
+                            message: format!(
+                                "rate limit (shared by every replica): {limit}; the next turn is in {} ms, too late \
+                                 for the call's deadline or past the gateway's {} ms queue limit",
+                                wait.as_millis(),
+                                s.max_queue_wait.as_millis()
+                            ),
+                            retry_after: wait,
+                        }));
+                    }
+                    // Degraded: this replica's static share, below.
+                    None => {}
+                }
+            }
             let class = OpClass::of(&call.op);
             let started = Instant::now();
             let waiting = WaitingGauge::new();
@@ -619,13 +739,7 @@ where
             let result = inner.oneshot(call).await;
             let keys = sent.keys();
             drop(sent);
-            if let Err(CallError::Upstream(UpstreamError::Status {
-                status: 429,
-                retry_after,
-                ..
-            })) = &result
-            {
-                let pause = retry_after.unwrap_or(Duration::from_secs(1));
+            if let Some(pause) = throttled_for(&result) {
                 limiter.slow_down(&keys, Instant::now() + pause);
             }
             result

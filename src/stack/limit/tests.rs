@@ -358,3 +358,29 @@ where
     }
     out
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_static_share_divides_every_limit() {
+    let (svc, rec) = service(LimitSettings {
+        share: 3,
+        ..settings(
+            OpClass::Fetch,
+            ClassRates {
+                index_requests: Some(30),
+                ..Default::default()
+            },
+        )
+    });
+    let start = Instant::now();
+    let calls: Vec<_> = (0..25)
+        .map(|_| svc.clone().oneshot(fetch("", 60_000)))
+        .collect();
+    for r in futures_join(calls).await {
+        r.unwrap();
+    }
+    let t = rec.times_ms(start);
+    // 30/s shared by 3 replicas: 10 per second for this one.
+    assert_eq!(t.iter().filter(|&&x| x == 0).count(), 10);
+    assert_eq!(t.iter().filter(|&&x| x == 1000).count(), 10);
+    assert_eq!(t.iter().filter(|&&x| x == 2000).count(), 5);
+}

@@ -1,0 +1,294 @@
+//! Limits shared across replicas through a real Redis: three gateway processes in front of an emulator that enforces
+//! Pinecone's limits keep together to one limit; with Redis gone they keep serving under their static share, and
+//! they share again once it is back. Precise rates are for the benchmark; the bounds here are generous.
+//!
+//! Needs `redis-server` (the README's test command installs it): PINECONE_GATEWAY_TEST_REDIS_URL names a running one
+//! for the sharing test; the test that kills Redis starts its own.
+mod common;
+use common::*;
+use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
+use pinecone_gateway::pb::pinecone as p;
+use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server of the test's own on 127.0.0.1, killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl RedisServer {
+    fn start_on(port: u16) -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("pgw-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = Command::new(
+            std::env::var("PINECONE_GATEWAY_REDIS_SERVER")
+                .unwrap_or_else(|_| "redis-server".into()),
+        )
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is needed: run ./scripts/test, which installs it");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            let line = lines
+                .next()
+                .expect("redis-server exited before it was ready")
+                .unwrap();
+            if line.contains("Ready to accept connections") {
+                break;
+            }
+        }
+        // Keep reading so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        RedisServer { child, port, dir }
+    }
+
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn kill(mut self) -> u16 {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.port
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("pgw-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn replica(emulator: &Emulator, config: &std::path::Path) -> GatewayProcess {
+    spawn_gateway(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--control-plane-url",
+            &emulator.url(),
+            "--default-index",
+            INDEX,
+        ],
+        &[("PINECONE_API_KEY", KEY), ("RUST_LOG", "info")],
+    )
+}
+
+async fn enforcing_emulator() -> Emulator {
+    let emulator = Emulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        EmulatorOptions {
+            api_key: Some(KEY.into()),
+            limits: Some(Default::default()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    emulator.create_index(INDEX, 4, "cosine").await.unwrap();
+    emulator
+}
+
+async fn client(gw: &GatewayProcess) -> VectorServiceClient<tonic::transport::Channel> {
+    VectorServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap()
+}
+
+/// `callers` callers per gateway send describe_index_stats (100/s per index) back to back for `run_for`; every call
+/// must succeed or be refused with RESOURCE_EXHAUSTED. Returns the calls served.
+async fn overload(gateways: &[&GatewayProcess], callers: usize, run_for: Duration) -> u64 {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for gw in gateways {
+        let c = client(gw).await;
+        for _ in 0..callers {
+            let mut c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut ok = 0u64;
+                while started.elapsed() < run_for {
+                    let mut r = tonic::Request::new(p::DescribeIndexStatsRequest::default());
+                    r.set_timeout(Duration::from_millis(800));
+                    match c.describe_index_stats(r).await {
+                        Ok(_) => ok += 1,
+                        Err(s) => {
+                            assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+                            let advice: u64 = s
+                                .metadata()
+                                .get("grpc-retry-pushback-ms")
+                                .expect("retry advice")
+                                .to_str()
+                                .unwrap()
+                                .parse()
+                                .unwrap();
+                            tokio::time::sleep(Duration::from_millis(advice.clamp(10, 200))).await;
+                        }
+                    }
+                }
+                ok
+            }));
+        }
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    ok
+}
+
+async fn metric(gw: &GatewayProcess, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{}/metrics", gw.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_keep_together_to_one_limit() {
+    let own;
+    let url = match std::env::var("PINECONE_GATEWAY_TEST_REDIS_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            own = RedisServer::start();
+            own.url()
+        }
+    };
+    let emulator = enforcing_emulator().await;
+    let prefix = format!("test-{}-{}", std::process::id(), rand::random::<u32>());
+    let config = config_file(
+        "shared",
+        &format!(
+            "[limits]\nmode = \"redis\"\nreplicas = 3\nexpected_upstream_ms = 300\n\
+             [limits.redis]\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout_ms = 500\n"
+        ),
+    );
+    let gws = [
+        replica(&emulator, &config),
+        replica(&emulator, &config),
+        replica(&emulator, &config),
+    ];
+
+    // All three overloaded: together they stay within the one limit.
+    let before = emulator.count(INDEX, "describe_index_stats");
+    let started = Instant::now();
+    let served = overload(&gws.iter().collect::<Vec<_>>(), 20, Duration::from_secs(2)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let upstream = emulator.count(INDEX, "describe_index_stats") - before;
+    assert_eq!(upstream, served);
+    assert_eq!(emulator.throttled(INDEX), 0, "Pinecone answered 429");
+    assert!(
+        (upstream as f64) <= 100.0 * (elapsed + 1.0),
+        "{upstream} calls in {elapsed:.2} s through three replicas"
+    );
+    for gw in &gws {
+        assert_eq!(
+            metric(gw, "pinecone_gateway_rate_limit_degraded").await,
+            Some(0.0)
+        );
+    }
+
+    // One replica alone may use the whole limit, not a third of it: the limit is shared, not split.
+    let before = emulator.count(INDEX, "describe_index_stats");
+    let started = Instant::now();
+    overload(&[&gws[0]], 20, Duration::from_secs(2)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let alone = emulator.count(INDEX, "describe_index_stats") - before;
+    assert_eq!(emulator.throttled(INDEX), 0, "Pinecone answered 429");
+    // A static share of 33/s could not pass 33 × (elapsed + 1) calls.
+    assert!(
+        alone as f64 > 34.0 * (elapsed + 1.0),
+        "one replica got {alone} calls in {elapsed:.2} s"
+    );
+    let _ = std::fs::remove_file(config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_replica_keeps_serving_under_its_static_share_and_shares_again_when_it_is_back()
+ {
+    let redis = RedisServer::start();
+    let emulator = enforcing_emulator().await;
+    let config = config_file(
+        "fallback",
+        &format!(
+            "[limits]\nmode = \"redis\"\nreplicas = 2\nexpected_upstream_ms = 300\n\
+             [limits.redis]\nurl = \"{}\"\ntimeout_ms = 200\nreconnect_interval_ms = 100\n",
+            redis.url()
+        ),
+    );
+    let gw = replica(&emulator, &config);
+    let mut c = client(&gw).await;
+    let stats = || {
+        let mut r = tonic::Request::new(p::DescribeIndexStatsRequest::default());
+        r.set_timeout(Duration::from_secs(2));
+        r
+    };
+    c.describe_index_stats(stats()).await.unwrap();
+    assert_eq!(
+        metric(&gw, "pinecone_gateway_rate_limit_degraded").await,
+        Some(0.0)
+    );
+
+    let port = redis.kill();
+    // Calls go on being served, now under the static share, and the gateway says it is degraded.
+    for _ in 0..20 {
+        c.describe_index_stats(stats()).await.unwrap();
+    }
+    gw.wait_for_log("Redis unavailable");
+    assert_eq!(
+        metric(&gw, "pinecone_gateway_rate_limit_degraded").await,
+        Some(1.0)
+    );
+    let ready = reqwest::get(format!("http://{}/readyz", gw.admin))
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "degraded limits do not make the replica unready"
+    );
+    // Under overload the static share (50/s of the 100/s limit) still holds Pinecone's limit.
+    overload(&[&gw], 10, Duration::from_millis(1500)).await;
+    assert_eq!(emulator.throttled(INDEX), 0, "Pinecone answered 429");
+
+    // Redis back on the same port: shared limits again, by itself.
+    let _redis = RedisServer::start_on(port);
+    let mut served = 0;
+    while metric(&gw, "pinecone_gateway_rate_limit_degraded").await != Some(0.0) {
+        c.describe_index_stats(stats()).await.unwrap();
+        served += 1;
+        assert!(served < 2000, "the gateway never went back to Redis");
+    }
+    gw.wait_for_log("shared again");
+    let _ = std::fs::remove_file(config);
+}
