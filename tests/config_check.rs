@@ -84,3 +84,44 @@ fn the_kubernetes_configmap_holds_a_valid_configuration() {
     assert!(out.contains("listen = \"127.0.0.1:5081\""), "{out}");
     assert!(!out.contains("test-only-key"));
 }
+
+#[test]
+fn the_redis_compose_file_holds_a_valid_configuration_and_the_redis_url_stays_secret() {
+    let compose = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/compose.redis.yaml"
+    ))
+    .unwrap();
+    let start = compose.find("content: |").expect("the embedded file") + "content: |".len();
+    // The block ends at the first line indented less than its own six spaces.
+    let toml: String = compose[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("      "))
+        .map(|l| l.trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = std::env::temp_dir().join(format!("pgw-compose-{}.toml", std::process::id()));
+    std::fs::write(&file, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pinecone-gateway"))
+        .args(["config", "check", file.to_str().unwrap()])
+        .env("PINECONE_API_KEY", "k")
+        .env(
+            "PINECONE_GATEWAY_REDIS_URL",
+            "redis://:test-only-redis-password@redis:6379/0",
+        )
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("mode = \"redis\""), "{stdout}");
+    assert!(stdout.contains("replicas = 3"), "{stdout}");
+    assert!(
+        !stdout.contains("test-only-redis-password")
+            && !stderr.contains("test-only-redis-password")
+    );
+}

@@ -7,6 +7,7 @@
 //!   cargo run --release --bin bench -- limiter      # (c) upstream rate vs. the limit under 10x overload, upstream 429s
 //!   cargo run --release --bin bench -- coalescing   # (d) records/s of 200 one-ID callers under 100 fetch/s, on vs. off
 //!   cargo run --release --bin bench -- memory       # (e) resident memory idle and under load
+//!   cargo run --release --bin bench -- shared       # (f) cost of a Redis decision; three replicas' combined rate
 //!   cargo run --release --bin bench -- all --json bench.json
 #![forbid(unsafe_code)]
 
@@ -48,6 +49,7 @@ enum Scenario {
     Limiter,
     Coalescing,
     Memory,
+    Shared,
     All,
 }
 
@@ -380,36 +382,35 @@ async fn throughput(a: &Args) -> anyhow::Result<Value> {
     }))
 }
 
-async fn limiter(a: &Args) -> anyhow::Result<Value> {
-    // Pinecone's limits enforced by the emulator; the gateway's defaults; 10x the describe_index_stats limit offered.
-    let emu = emulator(true).await?;
-    let gw = gateway(&emu.url(), "")?;
-    let c = client(&gw.addr).await?;
-    let limit = 100.0;
-    let offered = 1000;
+/// Offers `offered` describe_index_stats calls per second for the warm-up and the duration, spread over `clients`;
+/// returns the upstream rate Pinecone saw during the measured part.
+async fn offer_stats(
+    emu: &Emulator,
+    clients: &[VectorServiceClient<Channel>],
+    offered: u64,
+    a: &Args,
+) -> anyhow::Result<f64> {
     let warmup = Duration::from_secs(a.warmup_secs);
     let duration = Duration::from_secs(a.duration_secs);
     let before_warm = emu.count(INDEX, "describe_index_stats");
-    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = tokio::time::Instant::now();
     let measure_from = start + warmup;
     let mut next = start;
     let interval = Duration::from_nanos(1_000_000_000 / offered);
     let mut tasks = Vec::new();
     let mut at_measure_start = None;
+    let mut n = 0usize;
     while next < start + warmup + duration {
         tokio::time::sleep_until(next).await;
         if at_measure_start.is_none() && next >= measure_from {
             at_measure_start = Some(emu.count(INDEX, "describe_index_stats"));
         }
-        let mut c = c.clone();
-        let counted = counted.clone();
+        let mut c = clients[n % clients.len()].clone();
+        n += 1;
         tasks.push(tokio::spawn(async move {
             let mut r = tonic::Request::new(p::DescribeIndexStatsRequest::default());
             r.set_timeout(Duration::from_millis(500));
-            if c.describe_index_stats(r).await.is_ok() {
-                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            let _ = c.describe_index_stats(r).await;
         }));
         next += interval;
     }
@@ -418,13 +419,132 @@ async fn limiter(a: &Args) -> anyhow::Result<Value> {
         let _ = t.await;
     }
     let measured = at_end - at_measure_start.unwrap_or(before_warm);
-    let rate = measured as f64 / duration.as_secs_f64();
+    Ok(measured as f64 / duration.as_secs_f64())
+}
+
+async fn limiter(a: &Args) -> anyhow::Result<Value> {
+    // Pinecone's limits enforced by the emulator; the gateway's defaults; 10x the describe_index_stats limit offered.
+    let emu = emulator(true).await?;
+    let gw = gateway(&emu.url(), "")?;
+    let c = client(&gw.addr).await?;
+    let limit = 100.0;
+    let offered = 1000;
+    let rate = offer_stats(&emu, &[c], offered, a).await?;
     Ok(json!({
         "scenario": "c: limiter accuracy under 10x overload (describe_index_stats, 100/s per index)",
         "offered_per_second": offered,
         "limit_per_second": limit,
         "upstream_per_second": (rate * 10.0).round() / 10.0,
         "upstream_vs_limit_percent": ((rate / limit - 1.0) * 1000.0).round() / 10.0,
+        "upstream_429s": emu.throttled(INDEX),
+    }))
+}
+
+/// A redis-server of the benchmark's own on a free loopback port, pinned with the load generator.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_server() -> anyhow::Result<RedisServer> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = std::env::temp_dir().join(format!("pgw-bench-redis-{port}"));
+    std::fs::create_dir_all(&dir)?;
+    let mut child = Command::new("taskset")
+        .args(["-c", "1", "redis-server", "--bind", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("redis-server exited (is it installed?)"))??;
+        if line.contains("Ready to accept connections") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    Ok(RedisServer { child, port })
+}
+
+async fn shared(a: &Args) -> anyhow::Result<Value> {
+    use pinecone_gateway::stack::limit::shared::{Bucket, RedisSettings, Shared, Verdict};
+    let redis = redis_server()?;
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+
+    // The cost of one decision: the Lua script's round trip, one call at a time, two buckets as a namespaced call.
+    let decider = Shared::new(RedisSettings {
+        url: url.clone(),
+        timeout: Duration::from_secs(1),
+        reconnect_interval: Duration::from_secs(1),
+        key_prefix: "bench-cost".into(),
+    })
+    .map_err(anyhow::Error::msg)?;
+    let buckets = [
+        Bucket {
+            key: decider.key(INDEX, "query", "requests", Some(NAMESPACE)),
+            spacing: Duration::from_nanos(1),
+            cost: 1,
+        },
+        Bucket {
+            key: decider.key(INDEX, "query", "records", None),
+            spacing: Duration::from_nanos(1),
+            cost: 1,
+        },
+    ];
+    let mut cost = Histogram::<u64>::new(3)?;
+    let end = Instant::now() + Duration::from_secs(a.warmup_secs + a.duration_secs);
+    let measure_from = Instant::now() + Duration::from_secs(a.warmup_secs);
+    while Instant::now() < end {
+        let t = Instant::now();
+        let v = decider.decide(&buckets, Duration::from_secs(1)).await;
+        anyhow::ensure!(matches!(v, Some(Verdict::Go(_))), "Redis refused: {v:?}");
+        if t >= measure_from {
+            cost.record(t.elapsed().as_micros() as u64)?;
+        }
+    }
+
+    // Three replicas in redis mode, 10x the describe_index_stats limit offered across them.
+    let emu = emulator(true).await?;
+    let config = format!(
+        "[limits]\nmode = \"redis\"\nreplicas = 3\n[limits.redis]\nurl = \"{url}\"\nkey_prefix = \"bench\"\n"
+    );
+    let gws = [
+        gateway(&emu.url(), &config)?,
+        gateway(&emu.url(), &config)?,
+        gateway(&emu.url(), &config)?,
+    ];
+    let mut clients = Vec::new();
+    for gw in &gws {
+        clients.push(client(&gw.addr).await?);
+    }
+    let limit = 100.0;
+    let rate = offer_stats(&emu, &clients, 1000, a).await?;
+    Ok(json!({
+        "scenario": "f: shared limits through Redis (redis mode)",
+        "redis_decision": summary(&cost),
+        "replicas": 3,
+        "offered_per_second": 1000,
+        "limit_per_second": limit,
+        "combined_upstream_per_second": (rate * 10.0).round() / 10.0,
+        "combined_vs_limit_percent": ((rate / limit - 1.0) * 1000.0).round() / 10.0,
         "upstream_429s": emu.throttled(INDEX),
     }))
 }
@@ -562,6 +682,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Memory {
         results.push(memory(&args).await?);
+    }
+    if all || args.scenario == Scenario::Shared {
+        results.push(shared(&args).await?);
     }
     for r in &results {
         print_table(r);
