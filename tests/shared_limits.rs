@@ -22,6 +22,10 @@ struct RedisServer {
 
 impl RedisServer {
     fn start_on(port: u16) -> RedisServer {
+        Self::start_with(port, &[])
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> RedisServer {
         let dir = std::env::temp_dir().join(format!("pgw-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut child = Command::new(
@@ -31,6 +35,7 @@ impl RedisServer {
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--save", "", "--appendonly", "no", "--dir"])
         .arg(&dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -290,5 +295,63 @@ async fn without_redis_a_replica_keeps_serving_under_its_static_share_and_shares
         assert!(served < 2000, "the gateway never went back to Redis");
     }
     gw.wait_for_log("shared again");
+    let _ = std::fs::remove_file(config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_redis_url_works_and_is_never_logged() {
+    const PASSWORD: &str = "test-only-redis-password-7d1";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _redis = RedisServer::start_with(port, &["--requirepass", PASSWORD]);
+    let emulator = enforcing_emulator().await;
+    let config = config_file(
+        "password",
+        "[limits]\nmode = \"redis\"\nreplicas = 2\n[limits.redis]\ntimeout_ms = 500\n",
+    );
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}/0");
+    let gw = spawn_gateway(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--control-plane-url",
+            &emulator.url(),
+            "--default-index",
+            INDEX,
+        ],
+        &[
+            ("PINECONE_API_KEY", KEY),
+            ("PINECONE_GATEWAY_REDIS_URL", &url),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    let mut c = client(&gw).await;
+    for _ in 0..5 {
+        c.describe_index_stats(p::DescribeIndexStatsRequest::default())
+            .await
+            .unwrap();
+    }
+    // Shared, not degraded: Redis accepted the password.
+    assert_eq!(
+        metric(&gw, "pinecone_gateway_rate_limit_degraded").await,
+        Some(0.0)
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", gw.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains(PASSWORD));
+    gw.signal("-TERM");
+    let (_, logs) = gw.exit().await;
+    assert!(!logs.is_empty());
+    assert!(
+        !logs.contains(PASSWORD),
+        "the Redis password reached the logs"
+    );
     let _ = std::fs::remove_file(config);
 }
