@@ -87,6 +87,21 @@ async fn hosts_are_resolved_once_and_cached() {
     assert_eq!(env.emulator.count(INDEX, "describe_index_stats"), 5);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_calls_look_the_host_up_once() {
+    let env = Env::start().await;
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let mut c = env.vectors();
+            tokio::spawn(async move { c.describe_index_stats(req(stats())).await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    assert_eq!(env.emulator.count("control", "describe_index"), 1);
+}
+
 #[tokio::test]
 async fn a_recreated_index_is_found_at_its_new_host() {
     let env = Env::start().await;

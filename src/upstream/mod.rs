@@ -18,6 +18,7 @@ use hosts::Hosts;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -72,6 +73,9 @@ struct Inner {
     hosts: Hosts,
     /// Since when no connection to Pinecone has succeeded (None while the last attempt got an answer).
     failing_since: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// One host lookup at a time per index: concurrent first calls wait for it instead of each asking the control
+    /// plane (whose limit is 20 requests/s per project).
+    lookups: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// One REST request, before the host is known.
@@ -127,6 +131,7 @@ impl Upstream {
                 api_key: settings.api_key,
                 hosts,
                 failing_since: std::sync::Mutex::new(None),
+                lookups: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -219,6 +224,35 @@ impl Inner {
         if let Some(url) = self.hosts.get(index) {
             return Ok(url);
         }
+        let gate = self
+            .lookups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(index.to_string())
+            .or_default()
+            .clone();
+        let turn = tokio::time::timeout_at(deadline, gate.lock())
+            .await
+            .map_err(|_| UpstreamError::Timeout)?;
+        let result = match self.hosts.get(index) {
+            // Found by the lookup this call waited for.
+            Some(url) => Ok(url),
+            None => self.look_up(index, deadline, ctx).await,
+        };
+        drop(turn);
+        let mut lookups = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
+        if lookups.get(index).is_some_and(|g| Arc::ptr_eq(g, &gate)) {
+            lookups.remove(index);
+        }
+        result
+    }
+
+    async fn look_up(
+        &self,
+        index: &str,
+        deadline: tokio::time::Instant,
+        ctx: &CallContext,
+    ) -> Result<Url, UpstreamError> {
         let rest = RestRequest::new(Method::GET, &["indexes", index]);
         let answer = self
             .execute("describe_index", &self.control_plane, &rest, deadline, ctx)
