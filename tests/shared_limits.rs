@@ -355,3 +355,100 @@ async fn a_password_in_the_redis_url_works_and_is_never_logged() {
     );
     let _ = std::fs::remove_file(config);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_redis_is_used_when_its_certificate_is_trusted() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(vec![]).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "pgw-redis-tls-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (ca, cert, key) = (
+        write("ca.pem", ca_cert.pem()),
+        write("redis.pem", server_cert.pem()),
+        write("redis.key", server_key.serialize_pem()),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port_arg = port.to_string();
+    let _redis = RedisServer::start_with(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port_arg,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let emulator = enforcing_emulator().await;
+    let config = config_file(
+        "tls",
+        "[limits]\nmode = \"redis\"\nreplicas = 2\n[limits.redis]\ntimeout_ms = 500\n",
+    );
+    let url = format!("rediss://localhost:{port}/");
+    let start = |trust: bool| {
+        let mut envs = vec![
+            ("PINECONE_API_KEY", KEY),
+            ("PINECONE_GATEWAY_REDIS_URL", url.as_str()),
+        ];
+        if trust {
+            // rustls-native-certs, which the redis crate's rustls support reads, honours SSL_CERT_FILE.
+            envs.push(("SSL_CERT_FILE", ca.as_str()));
+        }
+        spawn_gateway(
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--control-plane-url",
+                &emulator.url(),
+                "--default-index",
+                INDEX,
+            ],
+            &envs,
+        )
+    };
+    for trust in [true, false] {
+        let gw = start(trust);
+        let mut c = client(&gw).await;
+        c.describe_index_stats(p::DescribeIndexStatsRequest::default())
+            .await
+            .unwrap();
+        // Trusted: shared through the TLS Redis. Not trusted: the handshake fails and the static share serves.
+        let want = if trust { 0.0 } else { 1.0 };
+        assert_eq!(
+            metric(&gw, "pinecone_gateway_rate_limit_degraded").await,
+            Some(want),
+            "trusted: {trust}"
+        );
+    }
+    let _ = std::fs::remove_file(config);
+    let _ = std::fs::remove_dir_all(&dir);
+}
