@@ -384,3 +384,30 @@ async fn a_static_share_divides_every_limit() {
     assert_eq!(t.iter().filter(|&&x| x == 1000).count(), 10);
     assert_eq!(t.iter().filter(|&&x| x == 2000).count(), 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_turn_that_is_now_is_not_slept_for() {
+    // tokio rounds timer deadlines up to the next millisecond: mid-millisecond, sleeping until "now" would cost up to
+    // a millisecond per call.
+    tokio::time::advance(Duration::from_micros(500)).await;
+    let (svc, rec) = service(settings(
+        OpClass::Fetch,
+        ClassRates {
+            index_requests: Some(10),
+            ..Default::default()
+        },
+    ));
+    let start = Instant::now();
+    svc.oneshot(fetch("", 60_000)).await.unwrap();
+    // A class whose limits are all switched off takes the same path.
+    let off = ClassRates {
+        index_requests: Some(0),
+        ..Default::default()
+    };
+    let (unlimited, rec_unlimited) = service(settings(OpClass::Fetch, off));
+    unlimited.oneshot(fetch("", 60_000)).await.unwrap();
+    for r in [rec, rec_unlimited] {
+        let seen: Vec<Instant> = r.seen.lock().unwrap().iter().map(|(t, _)| *t).collect();
+        assert_eq!(seen, [start]);
+    }
+}
