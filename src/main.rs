@@ -105,9 +105,14 @@ struct EmulatorArgs {
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     fault_delay_ms: u64,
+    /// How long an index restored from a backup initializes (`host: null`, not ready), in milliseconds.
+    #[arg(long, default_value_t = DEMO_RESTORE_INIT_MS)]
+    restore_init_ms: u64,
 }
 
 const DEMO_INDEX: &str = "demo";
+/// How long an index restored from a backup initializes in the built-in emulator (`host: null`, not ready).
+const DEMO_RESTORE_INIT_MS: u64 = 2_000;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -174,7 +179,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         redis_url: std::env::var("PINECONE_GATEWAY_REDIS_URL").ok(),
     };
     let emulator = if args.emulator {
-        let emu = Emulator::start("127.0.0.1:0".parse()?, EmulatorOptions::default()).await?;
+        let options = EmulatorOptions {
+            restore_init: std::time::Duration::from_millis(DEMO_RESTORE_INIT_MS),
+            ..Default::default()
+        };
+        let emu = Emulator::start("127.0.0.1:0".parse()?, options).await?;
         emulator::seed_demo(&emu, DEMO_INDEX)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -293,7 +302,9 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Text, "info");
     let options = EmulatorOptions {
         api_key: args.api_key,
-        limits: args.enforce_limits.then(Default::default),
+        enforce_limits: args.enforce_limits,
+        restore_init: std::time::Duration::from_millis(args.restore_init_ms),
+        tls: None,
         faults: Faults {
             error_percent: args.fault_error_percent,
             throttle_percent: args.fault_throttle_percent,

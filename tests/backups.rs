@@ -1,5 +1,6 @@
 //! Backups and restores: create, describe, list with limit and pagination (per index and per project), delete,
-//! restore into a new index and read from it, restore jobs, describe index.
+//! restore into a new index (which initializes with no host, as Pinecone's do) and read from it once it is ready,
+//! restore jobs (without a timestamp while pending), describe index.
 mod common;
 use common::*;
 use pinecone_gateway::pb::gateway as g;
@@ -7,7 +8,12 @@ use pinecone_gateway::pb::pinecone as p;
 
 #[tokio::test]
 async fn backup_lifecycle_and_restore() {
-    let env = Env::start().await;
+    let env = Env::start_with(EnvOptions {
+        // Long enough that the test sees it; ended by `finish_restores` below.
+        restore_init: std::time::Duration::from_secs(600),
+        ..Default::default()
+    })
+    .await;
     env.seed("ns-a", "r", 5).await;
     env.seed("ns-b", "s", 2).await;
     let mut backups = env.backups();
@@ -26,6 +32,7 @@ async fn backup_lifecycle_and_restore() {
     assert_eq!(created.namespace_count, Some(2));
     assert_eq!(created.status, "Ready");
     assert!(!created.created_at.is_empty());
+    assert!(created.tags.is_empty(), "Pinecone's `tags: null`");
 
     let described = backups
         .describe_backup(g::DescribeBackupRequest {
@@ -36,11 +43,12 @@ async fn backup_lifecycle_and_restore() {
         .into_inner();
     assert_eq!(described, created);
 
-    for i in 2..=3 {
+    // Pinecone documents no rule for backup names; its own examples use `_`.
+    for name in ["nightly_2", "nightly_3"] {
         backups
             .create_backup(g::CreateBackupRequest {
                 index_name: INDEX.into(),
-                name: Some(format!("nightly-{i}")),
+                name: Some(name.into()),
                 description: None,
             })
             .await
@@ -75,7 +83,7 @@ async fn backup_lifecycle_and_restore() {
         .chain(&page2.backups)
         .map(|b| b.name.clone().unwrap())
         .collect();
-    assert_eq!(names, ["nightly-1", "nightly-2", "nightly-3"]);
+    assert_eq!(names, ["nightly-1", "nightly_2", "nightly_3"]);
 
     let project = backups
         .list_project_backups(g::ListProjectBackupsRequest {
@@ -99,25 +107,55 @@ async fn backup_lifecycle_and_restore() {
         .unwrap()
         .into_inner();
     assert!(!restore.restore_job_id.is_empty());
-    let index = backups
-        .describe_index(g::DescribeIndexRequest {
-            name: "restored".into(),
-        })
+    let describe = |name: &str| {
+        let mut b = env.backups();
+        let name = name.to_string();
+        async move {
+            b.describe_index(g::DescribeIndexRequest { name })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let job = |backups: &mut pinecone_gateway::pb::gateway::backup_service_client::BackupServiceClient<_>| {
+        let mut b = backups.clone();
+        let job_id = restore.restore_job_id.clone();
+        async move {
+            b.describe_restore_job(g::DescribeRestoreJobRequest { job_id })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+
+    // While it initializes, Pinecone reports no host and a job with no timestamp.
+    let index = describe("restored").await;
+    assert!(!index.ready);
+    assert_eq!(
+        (index.host.as_str(), index.state.as_str()),
+        ("", "Initializing")
+    );
+    let pending = job(&mut backups).await;
+    assert_eq!(
+        (pending.status.as_str(), pending.created_at.as_str()),
+        ("Pending", "")
+    );
+    let early = env
+        .vectors()
+        .fetch(req_for(
+            "restored",
+            p::FetchRequest {
+                ids: vec!["r-0004".into()],
+                namespace: "ns-a".into(),
+            },
+        ))
         .await
-        .unwrap()
-        .into_inner();
-    assert!(index.ready);
-    assert_eq!(index.dimension, Some(4));
-    let job = backups
-        .describe_restore_job(g::DescribeRestoreJobRequest {
-            job_id: restore.restore_job_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(job.target_index_name, "restored");
-    assert_eq!(job.backup_id, created.backup_id);
-    assert_eq!(job.status, "Completed");
+        .unwrap_err();
+    assert_eq!(early.code(), tonic::Code::Unavailable, "{early:?}");
+    assert!(
+        early.message().contains("`restored`") && early.message().contains("Initializing"),
+        "{early:?}"
+    );
     let jobs = backups
         .list_restore_jobs(g::ListRestoreJobsRequest {
             limit: Some(10),
@@ -126,7 +164,22 @@ async fn backup_lifecycle_and_restore() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(jobs.restore_jobs.len(), 1);
+    assert_eq!(
+        jobs.restore_jobs.len(),
+        1,
+        "a job without a timestamp is listed"
+    );
+
+    env.emulator.finish_restores();
+    let index = describe("restored").await;
+    assert!(index.ready);
+    assert!(!index.host.is_empty());
+    assert_eq!(index.dimension, Some(4));
+    let done = job(&mut backups).await;
+    assert_eq!(done.target_index_name, "restored");
+    assert_eq!(done.backup_id, created.backup_id);
+    assert_eq!(done.status, "Completed");
+    assert!(!done.created_at.is_empty());
 
     let fetched = env
         .vectors()

@@ -136,7 +136,7 @@ async fn deletes_need_exactly_one_selector() {
     refused!(
         env,
         v.delete(req(p::DeleteRequest {
-            filter: Some(prost_types::Struct::default()),
+            filter: Some(pbjson_types::Struct::default()),
             ..Default::default()
         })),
         ["filter", "must not be empty"]
@@ -185,7 +185,7 @@ async fn filters_are_checked() {
     refused!(
         env,
         v.fetch_by_metadata(req(p::FetchByMetadataRequest {
-            filter: Some(prost_types::Struct::default()),
+            filter: Some(pbjson_types::Struct::default()),
             ..Default::default()
         })),
         ["filter", "must not be empty"]
@@ -198,7 +198,7 @@ async fn filters_are_checked() {
     refused!(
         env,
         v.update(req(p::UpdateRequest {
-            filter: Some(prost_types::Struct::default()),
+            filter: Some(pbjson_types::Struct::default()),
             ..Default::default()
         })),
         ["filter", "must not be empty"]
@@ -370,6 +370,35 @@ async fn namespaces_and_names_are_checked() {
         })),
         ["name", "empty"]
     );
+    for dots in [".", ".."] {
+        refused!(
+            env,
+            v.describe_namespace(req(p::DescribeNamespaceRequest {
+                namespace: dots.into()
+            })),
+            ["namespace", "relative path segment"]
+        );
+        refused!(
+            env,
+            v.delete_namespace(req(p::DeleteNamespaceRequest {
+                namespace: dots.into()
+            })),
+            ["namespace", "relative path segment"]
+        );
+        refused!(
+            env,
+            v.create_namespace(req(p::CreateNamespaceRequest {
+                name: dots.into(),
+                schema: None
+            })),
+            ["name", "relative path segment"]
+        );
+        refused!(
+            env,
+            v.describe_index_stats(req_for(dots, p::DescribeIndexStatsRequest::default())),
+            ["pinecone-index"]
+        );
+    }
     refused!(
         env,
         v.describe_index_stats(req_for(
@@ -435,15 +464,39 @@ async fn backup_calls_are_checked() {
         }),
         ["index_name", "lowercase"]
     );
-    refused!(
-        env,
-        b.create_backup(g::CreateBackupRequest {
-            index_name: INDEX.into(),
-            name: Some("-bad".into()),
-            description: None
-        }),
-        ["name", "start or end"]
-    );
+    for dots in [".", ".."] {
+        refused!(
+            env,
+            b.describe_backup(g::DescribeBackupRequest {
+                backup_id: dots.into()
+            }),
+            ["backup_id", "relative path segment"]
+        );
+        refused!(
+            env,
+            b.delete_backup(g::DeleteBackupRequest {
+                backup_id: dots.into()
+            }),
+            ["backup_id", "relative path segment"]
+        );
+        refused!(
+            env,
+            b.describe_restore_job(g::DescribeRestoreJobRequest {
+                job_id: dots.into()
+            }),
+            ["job_id", "relative path segment"]
+        );
+        refused!(
+            env,
+            b.create_index_from_backup(g::CreateIndexFromBackupRequest {
+                backup_id: dots.into(),
+                name: "ok".into(),
+                tags: Default::default(),
+                deletion_protection: None
+            }),
+            ["backup_id", "relative path segment"]
+        );
+    }
     refused!(
         env,
         b.create_index_from_backup(g::CreateIndexFromBackupRequest {

@@ -109,7 +109,7 @@ async fn enforcing_emulator() -> Emulator {
         "127.0.0.1:0".parse().unwrap(),
         EmulatorOptions {
             api_key: Some(KEY.into()),
-            limits: Some(Default::default()),
+            enforce_limits: true,
             ..Default::default()
         },
     )

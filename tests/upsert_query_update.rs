@@ -180,7 +180,7 @@ async fn upsert_overwrites_and_empty_metadata_means_none() {
         id: "x".into(),
         values: vec![1.0, 2.0, 3.0, 4.0],
         sparse_values: None,
-        metadata: Some(prost_types::Struct::default()),
+        metadata: Some(pbjson_types::Struct::default()),
     };
     env.vectors()
         .upsert(req(p::UpsertRequest {

@@ -31,7 +31,7 @@ fn page(limit: Option<u32>, token: &Option<String>) -> Checked<c::PageParams> {
 fn backups_page(list: c::BackupList) -> g::ListBackupsResponse {
     g::ListBackupsResponse {
         backups: list.data.into_iter().map(cv::backup_from_wire).collect(),
-        next_pagination_token: list.pagination.map(|p| p.next),
+        next_pagination_token: c::next_token(list.pagination),
     }
 }
 
@@ -50,16 +50,14 @@ impl BackupService for BackupApi {
         &self,
         req: Request<g::CreateBackupRequest>,
     ) -> Result<Response<g::Backup>, Status> {
-        let build = |r: &g::CreateBackupRequest| {
+        let build = |r: g::CreateBackupRequest| {
+            // Pinecone documents no rule for backup names (its own examples use `_`): none is applied here.
             v::index_name("index_name", &r.index_name)?;
-            if let Some(name) = &r.name {
-                v::index_name("name", name)?;
-            }
             let body = c::CreateBackupRequest {
-                name: r.name.clone(),
-                description: r.description.clone(),
+                name: r.name,
+                description: r.description,
             };
-            Ok((Target::Index(r.index_name.clone()), Op::CreateBackup(body)))
+            Ok((Target::Index(r.index_name), Op::CreateBackup(body)))
         };
         self.gw
             .handle(
@@ -76,9 +74,9 @@ impl BackupService for BackupApi {
         &self,
         req: Request<g::DescribeBackupRequest>,
     ) -> Result<Response<g::Backup>, Status> {
-        let build = |r: &g::DescribeBackupRequest| {
+        let build = |r: g::DescribeBackupRequest| {
             v::opaque_id("backup_id", &r.backup_id)?;
-            Ok((Target::Project, Op::DescribeBackup(r.backup_id.clone())))
+            Ok((Target::Project, Op::DescribeBackup(r.backup_id)))
         };
         self.gw
             .handle(
@@ -95,10 +93,10 @@ impl BackupService for BackupApi {
         &self,
         req: Request<g::ListIndexBackupsRequest>,
     ) -> Result<Response<g::ListBackupsResponse>, Status> {
-        let build = |r: &g::ListIndexBackupsRequest| {
+        let build = |r: g::ListIndexBackupsRequest| {
             v::index_name("index_name", &r.index_name)?;
             let p = page(r.limit, &r.pagination_token)?;
-            Ok((Target::Index(r.index_name.clone()), Op::ListIndexBackups(p)))
+            Ok((Target::Index(r.index_name), Op::ListIndexBackups(p)))
         };
         self.gw
             .handle(
@@ -115,7 +113,7 @@ impl BackupService for BackupApi {
         &self,
         req: Request<g::ListProjectBackupsRequest>,
     ) -> Result<Response<g::ListBackupsResponse>, Status> {
-        let build = |r: &g::ListProjectBackupsRequest| {
+        let build = |r: g::ListProjectBackupsRequest| {
             let p = page(r.limit, &r.pagination_token)?;
             Ok((Target::Project, Op::ListProjectBackups(p)))
         };
@@ -134,9 +132,9 @@ impl BackupService for BackupApi {
         &self,
         req: Request<g::DeleteBackupRequest>,
     ) -> Result<Response<g::DeleteBackupResponse>, Status> {
-        let build = |r: &g::DeleteBackupRequest| {
+        let build = |r: g::DeleteBackupRequest| {
             v::opaque_id("backup_id", &r.backup_id)?;
-            Ok((Target::Project, Op::DeleteBackup(r.backup_id.clone())))
+            Ok((Target::Project, Op::DeleteBackup(r.backup_id)))
         };
         self.gw
             .handle(
@@ -153,17 +151,17 @@ impl BackupService for BackupApi {
         &self,
         req: Request<g::CreateIndexFromBackupRequest>,
     ) -> Result<Response<g::CreateIndexFromBackupResponse>, Status> {
-        let build = |r: &g::CreateIndexFromBackupRequest| {
+        let build = |r: g::CreateIndexFromBackupRequest| {
             v::opaque_id("backup_id", &r.backup_id)?;
             v::index_name("name", &r.name)?;
             deletion_protection(&r.deletion_protection)?;
             let request = c::CreateIndexFromBackupRequest {
-                name: r.name.clone(),
-                tags: (!r.tags.is_empty()).then(|| r.tags.clone().into_iter().collect()),
-                deletion_protection: r.deletion_protection.clone(),
+                name: r.name,
+                tags: (!r.tags.is_empty()).then(|| r.tags.into_iter().collect()),
+                deletion_protection: r.deletion_protection,
             };
             let op = Op::CreateIndexFromBackup {
-                backup_id: r.backup_id.clone(),
+                backup_id: r.backup_id,
                 request,
             };
             Ok((Target::Project, op))
@@ -189,9 +187,9 @@ impl BackupService for BackupApi {
         &self,
         req: Request<g::DescribeRestoreJobRequest>,
     ) -> Result<Response<g::RestoreJob>, Status> {
-        let build = |r: &g::DescribeRestoreJobRequest| {
+        let build = |r: g::DescribeRestoreJobRequest| {
             v::opaque_id("job_id", &r.job_id)?;
-            Ok((Target::Project, Op::DescribeRestoreJob(r.job_id.clone())))
+            Ok((Target::Project, Op::DescribeRestoreJob(r.job_id)))
         };
         self.gw
             .handle(
@@ -211,7 +209,7 @@ impl BackupService for BackupApi {
         &self,
         req: Request<g::ListRestoreJobsRequest>,
     ) -> Result<Response<g::ListRestoreJobsResponse>, Status> {
-        let build = |r: &g::ListRestoreJobsRequest| {
+        let build = |r: g::ListRestoreJobsRequest| {
             let p = page(r.limit, &r.pagination_token)?;
             Ok((Target::Project, Op::ListRestoreJobs(p)))
         };
@@ -225,7 +223,7 @@ impl BackupService for BackupApi {
                     let r = expect_reply!(reply, RestoreJobs, "list_restore_jobs")?;
                     Ok(g::ListRestoreJobsResponse {
                         restore_jobs: r.data.into_iter().map(cv::restore_job_from_wire).collect(),
-                        next_pagination_token: r.pagination.map(|p| p.next),
+                        next_pagination_token: c::next_token(r.pagination),
                     })
                 },
             )
@@ -236,9 +234,9 @@ impl BackupService for BackupApi {
         &self,
         req: Request<g::DescribeIndexRequest>,
     ) -> Result<Response<g::Index>, Status> {
-        let build = |r: &g::DescribeIndexRequest| {
+        let build = |r: g::DescribeIndexRequest| {
             v::index_name("name", &r.name)?;
-            Ok((Target::Index(r.name.clone()), Op::DescribeIndex))
+            Ok((Target::Index(r.name), Op::DescribeIndex))
         };
         self.gw
             .handle(

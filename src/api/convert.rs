@@ -1,23 +1,25 @@
-//! protobuf messages ↔ REST JSON wire types. `google.protobuf.Struct` ↔ JSON object: Struct numbers are doubles, so
-//! an integer comes back as a double, as it does with Pinecone's own gRPC API.
+//! What the gRPC surface converts: `google.protobuf.Struct` to JSON for the validators (Struct numbers are doubles,
+//! so an integer comes back as a double, as it does with Pinecone's own gRPC API), the normalisations Pinecone's
+//! REST API needs (an empty Struct or sparse vector is absent: protobuf clients cannot tell the two apart, and 7.x/8.x
+//! clients always send an empty metadata Struct), and the control plane's JSON into the gateway's own messages.
 
 use crate::pb::gateway as g;
 use crate::pb::pinecone as p;
-use crate::wire::{control as c, data as w};
-use prost_types::value::Kind;
+use crate::wire::control as c;
+use pbjson_types::value::Kind;
 use serde_json::{Map, Number, Value};
 
-pub fn struct_to_json(s: &prost_types::Struct) -> Map<String, Value> {
+pub fn struct_to_json(s: &pbjson_types::Struct) -> Map<String, Value> {
     s.fields
         .iter()
         .map(|(k, v)| (k.clone(), value_to_json(v)))
         .collect()
 }
 
-fn value_to_json(v: &prost_types::Value) -> Value {
+fn value_to_json(v: &pbjson_types::Value) -> Value {
     match &v.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
-        // Non-finite doubles have no JSON form; the validator rejects them before this matters.
+        // Non-finite doubles have no JSON form: null, which every validator refuses.
         Some(Kind::NumberValue(n)) => Number::from_f64(*n)
             .map(Value::Number)
             .unwrap_or(Value::Null),
@@ -28,134 +30,14 @@ fn value_to_json(v: &prost_types::Value) -> Value {
     }
 }
 
-pub fn json_to_struct(m: &Map<String, Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: m
-            .iter()
-            .map(|(k, v)| (k.clone(), json_to_value(v)))
-            .collect(),
-    }
+/// An empty Struct means "no metadata" / "no filter".
+pub fn non_empty_struct(s: Option<pbjson_types::Struct>) -> Option<pbjson_types::Struct> {
+    s.filter(|s| !s.fields.is_empty())
 }
 
-fn json_to_value(v: &Value) -> prost_types::Value {
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-            values: a.iter().map(json_to_value).collect(),
-        }),
-        Value::Object(o) => Kind::StructValue(json_to_struct(o)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-/// An empty Struct means "no metadata" / "no filter": 7.x/8.x clients always send one on upsert.
-pub fn opt_struct(s: &Option<prost_types::Struct>) -> Option<Map<String, Value>> {
-    s.as_ref()
-        .filter(|s| !s.fields.is_empty())
-        .map(struct_to_json)
-}
-
-pub fn sparse_to_wire(s: &p::SparseValues) -> w::SparseValues {
-    w::SparseValues {
-        indices: s.indices.clone(),
-        values: s.values.clone(),
-    }
-}
-
-fn sparse_from_wire(s: w::SparseValues) -> p::SparseValues {
-    p::SparseValues {
-        indices: s.indices,
-        values: s.values,
-    }
-}
-
-/// A sparse vector with no entries is treated as absent, as protobuf clients cannot tell the two apart.
-pub fn opt_sparse(s: &Option<p::SparseValues>) -> Option<w::SparseValues> {
-    s.as_ref()
-        .filter(|s| !s.indices.is_empty() || !s.values.is_empty())
-        .map(sparse_to_wire)
-}
-
-pub fn vector_to_wire(v: &p::Vector) -> w::Vector {
-    w::Vector {
-        id: v.id.clone(),
-        values: v.values.clone(),
-        sparse_values: opt_sparse(&v.sparse_values),
-        metadata: opt_struct(&v.metadata),
-    }
-}
-
-pub fn vector_from_wire(v: w::Vector) -> p::Vector {
-    p::Vector {
-        id: v.id,
-        values: v.values,
-        sparse_values: v.sparse_values.map(sparse_from_wire),
-        metadata: v.metadata.as_ref().map(json_to_struct),
-    }
-}
-
-pub fn usage(u: Option<w::Usage>) -> Option<p::Usage> {
-    u.map(|u| p::Usage {
-        read_units: u.read_units,
-    })
-}
-
-pub fn pagination(pg: Option<w::Pagination>) -> Option<p::Pagination> {
-    pg.map(|pg| p::Pagination { next: pg.next })
-}
-
-pub fn scored_from_wire(m: w::ScoredVector) -> p::ScoredVector {
-    p::ScoredVector {
-        id: m.id,
-        score: m.score,
-        values: m.values.unwrap_or_default(),
-        sparse_values: m.sparse_values.map(sparse_from_wire),
-        metadata: m.metadata.as_ref().map(json_to_struct),
-    }
-}
-
-pub fn schema_to_wire(s: &p::MetadataSchema) -> w::MetadataSchema {
-    w::MetadataSchema {
-        fields: s
-            .fields
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    w::MetadataFieldProperties {
-                        filterable: v.filterable,
-                    },
-                )
-            })
-            .collect(),
-    }
-}
-
-pub fn namespace_from_wire(n: w::NamespaceDescription) -> p::NamespaceDescription {
-    p::NamespaceDescription {
-        name: n.name,
-        record_count: n.record_count,
-        schema: n.schema.map(|s| p::MetadataSchema {
-            fields: s
-                .fields
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k,
-                        p::MetadataFieldProperties {
-                            filterable: v.filterable,
-                        },
-                    )
-                })
-                .collect(),
-        }),
-        indexed_fields: n
-            .indexed_fields
-            .map(|f| p::IndexedFields { fields: f.fields }),
-    }
+/// A sparse vector with no entries is treated as absent.
+pub fn non_empty_sparse(s: Option<p::SparseValues>) -> Option<p::SparseValues> {
+    s.filter(|s| !s.indices.is_empty() || !s.values.is_empty())
 }
 
 pub fn backup_from_wire(b: c::BackupModel) -> g::Backup {
@@ -185,24 +67,34 @@ pub fn restore_job_from_wire(j: c::RestoreJobModel) -> g::RestoreJob {
         target_index_name: j.target_index_name,
         target_index_id: j.target_index_id,
         status: j.status,
-        created_at: j.created_at,
+        created_at: j.created_at.unwrap_or_default(),
         completed_at: j.completed_at,
         percent_complete: j.percent_complete,
     }
 }
 
+/// An index without a host (initializing) is not ready, whatever its status says.
 pub fn index_from_wire(i: c::IndexModel) -> g::Index {
+    let ready = i.status.ready && i.usable_host().is_some();
     let serverless = i.spec.serverless;
     g::Index {
         name: i.name,
         metric: i.metric,
-        host: i.host,
+        host: i.host.unwrap_or_default(),
         dimension: i.dimension,
-        vector_type: i.vector_type,
-        ready: i.status.ready,
+        vector_type: if i.vector_type.is_empty() {
+            "dense".into()
+        } else {
+            i.vector_type
+        },
+        ready,
         state: i.status.state,
-        deletion_protection: i.deletion_protection,
-        tags: i.tags.unwrap_or_default().into_iter().collect(),
+        deletion_protection: if i.deletion_protection.is_empty() {
+            "disabled".into()
+        } else {
+            i.deletion_protection
+        },
+        tags: i.tags.into_iter().collect(),
         cloud: serverless.as_ref().map(|s| s.cloud.clone()),
         region: serverless.map(|s| s.region),
     }
@@ -211,19 +103,31 @@ pub fn index_from_wire(i: c::IndexModel) -> g::Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn struct_round_trips_through_json() {
-        let m = json!({"genre": "drama", "year": 2020.5, "tags": ["a"], "ok": true})
-            .as_object()
-            .cloned()
-            .unwrap();
-        assert_eq!(struct_to_json(&json_to_struct(&m)), m);
-    }
 
     #[test]
     fn empty_struct_is_no_metadata() {
-        assert_eq!(opt_struct(&Some(prost_types::Struct::default())), None);
+        assert_eq!(
+            non_empty_struct(Some(pbjson_types::Struct::default())),
+            None
+        );
+    }
+
+    #[test]
+    fn non_finite_numbers_become_null() {
+        let s: pbjson_types::Struct = [("x".to_string(), pbjson_types::Value::from(f64::NAN))]
+            .into_iter()
+            .collect();
+        assert_eq!(struct_to_json(&s)["x"], Value::Null);
+    }
+
+    #[test]
+    fn an_index_with_a_null_host_is_not_ready() {
+        let i: c::IndexModel = serde_json::from_str(
+            r#"{"name":"r","host":null,"status":{"ready":true,"state":"Ready"}}"#,
+        )
+        .unwrap();
+        let g = index_from_wire(i);
+        assert!(!g.ready);
+        assert_eq!(g.host, "");
     }
 }

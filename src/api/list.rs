@@ -7,8 +7,8 @@ use super::validate::{self as v, Invalid};
 use super::{Gateway, expect_reply, route, status};
 use crate::pb::gateway as g;
 use crate::pb::gateway::list_service_server::ListService;
+use crate::pb::pinecone as p;
 use crate::upstream::{Op, UpstreamCall};
-use crate::wire::data as w;
 use std::pin::Pin;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -64,7 +64,7 @@ impl ListService for ListApi {
             loop {
                 let call = UpstreamCall {
                     index: index.clone(),
-                    op: Op::List(w::ListParams {
+                    op: Op::List(p::ListRequest {
                         prefix: r.prefix.clone().filter(|p| !p.is_empty()),
                         limit: Some(r.page_size.unwrap_or(v::MAX_LIST_LIMIT)),
                         pagination_token: token.take(),

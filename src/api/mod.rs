@@ -117,21 +117,20 @@ impl Gateway {
         method: &'static str,
         req: tonic::Request<Req>,
         namespace: impl FnOnce(&Req) -> String,
-        build: impl FnOnce(&Req) -> validate::Checked<(Target, Op)>,
+        build: impl FnOnce(Req) -> validate::Checked<(Target, Op)>,
         convert: impl FnOnce(Reply) -> Result<Resp, GatewayError>,
     ) -> Result<tonic::Response<Resp>, tonic::Status> {
         let started = Instant::now();
         let ns = namespace(req.get_ref());
-        let ctx = route::context(req.metadata());
+        let (md, _, message) = req.into_parts();
+        let ctx = route::context(&md);
         let mut index = String::new();
         let result = async {
             let _place = self.admit()?;
-            let caller = self.auth.authenticate(req.metadata())?;
-            let (target, op) = build(req.get_ref())?;
+            let caller = self.auth.authenticate(&md)?;
+            let (target, op) = build(message)?;
             index = match target {
-                Target::FromMetadata => {
-                    route::index(req.metadata(), self.default_index.as_deref())?
-                }
+                Target::FromMetadata => route::index(&md, self.default_index.as_deref())?,
                 Target::Index(name) => name,
                 Target::Project => String::new(),
             };
@@ -139,7 +138,7 @@ impl Gateway {
             let call = UpstreamCall {
                 index: index.clone(),
                 op,
-                deadline: self.deadline(req.metadata()),
+                deadline: self.deadline(&md),
                 ctx: ctx.clone(),
             };
             convert(self.call(call).await?)

@@ -1,9 +1,12 @@
 //! The one place where an internal error becomes a gRPC `Status`.
 //!
-//! Pinecone's HTTP statuses: 400/422 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 NOT_FOUND,
-//! 409 ALREADY_EXISTS, 402/412 FAILED_PRECONDITION, 429 RESOURCE_EXHAUSTED, 5xx UNAVAILABLE; connection failures
-//! UNAVAILABLE; deadlines DEADLINE_EXCEEDED; malformed answers INTERNAL. Pinecone's own message is kept. A local
-//! rate-limit rejection and Pinecone's 429 are RESOURCE_EXHAUSTED with retry advice, never UNAVAILABLE.
+//! A Pinecone error whose data-plane body names a gRPC status (`{"code": 5, …}`) ends with that status: it is what
+//! Pinecone's own gRPC API would have answered. Otherwise the HTTP status decides: 400/422/413 INVALID_ARGUMENT,
+//! 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 NOT_FOUND, 409 ALREADY_EXISTS, 402/412 FAILED_PRECONDITION,
+//! 405/501 UNIMPLEMENTED, 408/504 DEADLINE_EXCEEDED, 429 RESOURCE_EXHAUSTED, other 5xx UNAVAILABLE, anything else
+//! UNKNOWN. Connection failures and an index without a host are UNAVAILABLE; deadlines DEADLINE_EXCEEDED; malformed
+//! answers INTERNAL. Pinecone's own message is kept. A local rate-limit rejection and Pinecone's throttling are
+//! RESOURCE_EXHAUSTED with retry advice, never UNAVAILABLE.
 
 use super::GatewayError;
 use crate::stack::CallError;
@@ -63,14 +66,23 @@ pub fn to_status(err: GatewayError) -> Status {
         }
         GatewayError::Call(CallError::Upstream(e)) => match &e {
             UpstreamError::Status {
-                status: 429,
+                status,
+                grpc_code,
                 retry_after,
                 ..
-            } => throttled(e.to_string(), retry_after.unwrap_or(Duration::from_secs(1))),
-            UpstreamError::Status { status, .. } => Status::new(http_code(*status), e.to_string()),
-            UpstreamError::Connect { .. } | UpstreamError::Broken { .. } => {
-                Status::unavailable(e.to_string())
+            } => {
+                let code = grpc_code
+                    .map(Code::from_i32)
+                    .unwrap_or_else(|| http_code(*status));
+                if code == Code::ResourceExhausted {
+                    throttled(e.to_string(), retry_after.unwrap_or(Duration::from_secs(1)))
+                } else {
+                    Status::new(code, e.to_string())
+                }
             }
+            UpstreamError::Connect { .. }
+            | UpstreamError::Broken { .. }
+            | UpstreamError::NotReady { .. } => Status::unavailable(e.to_string()),
             UpstreamError::Timeout => Status::deadline_exceeded(e.to_string()),
             UpstreamError::Malformed { .. } => Status::internal(e.to_string()),
         },
@@ -93,12 +105,13 @@ fn throttled(message: String, retry_after: Duration) -> Status {
 
 fn http_code(status: u16) -> Code {
     match status {
-        400 | 422 => Code::InvalidArgument,
+        400 | 413 | 422 => Code::InvalidArgument,
         401 => Code::Unauthenticated,
         403 => Code::PermissionDenied,
         404 => Code::NotFound,
         409 => Code::AlreadyExists,
         402 | 412 => Code::FailedPrecondition,
+        405 | 501 => Code::Unimplemented,
         429 => Code::ResourceExhausted,
         408 | 504 => Code::DeadlineExceeded,
         500..=599 => Code::Unavailable,
@@ -111,10 +124,15 @@ mod tests {
     use super::*;
 
     fn upstream(status: u16) -> Status {
+        answered(status, None)
+    }
+
+    fn answered(status: u16, grpc_code: Option<i32>) -> Status {
         to_status(GatewayError::Call(CallError::Upstream(
             UpstreamError::Status {
                 status,
                 message: "m".into(),
+                grpc_code,
                 retry_after: None,
             },
         )))
@@ -131,8 +149,14 @@ mod tests {
             (409, Code::AlreadyExists),
             (412, Code::FailedPrecondition),
             (429, Code::ResourceExhausted),
+            (402, Code::FailedPrecondition),
+            (405, Code::Unimplemented),
+            (408, Code::DeadlineExceeded),
+            (413, Code::InvalidArgument),
             (500, Code::Unavailable),
             (503, Code::Unavailable),
+            (504, Code::DeadlineExceeded),
+            (418, Code::Unknown),
         ] {
             assert_eq!(upstream(http).code(), code, "HTTP {http}");
         }
@@ -141,11 +165,34 @@ mod tests {
     }
 
     #[test]
+    fn a_data_plane_body_names_the_status() {
+        assert_eq!(answered(500, Some(13)).code(), Code::Internal);
+        assert_eq!(answered(400, Some(9)).code(), Code::FailedPrecondition);
+        assert_eq!(answered(404, Some(5)).code(), Code::NotFound);
+        let s = answered(400, Some(8));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert!(s.metadata().get("grpc-retry-pushback-ms").is_some());
+    }
+
+    #[test]
+    fn an_index_without_a_host_is_unavailable_naming_it() {
+        let s = to_status(GatewayError::Call(CallError::Upstream(
+            UpstreamError::NotReady {
+                index: "restored".into(),
+                state: "Initializing".into(),
+            },
+        )));
+        assert_eq!(s.code(), Code::Unavailable);
+        assert!(s.message().contains("`restored`") && s.message().contains("Initializing"));
+    }
+
+    #[test]
     fn pinecone_message_is_kept() {
         let s = to_status(GatewayError::Call(CallError::Upstream(
             UpstreamError::Status {
                 status: 400,
                 message: "Vector dimension 3 does not match the dimension of the index 4".into(),
+                grpc_code: Some(3),
                 retry_after: None,
             },
         )));

@@ -111,7 +111,7 @@ pub fn index_name_problem(name: &str) -> Option<String> {
     None
 }
 
-/// Index and backup names follow the same rules.
+/// Index names.
 pub fn index_name(field: &str, name: &str) -> Checked {
     match index_name_problem(name) {
         Some(p) => Err(invalid(format!("{field}: {p}"))),
@@ -127,6 +127,17 @@ pub fn opaque_id(field: &str, id: &str) -> Checked {
     if id.len() > 256 || !id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid(format!(
             "{field}: must be at most 256 printable ASCII characters"
+        )));
+    }
+    path_segment(field, id)
+}
+
+/// A value that becomes a URL path segment: `.` and `..` would be removed by URL normalisation and send the request
+/// to another resource (`GET /backups/..` lists every backup), so they are refused.
+pub fn path_segment(field: &str, value: &str) -> Checked {
+    if crate::wire::query::is_dot_segment(value) {
+        return Err(invalid(format!(
+            "{field}: `{value}` cannot be used: it is a relative path segment in Pinecone's URL"
         )));
     }
     Ok(())
@@ -230,6 +241,17 @@ mod tests {
         assert!(index_name_problem("-a").is_some());
         assert!(index_name_problem(&"a".repeat(46)).is_some());
         assert!(index_name_problem("a_b").is_some());
+    }
+
+    #[test]
+    fn dot_segments_are_refused_where_values_become_paths() {
+        for bad in [".", ".."] {
+            assert!(path_segment("namespace", bad).is_err());
+            assert!(opaque_id("backup_id", bad).is_err());
+            assert!(index_name("name", bad).is_err());
+        }
+        assert!(path_segment("namespace", "...").is_ok());
+        assert!(opaque_id("backup_id", "a.b").is_ok());
     }
 
     #[test]

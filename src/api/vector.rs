@@ -1,7 +1,8 @@
-//! `VectorService`, Pinecone's data-plane API: each RPC is validated, turned into one upstream operation, and its
-//! answer mapped back exactly (vectors map, usage, pagination, namespace).
+//! `VectorService`, Pinecone's data-plane API: each RPC is validated, turned into one upstream operation carrying
+//! the (normalised) request message itself, and Pinecone's answer, decoded into the response message, is returned
+//! as it came (vectors map, usage, pagination, namespace).
 
-use super::convert::{self as cv, opt_sparse, opt_struct, struct_to_json};
+use super::convert::{non_empty_sparse, non_empty_struct, struct_to_json};
 use super::validate::{self as v, Checked, Invalid};
 use super::{Gateway, GatewayError, Target, expect_empty, expect_reply};
 use crate::pb::pinecone as p;
@@ -26,7 +27,7 @@ impl VectorApi {
         method: &'static str,
         req: Request<Req>,
         namespace: impl FnOnce(&Req) -> String,
-        build: impl FnOnce(&Req) -> Checked<Op>,
+        build: impl FnOnce(Req) -> Checked<Op>,
         convert: impl FnOnce(Reply) -> Result<Resp, GatewayError>,
     ) -> Result<Response<Resp>, Status> {
         self.gw
@@ -46,11 +47,13 @@ fn invalid(msg: impl Into<String>) -> Invalid {
 }
 
 /// The namespace as a path segment: the default namespace has a name of its own there.
-fn ns_segment(ns: &str) -> String {
-    w::normalize_namespace(ns).to_string()
+fn ns_segment(field: &str, ns: &str) -> Checked<String> {
+    v::namespace(field, ns)?;
+    v::path_segment(field, ns)?;
+    Ok(w::normalize_namespace(ns).to_string())
 }
 
-fn build_upsert(r: &p::UpsertRequest) -> Checked<Op> {
+fn build_upsert(mut r: p::UpsertRequest) -> Checked<Op> {
     v::namespace("namespace", &r.namespace)?;
     if r.vectors.is_empty() {
         return Err(invalid("vectors: at least one vector is required"));
@@ -62,36 +65,31 @@ fn build_upsert(r: &p::UpsertRequest) -> Checked<Op> {
             v::MAX_UPSERT_VECTORS_PER_CALL
         )));
     }
-    let mut vectors = Vec::with_capacity(r.vectors.len());
-    for (i, x) in r.vectors.iter().enumerate() {
+    for (i, x) in r.vectors.iter_mut().enumerate() {
         v::id(&format!("vectors[{i}].id"), &x.id)?;
         v::dense_values(&format!("vectors[{i}].values"), &x.values)?;
-        let wire = cv::vector_to_wire(x);
-        if let Some(s) = &wire.sparse_values {
+        x.sparse_values = non_empty_sparse(x.sparse_values.take());
+        if let Some(s) = &x.sparse_values {
             v::sparse(
                 &format!("vectors[{i}].sparse_values"),
                 &s.indices,
                 &s.values,
             )?;
         }
-        if x.values.is_empty() && wire.sparse_values.is_none() {
+        if x.values.is_empty() && x.sparse_values.is_none() {
             return Err(invalid(format!(
                 "vectors[{i}]: needs values or sparse_values"
             )));
         }
-        if let Some(m) = &wire.metadata {
-            v::metadata(&format!("vectors[{i}].metadata"), m)?;
+        x.metadata = non_empty_struct(x.metadata.take());
+        if let Some(m) = &x.metadata {
+            v::metadata(&format!("vectors[{i}].metadata"), &struct_to_json(m))?;
         }
-        vectors.push(wire);
     }
-    let body = w::UpsertRequest {
-        vectors,
-        namespace: r.namespace.clone(),
-    };
-    Ok(Op::Upsert(body))
+    Ok(Op::Upsert(r))
 }
 
-fn build_delete(r: &p::DeleteRequest) -> Checked<Op> {
+fn build_delete(r: p::DeleteRequest) -> Checked<Op> {
     v::namespace("namespace", &r.namespace)?;
     let filter = r.filter.as_ref().map(struct_to_json);
     let has_filter = filter.as_ref().is_some_and(|f| !f.is_empty());
@@ -126,42 +124,38 @@ fn build_delete(r: &p::DeleteRequest) -> Checked<Op> {
     if !r.ids.is_empty() {
         v::ids("ids", &r.ids)?;
     }
-    let filter = filter.filter(|f| !f.is_empty());
-    if let Some(f) = &filter {
+    if let Some(f) = filter.as_ref().filter(|f| !f.is_empty()) {
         v::filter("filter", f, Some("deletes"))?;
     }
-    Ok(Op::Delete(w::DeleteRequest {
-        ids: r.ids.clone(),
-        delete_all: r.delete_all,
-        namespace: r.namespace.clone(),
-        filter,
+    Ok(Op::Delete(p::DeleteRequest {
+        filter: non_empty_struct(r.filter),
+        ..r
     }))
 }
 
-fn build_fetch(r: &p::FetchRequest) -> Checked<Op> {
+fn build_fetch(r: p::FetchRequest) -> Checked<Op> {
     v::namespace("namespace", &r.namespace)?;
     v::ids("ids", &r.ids)?;
     Ok(Op::Fetch {
-        ids: r.ids.clone(),
-        namespace: r.namespace.clone(),
+        ids: r.ids,
+        namespace: r.namespace,
     })
 }
 
-fn build_list(r: &p::ListRequest) -> Checked<Op> {
+fn build_list(r: p::ListRequest) -> Checked<Op> {
     v::namespace("namespace", &r.namespace)?;
     v::limit("limit", r.limit, v::MAX_LIST_LIMIT)?;
     if let Some(prefix) = &r.prefix {
         v::namespace("prefix", prefix)?;
     }
-    Ok(Op::List(w::ListParams {
-        prefix: r.prefix.clone().filter(|p| !p.is_empty()),
-        limit: r.limit,
-        pagination_token: r.pagination_token.clone().filter(|t| !t.is_empty()),
-        namespace: r.namespace.clone(),
+    Ok(Op::List(p::ListRequest {
+        prefix: r.prefix.filter(|p| !p.is_empty()),
+        pagination_token: r.pagination_token.filter(|t| !t.is_empty()),
+        ..r
     }))
 }
 
-fn build_query(r: &p::QueryRequest) -> Checked<Op> {
+fn build_query(r: p::QueryRequest) -> Checked<Op> {
     v::namespace("namespace", &r.namespace)?;
     v::top_k(r.top_k)?;
     if !r.queries.is_empty() {
@@ -169,7 +163,7 @@ fn build_query(r: &p::QueryRequest) -> Checked<Op> {
             "queries: deprecated by Pinecone and not part of API 2025-10; send vector, sparse_vector or id",
         ));
     }
-    let sparse = opt_sparse(&r.sparse_vector);
+    let sparse = non_empty_sparse(r.sparse_vector);
     let by_vector = !r.vector.is_empty() || sparse.is_some();
     let by_id = !r.id.is_empty();
     if by_vector == by_id {
@@ -184,9 +178,9 @@ fn build_query(r: &p::QueryRequest) -> Checked<Op> {
     if by_id {
         v::id("id", &r.id)?;
     }
-    let filter = opt_struct(&r.filter);
+    let filter = non_empty_struct(r.filter);
     if let Some(f) = &filter {
-        v::filter("filter", f, None)?;
+        v::filter("filter", &struct_to_json(f), None)?;
     }
     if let Some(sf) = r.scan_factor
         && !(0.5..=4.0).contains(&sf)
@@ -203,21 +197,14 @@ fn build_query(r: &p::QueryRequest) -> Checked<Op> {
             r.top_k
         )));
     }
-    Ok(Op::Query(w::QueryRequest {
-        namespace: r.namespace.clone(),
-        top_k: r.top_k,
-        filter,
-        include_values: r.include_values,
-        include_metadata: r.include_metadata,
-        vector: (!r.vector.is_empty()).then(|| r.vector.clone()),
+    Ok(Op::Query(p::QueryRequest {
         sparse_vector: sparse,
-        id: by_id.then(|| r.id.clone()),
-        scan_factor: r.scan_factor,
-        max_candidates: r.max_candidates,
+        filter,
+        ..r
     }))
 }
 
-fn build_update(r: &p::UpdateRequest) -> Checked<Op> {
+fn build_update(r: p::UpdateRequest) -> Checked<Op> {
     v::namespace("namespace", &r.namespace)?;
     let filter = r.filter.as_ref().map(struct_to_json);
     let has_filter = filter.as_ref().is_some_and(|f| !f.is_empty());
@@ -232,8 +219,8 @@ fn build_update(r: &p::UpdateRequest) -> Checked<Op> {
         (false, false) => return Err(invalid("update needs an id or a filter")),
         _ => {}
     }
-    let sparse = opt_sparse(&r.sparse_values);
-    let set_metadata = opt_struct(&r.set_metadata);
+    let sparse = non_empty_sparse(r.sparse_values);
+    let set_metadata = non_empty_struct(r.set_metadata);
     if by_id {
         v::id("id", &r.id)?;
         v::dense_values("values", &r.values)?;
@@ -249,42 +236,39 @@ fn build_update(r: &p::UpdateRequest) -> Checked<Op> {
         }
     }
     if let Some(m) = &set_metadata {
-        v::metadata("set_metadata", m)?;
+        v::metadata("set_metadata", &struct_to_json(m))?;
     }
-    Ok(Op::Update(w::UpdateRequest {
-        id: by_id.then(|| r.id.clone()),
-        values: (!r.values.is_empty()).then(|| r.values.clone()),
+    Ok(Op::Update(p::UpdateRequest {
         sparse_values: sparse,
         set_metadata,
-        namespace: r.namespace.clone(),
-        filter: filter.filter(|f| !f.is_empty()),
-        dry_run: r.dry_run,
+        filter: non_empty_struct(r.filter),
+        ..r
     }))
 }
 
-fn build_stats(r: &p::DescribeIndexStatsRequest) -> Checked<Op> {
-    let filter = opt_struct(&r.filter);
+fn build_stats(r: p::DescribeIndexStatsRequest) -> Checked<Op> {
+    let filter = non_empty_struct(r.filter);
     if let Some(f) = &filter {
-        v::filter("filter", f, None)?;
+        v::filter("filter", &struct_to_json(f), None)?;
     }
-    Ok(Op::DescribeIndexStats(w::DescribeIndexStatsRequest {
+    Ok(Op::DescribeIndexStats(p::DescribeIndexStatsRequest {
         filter,
     }))
 }
 
-fn build_list_namespaces(r: &p::ListNamespacesRequest) -> Checked<Op> {
+fn build_list_namespaces(r: p::ListNamespacesRequest) -> Checked<Op> {
     v::limit("limit", r.limit, v::MAX_LIST_LIMIT)?;
     if let Some(prefix) = &r.prefix {
         v::namespace("prefix", prefix)?;
     }
-    Ok(Op::ListNamespaces(w::ListNamespacesParams {
-        limit: r.limit,
-        pagination_token: r.pagination_token.clone().filter(|t| !t.is_empty()),
-        prefix: r.prefix.clone().filter(|p| !p.is_empty()),
+    Ok(Op::ListNamespaces(p::ListNamespacesRequest {
+        pagination_token: r.pagination_token.filter(|t| !t.is_empty()),
+        prefix: r.prefix.filter(|p| !p.is_empty()),
+        ..r
     }))
 }
 
-fn build_create_namespace(r: &p::CreateNamespaceRequest) -> Checked<Op> {
+fn build_create_namespace(r: p::CreateNamespaceRequest) -> Checked<Op> {
     if r.name.is_empty() {
         return Err(invalid("name: the namespace name must not be empty"));
     }
@@ -294,33 +278,22 @@ fn build_create_namespace(r: &p::CreateNamespaceRequest) -> Checked<Op> {
         ));
     }
     v::namespace("name", &r.name)?;
-    Ok(Op::CreateNamespace(w::CreateNamespaceRequest {
-        name: r.name.clone(),
-        schema: r.schema.as_ref().map(cv::schema_to_wire),
-    }))
+    // The new namespace is named in paths from then on (describe, delete).
+    v::path_segment("name", &r.name)?;
+    Ok(Op::CreateNamespace(r))
 }
 
-fn build_fetch_by_metadata(r: &p::FetchByMetadataRequest) -> Checked<Op> {
+fn build_fetch_by_metadata(r: p::FetchByMetadataRequest) -> Checked<Op> {
     v::namespace("namespace", &r.namespace)?;
     let Some(filter) = r.filter.as_ref().map(struct_to_json) else {
         return Err(invalid("filter: is required for fetch by metadata"));
     };
     v::filter("filter", &filter, Some("fetch by metadata"))?;
     v::limit("limit", r.limit, v::MAX_FETCH_BY_METADATA_LIMIT)?;
-    Ok(Op::FetchByMetadata(w::FetchByMetadataRequest {
-        namespace: r.namespace.clone(),
-        filter: Some(filter),
-        limit: r.limit,
-        pagination_token: r.pagination_token.clone().filter(|t| !t.is_empty()),
+    Ok(Op::FetchByMetadata(p::FetchByMetadataRequest {
+        pagination_token: r.pagination_token.filter(|t| !t.is_empty()),
+        ..r
     }))
-}
-
-fn vectors_map(
-    m: std::collections::BTreeMap<String, w::Vector>,
-) -> std::collections::HashMap<String, p::Vector> {
-    m.into_iter()
-        .map(|(k, x)| (k, cv::vector_from_wire(x)))
-        .collect()
 }
 
 #[tonic::async_trait]
@@ -334,12 +307,7 @@ impl VectorService for VectorApi {
             req,
             |r| r.namespace.clone(),
             build_upsert,
-            |reply| {
-                let r = expect_reply!(reply, Upsert, "upsert")?;
-                Ok(p::UpsertResponse {
-                    upserted_count: r.upserted_count,
-                })
-            },
+            |reply| expect_reply!(reply, Upsert, "upsert"),
         )
         .await
     }
@@ -367,14 +335,7 @@ impl VectorService for VectorApi {
             req,
             |r| r.namespace.clone(),
             build_fetch,
-            |reply| {
-                let r = expect_reply!(reply, Fetch, "fetch")?;
-                Ok(p::FetchResponse {
-                    vectors: vectors_map(r.vectors),
-                    namespace: r.namespace,
-                    usage: cv::usage(r.usage),
-                })
-            },
+            |reply| expect_reply!(reply, Fetch, "fetch"),
         )
         .await
     }
@@ -388,19 +349,7 @@ impl VectorService for VectorApi {
             req,
             |r| r.namespace.clone(),
             build_list,
-            |reply| {
-                let r = expect_reply!(reply, List, "list")?;
-                Ok(p::ListResponse {
-                    vectors: r
-                        .vectors
-                        .into_iter()
-                        .map(|i| p::ListItem { id: i.id })
-                        .collect(),
-                    pagination: cv::pagination(r.pagination),
-                    namespace: r.namespace,
-                    usage: cv::usage(r.usage),
-                })
-            },
+            |reply| expect_reply!(reply, List, "list"),
         )
         .await
     }
@@ -414,15 +363,7 @@ impl VectorService for VectorApi {
             req,
             |r| r.namespace.clone(),
             build_query,
-            |reply| {
-                let r = expect_reply!(reply, Query, "query")?;
-                Ok(p::QueryResponse {
-                    results: vec![],
-                    matches: r.matches.into_iter().map(cv::scored_from_wire).collect(),
-                    namespace: r.namespace,
-                    usage: cv::usage(r.usage),
-                })
-            },
+            |reply| expect_reply!(reply, Query, "query"),
         )
         .await
     }
@@ -436,12 +377,7 @@ impl VectorService for VectorApi {
             req,
             |r| r.namespace.clone(),
             build_update,
-            |reply| {
-                let r = expect_reply!(reply, Update, "update")?;
-                Ok(p::UpdateResponse {
-                    matched_records: r.matched_records,
-                })
-            },
+            |reply| expect_reply!(reply, Update, "update"),
         )
         .await
     }
@@ -455,30 +391,7 @@ impl VectorService for VectorApi {
             req,
             |_| String::new(),
             build_stats,
-            |reply| {
-                let r = expect_reply!(reply, DescribeIndexStats, "describe_index_stats")?;
-                Ok(p::DescribeIndexStatsResponse {
-                    namespaces: r
-                        .namespaces
-                        .into_iter()
-                        .map(|(k, s)| {
-                            (
-                                k,
-                                p::NamespaceSummary {
-                                    vector_count: s.vector_count,
-                                },
-                            )
-                        })
-                        .collect(),
-                    dimension: r.dimension,
-                    index_fullness: r.index_fullness,
-                    total_vector_count: r.total_vector_count,
-                    metric: r.metric,
-                    vector_type: r.vector_type,
-                    memory_fullness: r.memory_fullness,
-                    storage_fullness: r.storage_fullness,
-                })
-            },
+            |reply| expect_reply!(reply, DescribeIndexStats, "describe_index_stats"),
         )
         .await
     }
@@ -492,18 +405,7 @@ impl VectorService for VectorApi {
             req,
             |_| String::new(),
             build_list_namespaces,
-            |reply| {
-                let r = expect_reply!(reply, ListNamespaces, "list_namespaces")?;
-                Ok(p::ListNamespacesResponse {
-                    namespaces: r
-                        .namespaces
-                        .into_iter()
-                        .map(cv::namespace_from_wire)
-                        .collect(),
-                    pagination: cv::pagination(r.pagination),
-                    total_count: r.total_count,
-                })
-            },
+            |reply| expect_reply!(reply, ListNamespaces, "list_namespaces"),
         )
         .await
     }
@@ -517,12 +419,12 @@ impl VectorService for VectorApi {
             req,
             |r| r.namespace.clone(),
             |r| {
-                v::namespace("namespace", &r.namespace)?;
-                Ok(Op::DescribeNamespace(ns_segment(&r.namespace)))
+                Ok(Op::DescribeNamespace(ns_segment(
+                    "namespace",
+                    &r.namespace,
+                )?))
             },
-            |reply| {
-                expect_reply!(reply, Namespace, "describe_namespace").map(cv::namespace_from_wire)
-            },
+            |reply| expect_reply!(reply, Namespace, "describe_namespace"),
         )
         .await
     }
@@ -535,10 +437,7 @@ impl VectorService for VectorApi {
             "DeleteNamespace",
             req,
             |r| r.namespace.clone(),
-            |r| {
-                v::namespace("namespace", &r.namespace)?;
-                Ok(Op::DeleteNamespace(ns_segment(&r.namespace)))
-            },
+            |r| Ok(Op::DeleteNamespace(ns_segment("namespace", &r.namespace)?)),
             |reply| expect_empty(reply, "delete_namespace").map(|_| p::DeleteResponse {}),
         )
         .await
@@ -553,9 +452,7 @@ impl VectorService for VectorApi {
             req,
             |r| r.name.clone(),
             build_create_namespace,
-            |reply| {
-                expect_reply!(reply, Namespace, "create_namespace").map(cv::namespace_from_wire)
-            },
+            |reply| expect_reply!(reply, Namespace, "create_namespace"),
         )
         .await
     }
@@ -569,15 +466,7 @@ impl VectorService for VectorApi {
             req,
             |r| r.namespace.clone(),
             build_fetch_by_metadata,
-            |reply| {
-                let r = expect_reply!(reply, FetchByMetadata, "fetch_by_metadata")?;
-                Ok(p::FetchByMetadataResponse {
-                    vectors: vectors_map(r.vectors),
-                    namespace: r.namespace,
-                    usage: cv::usage(r.usage),
-                    pagination: cv::pagination(r.pagination),
-                })
-            },
+            |reply| expect_reply!(reply, FetchByMetadata, "fetch_by_metadata"),
         )
         .await
     }

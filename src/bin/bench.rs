@@ -134,7 +134,7 @@ async fn emulator(enforce_limits: bool) -> anyhow::Result<Emulator> {
     let emu = Emulator::start(
         "127.0.0.1:0".parse()?,
         EmulatorOptions {
-            limits: enforce_limits.then(Default::default),
+            enforce_limits,
             ..Default::default()
         },
     )

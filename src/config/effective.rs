@@ -57,6 +57,7 @@ pub fn render(s: &Settings) -> String {
         up.insert("default_index".into(), d.clone().into());
     }
     up.insert("connect_timeout_ms".into(), ms(s.upstream.connect_timeout));
+    up.insert("api_version".into(), s.upstream.api_version.into());
     root.insert("upstream".into(), up.into());
 
     let mut limits = Table::new();

@@ -286,6 +286,8 @@ pub struct UpstreamSection {
     pub default_index: Option<String>,
     /// Time allowed to open a connection to Pinecone. Default 5000.
     pub connect_timeout_ms: Option<u64>,
+    /// Pinecone's REST API version, sent as `X-Pinecone-Api-Version`: "2025-10" or "2026-04" (the default).
+    pub api_version: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -644,6 +646,22 @@ impl FileConfig {
                 "must be more than 0",
             ));
         }
+        let api_version = match self.upstream.api_version.as_deref() {
+            None => crate::upstream::DEFAULT_API_VERSION,
+            Some(v) => crate::upstream::API_VERSIONS
+                .iter()
+                .copied()
+                .find(|known| *known == v)
+                .ok_or_else(|| {
+                    invalid(
+                        "upstream.api_version",
+                        format!(
+                            "`{v}` is not supported; use one of {}",
+                            crate::upstream::API_VERSIONS.join(", ")
+                        ),
+                    )
+                })?,
+        };
         Ok(Settings {
             auth,
             tls,
@@ -672,6 +690,7 @@ impl FileConfig {
                 api_key: ApiKey::new(api_key),
                 static_hosts,
                 connect_timeout: Duration::from_millis(connect_timeout_ms),
+                api_version,
             },
             log_format: o.log_format.or(self.log.format).unwrap_or_default(),
             log_level: o

@@ -1,10 +1,10 @@
 //! The control plane over HTTP: indexes (each started on its own data-plane port), backups as snapshots of every
-//! namespace, and restores into new indexes. Errors use Pinecone's `ErrorResponse` body.
+//! namespace, and restores into new indexes that initialize for [`super::EmulatorOptions::restore_init`] before they
+//! serve. Errors use Pinecone's `ErrorResponse` body.
 
+use super::model as m;
 use super::store::{self, IndexData, Metric};
-use super::{EmuIndex, Shared, lock, new_id, now_rfc3339, read, write};
-use crate::api::validate::index_name_problem;
-use crate::wire::control as c;
+use super::{EmuIndex, RestoreJob, Shared, lock, new_id, now_timestamp, read, write};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 type S = State<Arc<Shared>>;
 
@@ -26,9 +27,9 @@ pub struct ControlError {
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = c::ErrorResponse {
-            error: c::ErrorDetail {
-                code: self.code.into(),
+        let body = m::ControlErrorOut {
+            error: m::ControlErrorDetail {
+                code: self.code,
                 message: self.message,
             },
             status: self.status,
@@ -45,12 +46,12 @@ pub(super) fn error(status: u16, code: &'static str, message: impl Into<String>)
     }
 }
 
+fn invalid(message: impl Into<String>) -> ControlError {
+    error(400, "INVALID_ARGUMENT", message)
+}
+
 fn not_found(what: &str, name: &str) -> ControlError {
-    error(
-        404,
-        "NOT_FOUND",
-        format!("Resource {what} {name} not found"),
-    )
+    error(404, "NOT_FOUND", format!("{what} {name} not found."))
 }
 
 type R<T> = Result<T, ControlError>;
@@ -78,99 +79,86 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> R<T> {
     serde_json::from_slice(bytes).map_err(|e| {
         error(
-            400,
-            "INVALID_ARGUMENT",
-            format!("Invalid request body: {e}"),
+            422,
+            "UNPROCESSABLE_ENTITY",
+            format!("Failed to deserialize the JSON body into the target type: {e}"),
         )
     })
 }
 
-/// Creates an index and starts its data plane; `data` restores a snapshot.
+/// Pinecone's rule for index names: 1-45 characters of a-z, 0-9 and '-', starting and ending with a letter or digit.
+fn index_name_ok(name: &str) -> bool {
+    (1..=45).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Creates an index and starts its data plane; `data` restores a snapshot, which initializes until `ready_at`.
 pub(super) async fn create_index(
     shared: &Arc<Shared>,
-    req: c::CreateIndexRequest,
+    req: m::CreateIndexIn,
     data: Option<IndexData>,
-) -> R<c::IndexModel> {
-    if let Some(problem) = index_name_problem(&req.name) {
-        return Err(error(
-            400,
-            "INVALID_ARGUMENT",
-            format!("Invalid index name: {problem}"),
-        ));
+    ready_at: Option<Instant>,
+) -> R<Arc<EmuIndex>> {
+    if !index_name_ok(&req.name) {
+        return Err(invalid(format!(
+            "Invalid index name `{}`: 1-45 characters of a-z, 0-9 and '-', not starting or ending with '-'",
+            req.name
+        )));
     }
     let sparse = req.vector_type.as_deref() == Some("sparse");
     let metric_name = req
         .metric
         .clone()
         .unwrap_or_else(|| if sparse { "dotproduct" } else { "cosine" }.into());
-    let metric = Metric::parse(&metric_name).ok_or_else(|| {
-        error(
-            400,
-            "INVALID_ARGUMENT",
-            format!("Invalid metric: {metric_name}"),
-        )
-    })?;
+    let metric = Metric::parse(&metric_name)
+        .ok_or_else(|| invalid(format!("Invalid metric: {metric_name}")))?;
     let dimension = match (sparse, req.dimension) {
         (false, Some(d)) if (1..=20_000).contains(&d) => Some(d),
-        (false, _) => {
-            return Err(error(
-                400,
-                "INVALID_ARGUMENT",
-                "Dense indexes need a dimension from 1 to 20000",
-            ));
-        }
+        (false, _) => return Err(invalid("Dense indexes need a dimension from 1 to 20000")),
         (true, None) => None,
-        (true, Some(_)) => {
-            return Err(error(
-                400,
-                "INVALID_ARGUMENT",
-                "Sparse indexes take no dimension",
-            ));
-        }
+        (true, Some(_)) => return Err(invalid("Sparse indexes take no dimension")),
     };
-    if req.spec.serverless.is_none() {
-        return Err(error(
-            400,
-            "INVALID_ARGUMENT",
-            "The emulator supports only serverless indexes",
-        ));
-    }
-    if read(&shared.inner).indexes.contains_key(&req.name) {
-        return Err(error(
+    let Some(serverless) = req.spec.serverless.clone() else {
+        return Err(invalid("The emulator supports only serverless indexes"));
+    };
+    let exists = || {
+        error(
             409,
             "ALREADY_EXISTS",
-            format!("Resource {} already exists", req.name),
-        ));
+            format!("Resource {} already exists.", req.name),
+        )
+    };
+    if read(&shared.inner).indexes.contains_key(&req.name) {
+        return Err(exists());
     }
     let listener = TcpListener::bind((shared.bind_ip, 0)).await.map_err(|e| {
         error(
             500,
-            "INTERNAL",
+            "UNKNOWN",
             format!("cannot bind a data-plane port: {e}"),
         )
     })?;
     let port = listener
         .local_addr()
-        .map_err(|e| error(500, "INTERNAL", e.to_string()))?
+        .map_err(|e| error(500, "UNKNOWN", e.to_string()))?
         .port();
-    let model = c::IndexModel {
-        name: req.name.clone(),
-        metric: metric.as_str().into(),
-        host: format!("{}:{port}", shared.bind_ip),
-        spec: req.spec.clone(),
-        status: c::IndexStatus {
-            ready: true,
-            state: "Ready".into(),
-        },
-        vector_type: if sparse { "sparse" } else { "dense" }.into(),
-        dimension,
-        deletion_protection: req.deletion_protection.unwrap_or_else(|| "disabled".into()),
-        tags: req.tags,
-    };
     let (tx, rx) = watch::channel(false);
     let index = Arc::new(EmuIndex {
-        model: model.clone(),
+        name: req.name.clone(),
         id: new_id(),
+        metric: metric.as_str().into(),
+        dimension,
+        vector_type: if sparse { "sparse" } else { "dense" },
+        cloud: serverless.cloud,
+        region: serverless.region,
+        deletion_protection: req.deletion_protection.unwrap_or_else(|| "disabled".into()),
+        tags: req.tags.filter(|t| !t.is_empty()),
+        host: format!("{}:{port}", shared.bind_ip),
+        initializing_until: std::sync::Mutex::new(ready_at),
         data: std::sync::RwLock::new(
             data.unwrap_or_else(|| IndexData::new(dimension, metric, sparse)),
         ),
@@ -180,29 +168,23 @@ pub(super) async fn create_index(
     {
         let mut inner = write(&shared.inner);
         if inner.indexes.contains_key(&req.name) {
-            return Err(error(
-                409,
-                "ALREADY_EXISTS",
-                format!("Resource {} already exists", req.name),
-            ));
+            return Err(exists());
         }
         inner.indexes.insert(req.name.clone(), index.clone());
     }
-    let app = super::data::router(shared.clone(), index);
-    let task = tokio::spawn(super::serve(listener, app, rx));
+    let app = super::data::router(shared.clone(), index.clone());
+    let task = tokio::spawn(super::serve(listener, shared.tls.clone(), app, rx));
     lock(&shared.tasks).push(task);
-    Ok(model)
+    Ok(index)
 }
 
 async fn create_index_route(
     State(s): S,
     bytes: axum::body::Bytes,
-) -> R<(StatusCode, Json<c::IndexModel>)> {
-    let req: c::CreateIndexRequest = body(&bytes)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(create_index(&s, req, None).await?),
-    ))
+) -> R<(StatusCode, Json<m::IndexOut>)> {
+    let req: m::CreateIndexIn = body(&bytes)?;
+    let index = create_index(&s, req, None, None).await?;
+    Ok((StatusCode::CREATED, Json(index.model())))
 }
 
 fn index(s: &Shared, name: &str) -> R<Arc<EmuIndex>> {
@@ -210,29 +192,25 @@ fn index(s: &Shared, name: &str) -> R<Arc<EmuIndex>> {
         .indexes
         .get(name)
         .cloned()
-        .ok_or_else(|| not_found("index", name))
+        .ok_or_else(|| not_found("Index", name))
 }
 
-async fn list_indexes(State(s): S) -> Json<c::IndexList> {
-    let indexes = read(&s.inner)
-        .indexes
-        .values()
-        .map(|i| i.model.clone())
-        .collect();
-    Json(c::IndexList { indexes })
+async fn list_indexes(State(s): S) -> Json<m::IndexListOut> {
+    let indexes = read(&s.inner).indexes.values().map(|i| i.model()).collect();
+    Json(m::IndexListOut { indexes })
 }
 
-async fn describe_index(State(s): S, Path(name): Path<String>) -> R<Json<c::IndexModel>> {
-    Ok(Json(index(&s, &name)?.model.clone()))
+async fn describe_index(State(s): S, Path(name): Path<String>) -> R<Json<m::IndexOut>> {
+    Ok(Json(index(&s, &name)?.model()))
 }
 
 async fn delete_index(State(s): S, Path(name): Path<String>) -> R<StatusCode> {
     let i = index(&s, &name)?;
-    if i.model.deletion_protection == "enabled" {
+    if i.deletion_protection == "enabled" {
         return Err(error(
             403,
             "FORBIDDEN",
-            format!("Deletion protection is enabled for index {name}"),
+            "Deletion protection is enabled for this index. Disable deletion protection before retrying.",
         ));
     }
     write(&s.inner).indexes.remove(&name);
@@ -240,42 +218,41 @@ async fn delete_index(State(s): S, Path(name): Path<String>) -> R<StatusCode> {
     Ok(StatusCode::ACCEPTED)
 }
 
+/// `limit` (1-100, default 10) and `paginationToken`, percent-decoded; anything else is refused.
 fn page_params(q: Option<String>) -> R<(usize, Option<String>)> {
     let mut limit = 10;
     let mut token = None;
-    for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
-        match k.as_ref() {
+    for pair in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_encoding::percent_decode_str(v)
+            .decode_utf8()
+            .map_err(|_| invalid(format!("Invalid query parameter: {pair}")))?;
+        match k {
             "limit" => {
                 limit = v
                     .parse::<usize>()
                     .ok()
                     .filter(|l| (1..=100).contains(l))
-                    .ok_or_else(|| {
-                        error(
-                            400,
-                            "INVALID_ARGUMENT",
-                            format!("limit must be 1 to 100; got {v}"),
-                        )
-                    })?;
+                    .ok_or_else(|| invalid(format!("limit must be 1 to 100; got {v}")))?;
             }
             "paginationToken" => token = Some(v.into_owned()),
-            _ => {}
+            other => return Err(invalid(format!("Unknown query parameter: {other}"))),
         }
     }
     Ok((limit, token))
 }
 
-fn store_error(e: store::StoreError) -> ControlError {
-    error(e.status, "INVALID_ARGUMENT", e.message)
+fn store_error(e: store::DataError) -> ControlError {
+    invalid(e.message)
 }
 
 fn backup_list<'a>(
-    items: impl Iterator<Item = &'a c::BackupModel>,
+    items: impl Iterator<Item = &'a m::BackupOut>,
     q: Option<String>,
-) -> R<Json<c::BackupList>> {
+) -> R<Json<m::BackupListOut>> {
     let (limit, token) = page_params(q)?;
     // Sorted by name (bitwise), then id, as Pinecone documents its order.
-    let mut sorted: Vec<(String, &c::BackupModel)> = items
+    let mut sorted: Vec<(String, &m::BackupOut)> = items
         .map(|b| {
             (
                 format!("{}\u{0}{}", b.name.clone().unwrap_or_default(), b.backup_id),
@@ -290,9 +267,9 @@ fn backup_list<'a>(
         token.as_deref(),
     )
     .map_err(store_error)?;
-    Ok(Json(c::BackupList {
+    Ok(Json(m::BackupListOut {
         data,
-        pagination: next.map(|next| c::PaginationResponse { next }),
+        pagination: next.map(|next| m::ControlPagination { next }),
     }))
 }
 
@@ -300,33 +277,32 @@ async fn create_backup(
     State(s): S,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
-) -> R<(StatusCode, Json<c::BackupModel>)> {
-    let req: c::CreateBackupRequest = body(&bytes)?;
+) -> R<(StatusCode, Json<m::BackupOut>)> {
+    let req: m::CreateBackupIn = body(&bytes)?;
     let i = index(&s, &name)?;
     let snapshot = read(&i.data).clone();
     let size_bytes = snapshot
         .namespaces
         .values()
         .flat_map(|n| n.records.values())
-        .map(|v| serde_json::to_vec(v).map(|b| b.len() as u64).unwrap_or(0))
+        .map(|r| 4 * r.values.len() as u64 + 64)
         .sum();
-    let serverless = i.model.spec.serverless.clone().unwrap_or_default();
-    let model = c::BackupModel {
+    let model = m::BackupOut {
         backup_id: new_id(),
         source_index_name: name.clone(),
         source_index_id: i.id.clone(),
-        status: "Ready".into(),
-        cloud: serverless.cloud,
-        region: serverless.region,
+        status: "Ready",
+        cloud: i.cloud.clone(),
+        region: i.region.clone(),
         name: req.name,
         description: req.description,
-        dimension: i.model.dimension,
-        metric: Some(i.model.metric.clone()),
-        record_count: Some(snapshot.record_count()),
-        namespace_count: Some(snapshot.namespaces.len() as u64),
-        size_bytes: Some(size_bytes),
-        tags: Default::default(),
-        created_at: now_rfc3339(),
+        dimension: i.dimension,
+        metric: i.metric.clone(),
+        record_count: snapshot.record_count(),
+        namespace_count: snapshot.namespaces.len() as u64,
+        size_bytes,
+        tags: None,
+        created_at: now_timestamp(),
     };
     write(&s.inner).backups.insert(
         model.backup_id.clone(),
@@ -342,7 +318,7 @@ async fn list_index_backups(
     State(s): S,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
-) -> R<Json<c::BackupList>> {
+) -> R<Json<m::BackupListOut>> {
     index(&s, &name)?;
     let inner = read(&s.inner);
     backup_list(
@@ -355,17 +331,17 @@ async fn list_index_backups(
     )
 }
 
-async fn list_project_backups(State(s): S, RawQuery(q): RawQuery) -> R<Json<c::BackupList>> {
+async fn list_project_backups(State(s): S, RawQuery(q): RawQuery) -> R<Json<m::BackupListOut>> {
     let inner = read(&s.inner);
     backup_list(inner.backups.values().map(|b| &b.model), q)
 }
 
-async fn describe_backup(State(s): S, Path(id): Path<String>) -> R<Json<c::BackupModel>> {
+async fn describe_backup(State(s): S, Path(id): Path<String>) -> R<Json<m::BackupOut>> {
     read(&s.inner)
         .backups
         .get(&id)
         .map(|b| Json(b.model.clone()))
-        .ok_or_else(|| not_found("backup", &id))
+        .ok_or_else(|| not_found("Backup", &id))
 }
 
 async fn delete_backup(State(s): S, Path(id): Path<String>) -> R<StatusCode> {
@@ -373,29 +349,29 @@ async fn delete_backup(State(s): S, Path(id): Path<String>) -> R<StatusCode> {
         .backups
         .remove(&id)
         .map(|_| StatusCode::ACCEPTED)
-        .ok_or_else(|| not_found("backup", &id))
+        .ok_or_else(|| not_found("Backup", &id))
 }
 
 async fn create_index_from_backup(
     State(s): S,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
-) -> R<(StatusCode, Json<c::CreateIndexFromBackupResponse>)> {
-    let req: c::CreateIndexFromBackupRequest = body(&bytes)?;
+) -> R<(StatusCode, Json<m::CreateIndexFromBackupOut>)> {
+    let req: m::CreateIndexFromBackupIn = body(&bytes)?;
     let (model, snapshot) = {
         let inner = read(&s.inner);
         let b = inner
             .backups
             .get(&id)
-            .ok_or_else(|| not_found("backup", &id))?;
+            .ok_or_else(|| not_found("Backup", &id))?;
         (b.model.clone(), b.snapshot.clone())
     };
-    let create = c::CreateIndexRequest {
+    let create = m::CreateIndexIn {
         name: req.name.clone(),
         dimension: snapshot.dimension,
         metric: Some(snapshot.metric.as_str().into()),
-        spec: c::IndexSpec {
-            serverless: Some(c::ServerlessSpec {
+        spec: m::IndexSpecIn {
+            serverless: Some(m::ServerlessSpec {
                 cloud: model.cloud.clone(),
                 region: model.region.clone(),
             }),
@@ -404,48 +380,56 @@ async fn create_index_from_backup(
         deletion_protection: req.deletion_protection.clone(),
         tags: req.tags.clone(),
     };
-    let created_at = now_rfc3339();
-    create_index(&s, create, Some(snapshot)).await?;
-    let index_id = index(&s, &req.name)?.id.clone();
-    let job = c::RestoreJobModel {
-        restore_job_id: new_id(),
+    let ready_at = Instant::now() + s.options.restore_init;
+    let target = create_index(&s, create, Some(snapshot), Some(ready_at)).await?;
+    let job = RestoreJob {
+        id: new_id(),
         backup_id: id,
-        target_index_name: req.name,
-        target_index_id: index_id.clone(),
-        status: "Completed".into(),
-        created_at,
-        completed_at: Some(now_rfc3339()),
-        percent_complete: Some(100.0),
+        target: target.clone(),
+        created_at: now_timestamp(),
     };
-    let out = c::CreateIndexFromBackupResponse {
-        restore_job_id: job.restore_job_id.clone(),
-        index_id,
+    let out = m::CreateIndexFromBackupOut {
+        restore_job_id: job.id.clone(),
+        index_id: target.id.clone(),
     };
-    write(&s.inner)
-        .restore_jobs
-        .insert(job.restore_job_id.clone(), job);
+    write(&s.inner).restore_jobs.insert(job.id.clone(), job);
     Ok((StatusCode::ACCEPTED, Json(out)))
 }
 
-async fn list_restore_jobs(State(s): S, RawQuery(q): RawQuery) -> R<Json<c::RestoreJobList>> {
+/// A job is pending, without a timestamp, while its target initializes; then completed.
+fn job_model(job: &RestoreJob) -> m::RestoreJobOut {
+    let done = !job.target.initializing(Instant::now());
+    m::RestoreJobOut {
+        restore_job_id: job.id.clone(),
+        backup_id: job.backup_id.clone(),
+        target_index_name: job.target.name.clone(),
+        target_index_id: job.target.id.clone(),
+        status: if done { "Completed" } else { "Pending" },
+        created_at: done.then(|| job.created_at.clone()),
+        completed_at: done.then(now_timestamp),
+        percent_complete: if done { 100.0 } else { 0.0 },
+    }
+}
+
+async fn list_restore_jobs(State(s): S, RawQuery(q): RawQuery) -> R<Json<m::RestoreJobListOut>> {
     let (limit, token) = page_params(q)?;
     let inner = read(&s.inner);
     let (data, next) = store::page(
-        inner.restore_jobs.iter().map(|(k, j)| (k, j.clone())),
+        inner.restore_jobs.iter().map(|(k, j)| (k, job_model(j))),
         limit,
         token.as_deref(),
     )
     .map_err(store_error)?;
-    Ok(Json(c::RestoreJobList {
+    Ok(Json(m::RestoreJobListOut {
         data,
-        pagination: next.map(|next| c::PaginationResponse { next }),
+        pagination: next.map(|next| m::ControlPagination { next }),
     }))
 }
 
-async fn describe_restore_job(State(s): S, Path(id): Path<String>) -> R<Json<c::RestoreJobModel>> {
+async fn describe_restore_job(State(s): S, Path(id): Path<String>) -> R<Json<m::RestoreJobOut>> {
     read(&s.inner)
         .restore_jobs
         .get(&id)
-        .map(|j| Json(j.clone()))
-        .ok_or_else(|| not_found("restore job", &id))
+        .map(|j| Json(job_model(j)))
+        .ok_or_else(|| not_found("Restore job", &id))
 }

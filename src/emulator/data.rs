@@ -1,10 +1,13 @@
-//! One index's data plane over HTTP: decodes requests, calls the store, encodes answers and errors as Pinecone does
-//! (`{"code": <gRPC code>, "message": …, "details": []}`).
+//! One index's data plane over HTTP: decodes requests as Pinecone does, calls the store, and encodes answers and
+//! errors as Pinecone does (`{"code": <gRPC code>, "message": …, "details": []}`).
+//!
+//! Query strings are percent-decoded only, as Pinecone reads them: a `+` stays a plus sign (a client that sends a
+//! space as `+` does not find the record). Unknown query parameters and body fields are refused with 400.
 
-use super::store::{self, IndexData, StoreError};
+use super::limits::Class;
+use super::model as m;
+use super::store::{self, DataError, IndexData};
 use super::{EmuIndex, Shared, read, write};
-use crate::stack::limit::rates::OpClass;
-use crate::wire::data as w;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,21 +17,12 @@ use std::sync::Arc;
 
 type S = State<Arc<EmuIndex>>;
 
-impl IntoResponse for StoreError {
+impl IntoResponse for DataError {
     fn into_response(self) -> Response {
-        let code = match self.status {
-            400 | 422 => 3,
-            401 => 16,
-            403 => 7,
-            404 => 5,
-            409 => 6,
-            412 => 9,
-            429 => 8,
-            _ => 13,
-        };
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = w::RpcStatus {
-            code,
+        let status =
+            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = m::RpcStatus {
+            code: self.code,
             message: self.message,
             details: vec![],
         };
@@ -48,7 +42,7 @@ impl IntoResponse for StoreError {
 pub struct Body<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, St: Send + Sync> axum::extract::FromRequest<St> for Body<T> {
-    type Rejection = StoreError;
+    type Rejection = DataError;
 
     async fn from_request(
         req: axum::extract::Request,
@@ -63,8 +57,46 @@ impl<T: serde::de::DeserializeOwned, St: Send + Sync> axum::extract::FromRequest
     }
 }
 
+/// `key=value` pairs, percent-decoded; `+` is not a space. Only `known` keys are accepted.
+fn query_pairs(q: Option<String>, known: &[&str]) -> Result<Vec<(String, String)>, DataError> {
+    let q = q.unwrap_or_default();
+    let mut out = Vec::new();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| store::bad(format!("Invalid query parameter encoding: {pair}")))
+        };
+        let (k, v) = (decode(k)?, decode(v)?);
+        if !known.contains(&k.as_str()) {
+            return Err(store::bad(format!("Unknown query parameter: {k}")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn last(pairs: &[(String, String)], key: &str) -> Option<String> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
+fn limit_param(pairs: &[(String, String)]) -> Result<Option<u32>, DataError> {
+    last(pairs, "limit")
+        .map(|v| {
+            v.parse()
+                .map_err(|_| store::bad(format!("Invalid limit: {v}")))
+        })
+        .transpose()
+}
+
 pub(super) fn router(shared: Arc<Shared>, index: Arc<EmuIndex>) -> Router {
-    let scope = index.model.name.clone();
+    let scope = index.name.clone();
     Router::new()
         .route("/vectors/upsert", post(upsert))
         .route("/vectors/fetch", get(fetch))
@@ -90,146 +122,150 @@ fn data(index: &EmuIndex) -> std::sync::RwLockReadGuard<'_, IndexData> {
     read(&index.data)
 }
 
-async fn upsert(
-    State(i): S,
-    Body(req): Body<w::UpsertRequest>,
-) -> Result<Json<w::UpsertResponse>, StoreError> {
-    let bytes = serde_json::to_vec(&req)
-        .map(|b| b.len() as u64)
-        .unwrap_or(0);
-    i.admit(OpClass::Upsert, &req.namespace, 0, bytes)?;
+async fn upsert(State(i): S, body: axum::body::Bytes) -> Result<Json<m::UpsertOut>, DataError> {
+    let req: m::UpsertIn = serde_json::from_slice(&body)
+        .map_err(|e| store::bad(format!("Invalid request body: {e}")))?;
+    i.admit(Class::Upsert, &req.namespace, 0, body.len() as u64)?;
     write(&i.data).upsert(req).map(Json)
 }
 
-async fn fetch(State(i): S, RawQuery(q): RawQuery) -> Result<Json<w::FetchResponse>, StoreError> {
-    // Repeated `ids=` parameters, decoded as application/x-www-form-urlencoded.
-    let mut ids = Vec::new();
-    let mut namespace = String::new();
-    for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
-        match k.as_ref() {
-            "ids" => ids.push(v.into_owned()),
-            "namespace" => namespace = v.into_owned(),
-            _ => {}
-        }
-    }
-    i.admit(OpClass::Fetch, &namespace, 0, 0)?;
+async fn fetch(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::FetchOut>, DataError> {
+    let pairs = query_pairs(q, &["ids", "namespace"])?;
+    let ids: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "ids")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let namespace = last(&pairs, "namespace").unwrap_or_default();
+    i.admit(Class::Fetch, &namespace, 0, 0)?;
     data(&i).fetch(&ids, &namespace).map(Json)
 }
 
 async fn fetch_by_metadata(
     State(i): S,
-    Body(req): Body<w::FetchByMetadataRequest>,
-) -> Result<Json<w::FetchByMetadataResponse>, StoreError> {
-    i.admit(OpClass::FetchByMetadata, &req.namespace, 0, 0)?;
+    Body(req): Body<m::FetchByMetadataIn>,
+) -> Result<Json<m::FetchOut>, DataError> {
+    i.admit(Class::FetchByMetadata, &req.namespace, 0, 0)?;
     data(&i).fetch_by_metadata(&req).map(Json)
 }
 
 async fn delete(
     State(i): S,
-    Body(req): Body<w::DeleteRequest>,
-) -> Result<Json<serde_json::Value>, StoreError> {
+    Body(req): Body<m::DeleteIn>,
+) -> Result<Json<serde_json::Value>, DataError> {
     let class = if req.delete_all {
-        OpClass::DeleteAll
+        Class::DeleteAll
     } else if req.filter.is_some() {
-        OpClass::DeleteByMetadata
+        Class::DeleteByMetadata
     } else {
-        OpClass::Delete
+        Class::Delete
     };
     i.admit(class, &req.namespace, req.ids.len() as u64, 0)?;
     write(&i.data).delete(&req)?;
     Ok(Json(serde_json::json!({})))
 }
 
-fn query_params<T: serde::de::DeserializeOwned>(q: Option<String>) -> Result<T, StoreError> {
-    serde_urlencoded_like(q.unwrap_or_default())
+async fn list(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::ListOut>, DataError> {
+    let pairs = query_pairs(q, &["prefix", "limit", "paginationToken", "namespace"])?;
+    let namespace = last(&pairs, "namespace").unwrap_or_default();
+    i.admit(Class::List, &namespace, 0, 0)?;
+    data(&i)
+        .list(
+            &namespace,
+            &last(&pairs, "prefix").unwrap_or_default(),
+            limit_param(&pairs)?,
+            last(&pairs, "paginationToken").as_deref(),
+        )
+        .map(Json)
 }
 
-/// Decodes `a=1&b=x` into a struct through a JSON object, so numbers arrive as numbers.
-fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(q: String) -> Result<T, StoreError> {
-    let mut obj = serde_json::Map::new();
-    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-        let value = match v.parse::<u64>() {
-            Ok(n) if k == "limit" => serde_json::Value::from(n),
-            _ => serde_json::Value::from(v.into_owned()),
-        };
-        obj.insert(k.into_owned(), value);
-    }
-    serde_json::from_value(serde_json::Value::Object(obj))
-        .map_err(|e| store::bad(format!("Invalid query: {e}")))
-}
-
-async fn list(State(i): S, RawQuery(q): RawQuery) -> Result<Json<w::ListResponse>, StoreError> {
-    let p: w::ListParams = query_params(q)?;
-    i.admit(OpClass::List, &p.namespace, 0, 0)?;
-    data(&i).list(&p).map(Json)
-}
-
-async fn query(
-    State(i): S,
-    Body(req): Body<w::QueryRequest>,
-) -> Result<Json<w::QueryResponse>, StoreError> {
-    i.admit(OpClass::Query, &req.namespace, 0, 0)?;
+async fn query(State(i): S, Body(req): Body<m::QueryIn>) -> Result<Json<m::QueryOut>, DataError> {
+    i.admit(Class::Query, &req.namespace, 0, 0)?;
     data(&i).query(&req).map(Json)
 }
 
 async fn update(
     State(i): S,
-    Body(req): Body<w::UpdateRequest>,
-) -> Result<Json<w::UpdateResponse>, StoreError> {
+    Body(req): Body<m::UpdateIn>,
+) -> Result<Json<m::UpdateOut>, DataError> {
     let (class, records) = if req.filter.is_some() {
-        (OpClass::UpdateByMetadata, 0)
+        (Class::UpdateByMetadata, 0)
     } else {
-        (OpClass::Update, 1)
+        (Class::Update, 1)
     };
     i.admit(class, &req.namespace, records, 0)?;
     write(&i.data).update(&req).map(Json)
 }
 
-async fn stats(
-    State(i): S,
-    Body(req): Body<w::DescribeIndexStatsRequest>,
-) -> Result<Json<w::DescribeIndexStatsResponse>, StoreError> {
-    i.admit(OpClass::DescribeIndexStats, "", 0, 0)?;
+async fn stats(State(i): S, Body(req): Body<m::StatsIn>) -> Result<Json<m::StatsOut>, DataError> {
+    i.admit(Class::Stats, "", 0, 0)?;
     data(&i).stats(&req).map(Json)
 }
 
-async fn stats_get(State(i): S) -> Result<Json<w::DescribeIndexStatsResponse>, StoreError> {
-    i.admit(OpClass::DescribeIndexStats, "", 0, 0)?;
-    data(&i)
-        .stats(&w::DescribeIndexStatsRequest::default())
-        .map(Json)
+async fn stats_get(State(i): S) -> Result<Json<m::StatsOut>, DataError> {
+    i.admit(Class::Stats, "", 0, 0)?;
+    data(&i).stats(&m::StatsIn::default()).map(Json)
 }
 
 async fn list_namespaces(
     State(i): S,
     RawQuery(q): RawQuery,
-) -> Result<Json<w::ListNamespacesResponse>, StoreError> {
-    let p: w::ListNamespacesParams = query_params(q)?;
-    i.admit(OpClass::Namespaces, "", 0, 0)?;
-    data(&i).list_namespaces(&p).map(Json)
+) -> Result<Json<m::NamespacesOut>, DataError> {
+    let pairs = query_pairs(q, &["limit", "paginationToken", "prefix"])?;
+    i.admit(Class::Namespaces, "", 0, 0)?;
+    data(&i)
+        .list_namespaces(
+            &last(&pairs, "prefix").unwrap_or_default(),
+            limit_param(&pairs)?,
+            last(&pairs, "paginationToken").as_deref(),
+        )
+        .map(Json)
 }
 
 async fn create_namespace(
     State(i): S,
-    Body(req): Body<w::CreateNamespaceRequest>,
-) -> Result<Json<w::NamespaceDescription>, StoreError> {
-    i.admit(OpClass::Namespaces, "", 0, 0)?;
+    Body(req): Body<m::CreateNamespaceIn>,
+) -> Result<Json<m::NamespaceOut>, DataError> {
+    i.admit(Class::Namespaces, "", 0, 0)?;
     write(&i.data).create_namespace(&req).map(Json)
 }
 
 async fn describe_namespace(
     State(i): S,
     Path(ns): Path<String>,
-) -> Result<Json<w::NamespaceDescription>, StoreError> {
-    i.admit(OpClass::Namespaces, "", 0, 0)?;
+) -> Result<Json<m::NamespaceOut>, DataError> {
+    i.admit(Class::Namespaces, "", 0, 0)?;
     data(&i).describe_namespace(&ns).map(Json)
 }
 
 async fn delete_namespace(
     State(i): S,
     Path(ns): Path<String>,
-) -> Result<Json<serde_json::Value>, StoreError> {
-    i.admit(OpClass::Namespaces, "", 0, 0)?;
+) -> Result<Json<serde_json::Value>, DataError> {
+    i.admit(Class::Namespaces, "", 0, 0)?;
     write(&i.data).delete_namespace(&ns)?;
     Ok(Json(serde_json::json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plus_is_a_plus_and_unknown_parameters_are_refused() {
+        let pairs = query_pairs(
+            Some("ids=a+b&ids=c%20d&namespace=n%2Bs".into()),
+            &["ids", "namespace"],
+        )
+        .unwrap();
+        assert_eq!(
+            pairs,
+            [
+                ("ids".into(), "a+b".into()),
+                ("ids".into(), "c d".into()),
+                ("namespace".into(), "n+s".into())
+            ]
+        );
+        assert!(query_pairs(Some("idz=a".into()), &["ids"]).is_err());
+    }
 }

@@ -1,20 +1,27 @@
-//! A Pinecone emulator in memory, following the 2025-10 REST API as the official SDKs parse it.
+//! A Pinecone emulator in memory, answering like Pinecone's 2025-10/2026-04 REST API does, quirks included.
 //!
 //! Like Pinecone Local, the control plane answers on the address it was given and every index gets a data plane on
 //! a port of its own, reported as `host` (`127.0.0.1:PORT`) by describe index. Unlike Pinecone Local it has backups,
 //! restores, namespace management and fetch by metadata. It counts every request it receives per index (or
 //! `control`) and operation, so tests can prove that rejected input never reached it.
 //!
-//! Knobs ([`EmulatorOptions`]): the address, and an optional API key; with a key set, requests without it get 401
-//! (Pinecone's bodies: a control-plane `ErrorResponse`, the bare string `"Unauthorized"` on a data plane).
+//! It shares nothing with the gateway's REST code: its JSON shapes ([`model`]), filter ([`filter`]) and limits
+//! ([`limits`]) are its own, and it answers as Pinecone answers (64-bit counts as strings, zero values omitted,
+//! `null` host while an index initializes, …), so the tests check the gateway against Pinecone's behaviour rather
+//! than against the gateway's own decoder.
+//!
+//! Knobs ([`EmulatorOptions`]): an API key (requests without it get 401: a control-plane `ErrorResponse`, the bare
+//! string `"Unauthorized"` on a data plane), Pinecone's limits, injected faults ([`faults`]), how long a restored
+//! index initializes, and TLS (a certificate, and the ALPN protocols to offer: `h2`, `http/1.1`).
 
 mod control;
 mod data;
 pub mod faults;
+pub mod filter;
 pub mod limits;
+pub mod model;
 pub mod store;
 
-use crate::wire::control as c;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -22,58 +29,143 @@ use axum::response::{IntoResponse, Response};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use store::IndexData;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// The scope under which control-plane requests are counted.
 pub const CONTROL: &str = "control";
+
+/// TLS on every plane of the emulator.
+#[derive(Clone, Debug)]
+pub struct EmulatorTls {
+    /// PEM certificate chain and private key.
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// ALPN protocols offered, in order of preference (`b"h2"`, `b"http/1.1"`).
+    pub alpn: Vec<Vec<u8>>,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct EmulatorOptions {
     /// When set, every request must carry this `Api-Key`.
     pub api_key: Option<String>,
-    /// When set, Pinecone's per-second limits are enforced on every data plane (429 past them).
-    pub limits: Option<crate::stack::limit::rates::RateTable>,
+    /// Enforce Pinecone's documented per-second limits on every data plane (429 past them).
+    pub enforce_limits: bool,
     /// Injected failures, on every plane.
     pub faults: faults::Faults,
+    /// How long an index restored from a backup initializes (`host: null`, not ready) before it serves.
+    pub restore_init: Duration,
+    /// Serve HTTPS instead of plain HTTP.
+    pub tls: Option<EmulatorTls>,
 }
 
 /// An index: its description, its records, and its data-plane server.
 struct EmuIndex {
-    model: c::IndexModel,
+    name: String,
     id: String,
+    metric: String,
+    dimension: Option<u32>,
+    vector_type: &'static str,
+    cloud: String,
+    region: String,
+    deletion_protection: String,
+    tags: Option<BTreeMap<String, String>>,
+    /// `host:port` of its data plane.
+    host: String,
+    /// Until when it initializes (a restore target); `None` once ready.
+    initializing_until: Mutex<Option<Instant>>,
     data: RwLock<IndexData>,
     shutdown: watch::Sender<bool>,
-    limits: Option<Arc<limits::EmuLimits>>,
+    limits: Option<Arc<limits::Limits>>,
 }
 
 impl EmuIndex {
     fn admit(
         &self,
-        class: crate::stack::limit::rates::OpClass,
+        class: limits::Class,
         namespace: &str,
         records: u64,
         bytes: u64,
-    ) -> Result<(), store::StoreError> {
+    ) -> Result<(), store::DataError> {
         match &self.limits {
-            Some(l) => l.admit(&self.model.name, class, namespace, records, bytes),
+            Some(l) => l
+                .admit(&self.name, class, namespace, records, bytes)
+                .map_err(|t| store::DataError {
+                    code: 8,
+                    message: t.message,
+                    retry_after: Some(t.retry_after),
+                }),
             None => Ok(()),
+        }
+    }
+
+    /// Whether it still initializes at `now`.
+    fn initializing(&self, now: Instant) -> bool {
+        let mut until = lock(&self.initializing_until);
+        match *until {
+            Some(t) if now < t => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn model(&self) -> model::IndexOut {
+        let initializing = self.initializing(Instant::now());
+        model::IndexOut {
+            name: self.name.clone(),
+            metric: self.metric.clone(),
+            host: (!initializing).then(|| self.host.clone()),
+            spec: model::IndexSpecOut {
+                serverless: model::ServerlessSpecOut {
+                    cloud: self.cloud.clone(),
+                    region: self.region.clone(),
+                    read_capacity: model::ReadCapacity {
+                        mode: "OnDemand",
+                        status: model::ReadCapacityStatus { state: "Ready" },
+                    },
+                },
+            },
+            status: model::IndexStatus {
+                ready: !initializing,
+                state: if initializing {
+                    "Initializing"
+                } else {
+                    "Ready"
+                },
+            },
+            vector_type: self.vector_type.into(),
+            dimension: self.dimension,
+            deletion_protection: self.deletion_protection.clone(),
+            tags: self.tags.clone(),
         }
     }
 }
 
 struct Backup {
-    model: c::BackupModel,
+    model: model::BackupOut,
     snapshot: IndexData,
+}
+
+/// A restore job; its state follows its target index's initialization.
+struct RestoreJob {
+    id: String,
+    backup_id: String,
+    target: Arc<EmuIndex>,
+    created_at: String,
 }
 
 #[derive(Default)]
 struct Inner {
     indexes: BTreeMap<String, Arc<EmuIndex>>,
     backups: BTreeMap<String, Backup>,
-    restore_jobs: BTreeMap<String, c::RestoreJobModel>,
+    restore_jobs: BTreeMap<String, RestoreJob>,
 }
 
 /// Shared state of the emulator.
@@ -82,12 +174,15 @@ pub(crate) struct Shared {
     counts: Mutex<HashMap<(String, &'static str), u64>>,
     /// (x-request-id, traceparent) of the most recent requests, so tests can check what the gateway sent.
     traces: Mutex<std::collections::VecDeque<(String, String)>>,
+    /// `X-Pinecone-Api-Version` of the most recent request.
+    api_version: Mutex<String>,
     /// Bumped on every request, so tests can wait for one without polling.
     received: watch::Sender<u64>,
     options: EmulatorOptions,
-    limits: Option<Arc<limits::EmuLimits>>,
+    limits: Option<Arc<limits::Limits>>,
     faults_injected: Mutex<u64>,
     bind_ip: std::net::IpAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -112,28 +207,51 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|e| e.into_inner())
 }
 
+fn tls_acceptor(tls: &EmulatorTls) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(std::io::Error::other)?;
+    let key =
+        PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).map_err(std::io::Error::other)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(std::io::Error::other)?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(std::io::Error::other)?;
+    config.alpn_protocols = tls.alpn.clone();
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 impl Emulator {
     /// Binds the control plane and starts serving.
     pub async fn start(listen: SocketAddr, options: EmulatorOptions) -> std::io::Result<Emulator> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let tls = options.tls.as_ref().map(tls_acceptor).transpose()?;
         let shared = Arc::new(Shared {
             inner: RwLock::new(Inner::default()),
             counts: Mutex::new(HashMap::new()),
             received: watch::channel(0).0,
             traces: Mutex::new(std::collections::VecDeque::new()),
+            api_version: Mutex::new(String::new()),
             limits: options
-                .limits
-                .clone()
-                .map(|r| Arc::new(limits::EmuLimits::new(r))),
+                .enforce_limits
+                .then(|| Arc::new(limits::Limits::default())),
             faults_injected: Mutex::new(0),
             options,
             bind_ip: addr.ip(),
+            tls,
             tasks: Mutex::new(Vec::new()),
         });
         let (tx, rx) = watch::channel(false);
         let app = control::router(shared.clone());
-        let task = tokio::spawn(serve(listener, app, rx));
+        let task = tokio::spawn(serve(listener, shared.tls.clone(), app, rx));
         lock(&shared.tasks).push(task);
         Ok(Emulator {
             shared,
@@ -149,7 +267,12 @@ impl Emulator {
 
     /// The control-plane URL to give the gateway.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Creates a serverless index directly, as `POST /indexes` would, and returns its host (`127.0.0.1:PORT`).
@@ -159,22 +282,29 @@ impl Emulator {
         dimension: u32,
         metric: &str,
     ) -> Result<String, String> {
-        let req = c::CreateIndexRequest {
+        let req = model::CreateIndexIn {
             name: name.into(),
             dimension: Some(dimension),
             metric: Some(metric.into()),
-            spec: c::IndexSpec {
-                serverless: Some(c::ServerlessSpec {
+            spec: model::IndexSpecIn {
+                serverless: Some(model::ServerlessSpec {
                     cloud: "aws".into(),
                     region: "us-east-1".into(),
                 }),
             },
             ..Default::default()
         };
-        control::create_index(&self.shared, req, None)
+        control::create_index(&self.shared, req, None, None)
             .await
-            .map(|m| m.host)
+            .map(|i| i.host.clone())
             .map_err(|e| e.message)
+    }
+
+    /// Ends the initialization of every restored index now (they serve from the next request on).
+    pub fn finish_restores(&self) {
+        for index in read(&self.shared.inner).indexes.values() {
+            *lock(&index.initializing_until) = None;
+        }
     }
 
     /// How many requests the emulator received for `scope` (an index name, or [`CONTROL`]) and `op`.
@@ -202,6 +332,11 @@ impl Emulator {
     /// (x-request-id, traceparent) headers of the most recent requests (at most 1,000), oldest first.
     pub fn traces(&self) -> Vec<(String, String)> {
         lock(&self.shared.traces).iter().cloned().collect()
+    }
+
+    /// The `X-Pinecone-Api-Version` header of the most recent request.
+    pub fn last_api_version(&self) -> String {
+        lock(&self.shared.api_version).clone()
     }
 
     /// Waits until `done` holds, checking again after each request the emulator receives.
@@ -247,19 +382,65 @@ impl Emulator {
     }
 }
 
-async fn serve(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
+/// Accepts TLS connections; a handshake that fails or stalls is dropped without stopping the others.
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let handshake = self.acceptor.accept(tcp);
+            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(5), handshake).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
     use axum::serve::ListenerExt;
     let signal = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    // As Pinecone's front ends do: small answers are not held back by Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await
-    {
+    let result = match tls {
+        Some(acceptor) => {
+            let listener = TlsListener {
+                tcp: listener,
+                acceptor,
+            };
+            axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+        None => {
+            // As Pinecone's front ends do: small answers are not held back by Nagle's algorithm.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+    };
+    if let Err(e) = result {
         tracing::warn!(error = %e, "emulator listener failed");
     }
 }
@@ -277,6 +458,7 @@ async fn count_requests(
         .unwrap_or("unknown");
     *lock(&shared.counts).entry((scope, op)).or_default() += 1;
     {
+        // In a block: a borrow of the request (whose body is not Sync) must not live across an await.
         let header = |n: &str| {
             req.headers()
                 .get(n)
@@ -289,6 +471,8 @@ async fn count_requests(
         if traces.len() > 1000 {
             traces.pop_front();
         }
+        drop(traces);
+        *lock(&shared.api_version) = header("x-pinecone-api-version");
     }
     shared.received.send_modify(|n| *n += 1);
     let authorized = match &shared.options.api_key {
@@ -305,7 +489,7 @@ async fn count_requests(
         return next.run(req).await;
     }
     if faults.delay_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(faults.delay_ms)).await;
+        tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
     }
     let fault = faults.pick();
     if fault != faults::Fault::None {
@@ -341,12 +525,7 @@ fn fault_answer(
     retry_after: Option<u64>,
 ) -> Response {
     let mut resp = if data_plane {
-        store::StoreError {
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
-        .into_response()
+        store::DataError::new(if status == 429 { 8 } else { 14 }, message).into_response()
     } else {
         let code = if status == 429 {
             "RESOURCE_EXHAUSTED"
@@ -405,8 +584,10 @@ fn operation_name(method: &str, path: &str) -> &'static str {
 
 use crate::telemetry::new_id;
 
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+/// A timestamp as Pinecone's examples write them: `2024-03-15 10:30:00+00:00`.
+fn now_timestamp() -> String {
+    let rfc = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    rfc.replacen('T', " ", 1).replace('Z', "+00:00")
 }
 
 /// Sample records for the demo index that `serve --emulator` creates.
@@ -417,25 +598,21 @@ pub async fn seed_demo(emulator: &Emulator, name: &str) -> Result<String, String
         return Err(format!("index {name} vanished"));
     };
     let genres = ["documentary", "drama", "comedy"];
-    let vectors = (1..=12)
-        .map(|i| {
-            let f = i as f32;
-            let mut meta = serde_json::Map::new();
-            meta.insert("genre".into(), genres[i % 3].into());
-            meta.insert("year".into(), (2010 + i as u32).into());
-            crate::wire::data::Vector {
-                id: format!("doc{i}#chunk1"),
+    let mut data = write(&index.data);
+    for i in 1..=12u32 {
+        let f = i as f32;
+        let mut meta = serde_json::Map::new();
+        meta.insert("genre".into(), genres[i as usize % 3].into());
+        meta.insert("year".into(), (2010 + i).into());
+        data.insert(
+            "example-namespace",
+            &format!("doc{i}#chunk1"),
+            store::Record {
                 values: vec![f, 1.0 / f, (f * 0.5).sin(), 0.5],
-                sparse_values: None,
+                sparse: None,
                 metadata: Some(meta),
-            }
-        })
-        .collect();
-    write(&index.data)
-        .upsert(crate::wire::data::UpsertRequest {
-            vectors,
-            namespace: "example-namespace".into(),
-        })
-        .map_err(|e| e.message)?;
+            },
+        );
+    }
     Ok(host)
 }

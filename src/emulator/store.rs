@@ -1,38 +1,58 @@
 //! The records of one emulated index and every data-plane operation on them, as plain functions over memory.
 //!
-//! Errors carry the HTTP status and Pinecone's message; the HTTP layer (data.rs) only decodes and encodes.
+//! Errors carry the gRPC status number Pinecone's data plane puts in its error body and the message; the HTTP layer
+//! (data.rs) decodes requests and encodes answers.
 
-use crate::filter::{self, Filter};
-use crate::wire::data::{self as w, Metadata, normalize_namespace};
+use super::filter;
+use super::model::{self as m, Metadata};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::collections::BTreeMap;
 
-/// An error answer: HTTP status and message.
+/// An error answer of the data plane.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoreError {
-    pub status: u16,
+pub struct DataError {
+    /// The gRPC status number (3 INVALID_ARGUMENT, 5 NOT_FOUND, 6 ALREADY_EXISTS, 8 RESOURCE_EXHAUSTED, …).
+    pub code: i32,
     pub message: String,
     /// Sent as `Retry-After` (whole seconds, rounded up).
     pub retry_after: Option<std::time::Duration>,
 }
 
-pub type Result<T> = std::result::Result<T, StoreError>;
+impl DataError {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        DataError {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
 
-pub fn bad(message: impl Into<String>) -> StoreError {
-    StoreError {
-        status: 400,
-        message: message.into(),
-        retry_after: None,
+    /// The HTTP status Pinecone's REST front end answers with for this gRPC status.
+    pub fn http_status(&self) -> u16 {
+        match self.code {
+            3 | 9 | 11 => 400,
+            16 => 401,
+            7 => 403,
+            5 => 404,
+            6 | 10 => 409,
+            8 => 429,
+            12 => 501,
+            14 => 503,
+            4 => 504,
+            _ => 500,
+        }
     }
 }
 
-pub fn not_found(message: impl Into<String>) -> StoreError {
-    StoreError {
-        status: 404,
-        message: message.into(),
-        retry_after: None,
-    }
+pub type Result<T> = std::result::Result<T, DataError>;
+
+pub fn bad(message: impl Into<String>) -> DataError {
+    DataError::new(3, message)
+}
+
+pub fn not_found(message: impl Into<String>) -> DataError {
+    DataError::new(5, message)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,10 +81,40 @@ impl Metric {
     }
 }
 
+/// One record.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Record {
+    pub values: Vec<f32>,
+    pub sparse: Option<m::SparseIn>,
+    pub metadata: Option<Metadata>,
+}
+
+impl Record {
+    fn out(&self, id: &str, with_values: bool, with_metadata: bool) -> m::VectorOut {
+        m::VectorOut {
+            id: id.to_string(),
+            values: if with_values {
+                self.values.clone()
+            } else {
+                Vec::new()
+            },
+            sparse_values: self
+                .sparse
+                .as_ref()
+                .filter(|_| with_values)
+                .map(|s| m::SparseOut {
+                    indices: s.indices.clone(),
+                    values: s.values.clone(),
+                }),
+            metadata: self.metadata.clone().filter(|_| with_metadata),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Namespace {
-    pub records: BTreeMap<String, w::Vector>,
-    pub schema: Option<w::MetadataSchema>,
+    pub records: BTreeMap<String, Record>,
+    pub schema: Option<m::Schema>,
 }
 
 /// The data of one index. Cloning it is how backups snapshot an index.
@@ -76,10 +126,16 @@ pub struct IndexData {
     pub namespaces: BTreeMap<String, Namespace>,
 }
 
+const DEFAULT_NAMESPACE: &str = "__default__";
 const MAX_IDS: usize = 1000;
 const MAX_TOP_K: u32 = 10_000;
 const MAX_PAGE: u32 = 100;
 const MAX_FETCH_BY_METADATA: u32 = 10_000;
+const MAX_ID_LEN: usize = 512;
+
+fn ns_key(ns: &str) -> &str {
+    if ns.is_empty() { DEFAULT_NAMESPACE } else { ns }
+}
 
 fn encode_token(last: &str) -> String {
     URL_SAFE_NO_PAD.encode(last.as_bytes())
@@ -125,20 +181,37 @@ pub fn page<'a, T: 'a>(
     ))
 }
 
-fn parse_filter(filter: &Option<Metadata>, what: &str) -> Result<Option<Filter>> {
-    match filter {
+/// A filter Pinecone accepts; `what` names the operation in Pinecone's messages for empty filters.
+fn checked_filter<'f>(f: &'f Option<Metadata>, what: &str) -> Result<Option<&'f Metadata>> {
+    match f {
         None => Ok(None),
-        Some(f) if filter::is_empty(f) => Err(bad(format!(
+        Some(f) if f.is_empty() => Err(bad(format!(
             "{what} with empty metadata filter is not allowed"
         ))),
-        Some(f) => filter::parse("filter", f)
-            .map(Some)
+        Some(f) => filter::check(f)
+            .map(|_| Some(f))
             .map_err(|e| bad(format!("Invalid filter: {e}"))),
     }
 }
 
-fn matches(f: &Option<Filter>, v: &w::Vector) -> bool {
-    f.as_ref().is_none_or(|f| f.matches(v.metadata.as_ref()))
+fn hits(f: Option<&Metadata>, r: &Record) -> bool {
+    f.is_none_or(|f| filter::matches(f, r.metadata.as_ref()))
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(bad("Vector id must not be empty"));
+    }
+    if id.len() > MAX_ID_LEN || !id.is_ascii() || id.contains('\0') {
+        return Err(bad(format!(
+            "Vector id must be ASCII, without NUL, at most {MAX_ID_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn usage(read_units: u32) -> m::Usage {
+    m::Usage { read_units }
 }
 
 impl IndexData {
@@ -152,7 +225,7 @@ impl IndexData {
     }
 
     fn ns(&self, ns: &str) -> Option<&Namespace> {
-        self.namespaces.get(normalize_namespace(ns))
+        self.namespaces.get(ns_key(ns))
     }
 
     pub fn record_count(&self) -> u64 {
@@ -162,12 +235,7 @@ impl IndexData {
             .sum()
     }
 
-    fn check_dense(
-        &self,
-        id: &str,
-        values: &[f32],
-        sparse: Option<&w::SparseValues>,
-    ) -> Result<()> {
+    fn check_values(&self, id: &str, values: &[f32], sparse: Option<&m::SparseIn>) -> Result<()> {
         if let Some(s) = sparse
             && s.indices.len() != s.values.len()
         {
@@ -196,7 +264,7 @@ impl IndexData {
         Ok(())
     }
 
-    pub fn upsert(&mut self, req: w::UpsertRequest) -> Result<w::UpsertResponse> {
+    pub fn upsert(&mut self, req: m::UpsertIn) -> Result<m::UpsertOut> {
         if req.vectors.is_empty() || req.vectors.len() > MAX_IDS {
             return Err(bad(format!(
                 "Upsert takes 1 to {MAX_IDS} vectors; got {}",
@@ -204,29 +272,29 @@ impl IndexData {
             )));
         }
         for v in &req.vectors {
-            if v.id.is_empty() {
-                return Err(bad("Vector id must not be empty"));
-            }
-            self.check_dense(&v.id, &v.values, v.sparse_values.as_ref())?;
+            check_id(&v.id)?;
+            self.check_values(&v.id, &v.values, v.sparse_values.as_ref())?;
         }
         let count = req.vectors.len() as u32;
         let ns = self
             .namespaces
-            .entry(normalize_namespace(&req.namespace).to_string())
+            .entry(ns_key(&req.namespace).to_string())
             .or_default();
-        for mut v in req.vectors {
-            // An empty metadata object is "no metadata" (7.x/8.x gRPC clients always send one).
-            if v.metadata.as_ref().is_some_and(|m| m.is_empty()) {
-                v.metadata = None;
-            }
-            ns.records.insert(v.id.clone(), v);
+        for v in req.vectors {
+            let record = Record {
+                values: v.values,
+                sparse: v.sparse_values,
+                // An empty metadata object is "no metadata".
+                metadata: v.metadata.filter(|m| !m.is_empty()),
+            };
+            ns.records.insert(v.id, record);
         }
-        Ok(w::UpsertResponse {
+        Ok(m::UpsertOut {
             upserted_count: count,
         })
     }
 
-    pub fn fetch(&self, ids: &[String], namespace: &str) -> Result<w::FetchResponse> {
+    pub fn fetch(&self, ids: &[String], namespace: &str) -> Result<m::FetchOut> {
         if ids.is_empty() {
             return Err(bad("No ids provided"));
         }
@@ -239,30 +307,26 @@ impl IndexData {
         let mut vectors = BTreeMap::new();
         if let Some(ns) = self.ns(namespace) {
             for id in ids {
-                if let Some(v) = ns.records.get(id) {
-                    vectors.insert(id.clone(), v.clone());
+                if let Some(r) = ns.records.get(id) {
+                    vectors.insert(id.clone(), r.out(id, true, true));
                 }
             }
         }
-        Ok(w::FetchResponse {
+        Ok(m::FetchOut {
             vectors,
             namespace: namespace.to_string(),
-            usage: Some(w::Usage {
-                read_units: Some(1),
-            }),
+            usage: usage(1),
+            pagination: None,
         })
     }
 
-    pub fn fetch_by_metadata(
-        &self,
-        req: &w::FetchByMetadataRequest,
-    ) -> Result<w::FetchByMetadataResponse> {
-        let filter = match &req.filter {
+    pub fn fetch_by_metadata(&self, req: &m::FetchByMetadataIn) -> Result<m::FetchOut> {
+        let f = match &req.filter {
             None => return Err(bad("Empty filter provided for fetch by metadata request")),
-            Some(f) if filter::is_empty(f) => {
+            Some(f) if f.is_empty() => {
                 return Err(bad("Empty filter provided for fetch by metadata request"));
             }
-            f => parse_filter(f, "Fetch")?,
+            f => checked_filter(f, "Fetch")?,
         };
         let limit = req.limit.unwrap_or(100);
         if !(1..=MAX_FETCH_BY_METADATA).contains(&limit) {
@@ -272,22 +336,24 @@ impl IndexData {
         }
         let empty = Namespace::default();
         let ns = self.ns(&req.namespace).unwrap_or(&empty);
-        let matching = ns.records.iter().filter(|(_, v)| matches(&filter, v));
+        let matching = ns
+            .records
+            .iter()
+            .filter(|(_, r)| hits(f, r))
+            .map(|(k, r)| (k, (k, r)));
         let (page, next) = page(matching, limit as usize, req.pagination_token.as_deref())?;
-        Ok(w::FetchByMetadataResponse {
+        Ok(m::FetchOut {
             vectors: page
                 .into_iter()
-                .map(|v| (v.id.clone(), v.clone()))
+                .map(|(k, r)| (k.clone(), r.out(k, true, true)))
                 .collect(),
             namespace: req.namespace.clone(),
-            usage: Some(w::Usage {
-                read_units: Some(1),
-            }),
-            pagination: next.map(|next| w::Pagination { next }),
+            usage: usage(1),
+            pagination: next.map(|next| m::Pagination { next }),
         })
     }
 
-    pub fn delete(&mut self, req: &w::DeleteRequest) -> Result<()> {
+    pub fn delete(&mut self, req: &m::DeleteIn) -> Result<()> {
         let given = [!req.ids.is_empty(), req.delete_all, req.filter.is_some()]
             .iter()
             .filter(|b| **b)
@@ -301,14 +367,14 @@ impl IndexData {
                 req.ids.len()
             )));
         }
-        let filter = parse_filter(&req.filter, "Delete")?;
-        let Some(ns) = self.namespaces.get_mut(normalize_namespace(&req.namespace)) else {
+        let f = checked_filter(&req.filter, "Delete")?;
+        let Some(ns) = self.namespaces.get_mut(ns_key(&req.namespace)) else {
             return Ok(());
         };
         if req.delete_all {
             ns.records.clear();
-        } else if let Some(f) = filter {
-            ns.records.retain(|_, v| !f.matches(v.metadata.as_ref()));
+        } else if f.is_some() {
+            ns.records.retain(|_, r| !hits(f, r));
         } else {
             for id in &req.ids {
                 ns.records.remove(id);
@@ -317,123 +383,116 @@ impl IndexData {
         Ok(())
     }
 
-    pub fn list(&self, p: &w::ListParams) -> Result<w::ListResponse> {
-        let limit = p.limit.unwrap_or(MAX_PAGE);
+    pub fn list(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        limit: Option<u32>,
+        token: Option<&str>,
+    ) -> Result<m::ListOut> {
+        let limit = limit.unwrap_or(MAX_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(bad(format!("limit must be 1 to {MAX_PAGE}; got {limit}")));
         }
         let empty = Namespace::default();
-        let ns = self.ns(&p.namespace).unwrap_or(&empty);
-        let prefix = p.prefix.clone().unwrap_or_default();
+        let ns = self.ns(namespace).unwrap_or(&empty);
         let ids = ns
             .records
-            .range(prefix.clone()..)
-            .take_while(|(id, _)| id.starts_with(&prefix))
+            .range(prefix.to_string()..)
+            .take_while(|(id, _)| id.starts_with(prefix))
             .map(|(id, _)| (id, id));
-        let (page, next) = page(ids, limit as usize, p.pagination_token.as_deref())?;
-        Ok(w::ListResponse {
+        let (page, next) = page(ids, limit as usize, token)?;
+        Ok(m::ListOut {
             vectors: page
                 .into_iter()
-                .map(|id| w::ListItem { id: id.clone() })
+                .map(|id| m::ListItem { id: id.clone() })
                 .collect(),
-            pagination: next.map(|next| w::Pagination { next }),
-            namespace: p.namespace.clone(),
-            usage: Some(w::Usage {
-                read_units: Some(1),
-            }),
+            pagination: next.map(|next| m::Pagination { next }),
+            namespace: namespace.to_string(),
+            usage: usage(1),
         })
     }
 
-    pub fn query(&self, req: &w::QueryRequest) -> Result<w::QueryResponse> {
+    pub fn query(&self, req: &m::QueryIn) -> Result<m::QueryOut> {
         if !(1..=MAX_TOP_K).contains(&req.top_k) {
             return Err(bad(format!(
                 "topK must be 1 to {MAX_TOP_K}; got {}",
                 req.top_k
             )));
         }
-        let filter = match &req.filter {
-            Some(f) if filter::is_empty(f) => None,
-            f => parse_filter(f, "Query")?,
+        let f = match &req.filter {
+            Some(f) if f.is_empty() => None,
+            f => checked_filter(f, "Query")?,
         };
         let empty = Namespace::default();
         let ns = self.ns(&req.namespace).unwrap_or(&empty);
-        let (dense, sparse) = match (&req.id, &req.vector, &req.sparse_vector) {
-            (Some(id), None, None) => match ns.records.get(id) {
-                Some(v) => (v.values.clone(), v.sparse_values.clone()),
+        let by_vector = !req.vector.is_empty() || req.sparse_vector.is_some();
+        let (dense, sparse) = match (req.id.is_empty(), by_vector) {
+            (false, false) => match ns.records.get(&req.id) {
+                Some(r) => (r.values.clone(), r.sparse.clone()),
                 None => {
-                    return Ok(w::QueryResponse {
+                    return Ok(m::QueryOut {
                         matches: vec![],
                         namespace: req.namespace.clone(),
-                        usage: Some(w::Usage {
-                            read_units: Some(1),
-                        }),
+                        usage: usage(1),
                     });
                 }
             },
-            (None, v, s) if v.is_some() || s.is_some() => {
-                (v.clone().unwrap_or_default(), s.clone())
-            }
+            (true, true) => (req.vector.clone(), req.sparse_vector.clone()),
             _ => {
                 return Err(bad(
                     "Query takes exactly one of vector (and/or sparseVector) and id",
                 ));
             }
         };
-        self.check_dense("query", &dense, sparse.as_ref())?;
-        let mut scored: Vec<(f32, &w::Vector)> = ns
+        self.check_values("query", &dense, sparse.as_ref())?;
+        let mut scored: Vec<(f32, &String, &Record)> = ns
             .records
-            .values()
-            .filter(|v| matches(&filter, v))
-            .map(|v| (self.score(&dense, sparse.as_ref(), v), v))
+            .iter()
+            .filter(|(_, r)| hits(f, r))
+            .map(|(id, r)| (self.score(&dense, sparse.as_ref(), r), id, r))
             .collect();
         let ascending = self.metric == Metric::Euclidean;
         scored.sort_by(|a, b| {
             let o = a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal);
             let o = if ascending { o } else { o.reverse() };
-            o.then_with(|| a.1.id.cmp(&b.1.id))
+            o.then_with(|| a.1.cmp(b.1))
         });
         let matches = scored
             .into_iter()
             .take(req.top_k as usize)
-            .map(|(score, v)| w::ScoredVector {
-                id: v.id.clone(),
-                score,
-                values: req.include_values.then(|| v.values.clone()),
-                sparse_values: if req.include_values {
-                    v.sparse_values.clone()
-                } else {
-                    None
-                },
-                metadata: if req.include_metadata {
-                    v.metadata.clone()
-                } else {
-                    None
-                },
+            .map(|(score, id, r)| {
+                let v = r.out(id, req.include_values, req.include_metadata);
+                m::MatchOut {
+                    id: v.id,
+                    score,
+                    values: v.values,
+                    sparse_values: v.sparse_values,
+                    metadata: v.metadata,
+                }
             })
             .collect();
-        Ok(w::QueryResponse {
+        Ok(m::QueryOut {
             matches,
             namespace: req.namespace.clone(),
-            usage: Some(w::Usage {
-                read_units: Some(5),
-            }),
+            usage: usage(5),
         })
     }
 
-    fn score(&self, q: &[f32], qs: Option<&w::SparseValues>, v: &w::Vector) -> f32 {
-        let sparse_dot = match (qs, v.sparse_values.as_ref()) {
+    fn score(&self, q: &[f32], qs: Option<&m::SparseIn>, r: &Record) -> f32 {
+        let sparse_dot = match (qs, r.sparse.as_ref()) {
             (Some(a), Some(b)) => sparse_dot(a, b),
             _ => 0.0,
         };
         if self.sparse {
             return sparse_dot;
         }
-        let dot: f32 = q.iter().zip(&v.values).map(|(a, b)| a * b).sum();
+        let dot: f32 = q.iter().zip(&r.values).map(|(a, b)| a * b).sum();
         match self.metric {
             Metric::Dotproduct => dot + sparse_dot,
             Metric::Cosine => {
                 let na = q.iter().map(|x| x * x).sum::<f32>().sqrt();
-                let nb = v.values.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let nb = r.values.iter().map(|x| x * x).sum::<f32>().sqrt();
                 if na == 0.0 || nb == 0.0 {
                     0.0
                 } else {
@@ -443,119 +502,109 @@ impl IndexData {
             // Pinecone reports the squared distance; smaller is closer.
             Metric::Euclidean => q
                 .iter()
-                .zip(&v.values)
+                .zip(&r.values)
                 .map(|(a, b)| (a - b) * (a - b))
                 .sum(),
         }
     }
 
-    pub fn update(&mut self, req: &w::UpdateRequest) -> Result<w::UpdateResponse> {
-        let ns_key = normalize_namespace(&req.namespace).to_string();
-        match (&req.id, &req.filter) {
-            (Some(id), None) if !id.is_empty() => {
-                if let Some(values) = &req.values {
-                    self.check_dense(id, values, req.sparse_values.as_ref())?;
+    fn set_metadata(r: &mut Record, set: &Metadata) {
+        let m = r.metadata.get_or_insert_with(Default::default);
+        for (k, val) in set {
+            m.insert(k.clone(), val.clone());
+        }
+    }
+
+    pub fn update(&mut self, req: &m::UpdateIn) -> Result<m::UpdateOut> {
+        let key = ns_key(&req.namespace).to_string();
+        match (req.id.is_empty(), &req.filter) {
+            (false, None) => {
+                if !req.values.is_empty() {
+                    self.check_values(&req.id, &req.values, req.sparse_values.as_ref())?;
                 }
-                let Some(v) = self
+                let Some(r) = self
                     .namespaces
-                    .get_mut(&ns_key)
-                    .and_then(|n| n.records.get_mut(id))
+                    .get_mut(&key)
+                    .and_then(|n| n.records.get_mut(&req.id))
                 else {
-                    return Ok(w::UpdateResponse {
-                        matched_records: Some(0),
-                    });
+                    return Ok(m::UpdateOut { matched_records: 0 });
                 };
-                if let Some(values) = &req.values {
-                    v.values = values.clone();
+                if !req.values.is_empty() {
+                    r.values = req.values.clone();
                 }
                 if let Some(s) = &req.sparse_values {
-                    v.sparse_values = Some(s.clone());
+                    r.sparse = Some(s.clone());
                 }
                 if let Some(set) = &req.set_metadata {
-                    let m = v.metadata.get_or_insert_with(Default::default);
-                    for (k, val) in set {
-                        m.insert(k.clone(), val.clone());
-                    }
+                    Self::set_metadata(r, set);
                 }
-                Ok(w::UpdateResponse {
-                    matched_records: Some(1),
-                })
+                Ok(m::UpdateOut { matched_records: 1 })
             }
-            (None, Some(_)) => {
-                let filter = parse_filter(&req.filter, "Update")?;
-                if req.values.is_some() || req.sparse_values.is_some() {
+            (true, Some(_)) => {
+                let f = checked_filter(&req.filter, "Update")?;
+                if !req.values.is_empty() || req.sparse_values.is_some() {
                     return Err(bad("Update by filter can only set metadata"));
                 }
                 let dry = req.dry_run.unwrap_or(false);
-                let Some(ns) = self.namespaces.get_mut(&ns_key) else {
-                    return Ok(w::UpdateResponse {
-                        matched_records: Some(0),
-                    });
+                let Some(ns) = self.namespaces.get_mut(&key) else {
+                    return Ok(m::UpdateOut { matched_records: 0 });
                 };
                 let mut n = 0;
-                for v in ns.records.values_mut() {
-                    if matches(&filter, v) {
+                for r in ns.records.values_mut() {
+                    if hits(f, r) {
                         n += 1;
                         if !dry && let Some(set) = &req.set_metadata {
-                            let m = v.metadata.get_or_insert_with(Default::default);
-                            for (k, val) in set {
-                                m.insert(k.clone(), val.clone());
-                            }
+                            Self::set_metadata(r, set);
                         }
                     }
                 }
-                Ok(w::UpdateResponse {
-                    matched_records: Some(n),
-                })
+                Ok(m::UpdateOut { matched_records: n })
             }
             _ => Err(bad("Update takes exactly one of id and filter")),
         }
     }
 
-    pub fn stats(
-        &self,
-        req: &w::DescribeIndexStatsRequest,
-    ) -> Result<w::DescribeIndexStatsResponse> {
-        let filter = match &req.filter {
-            Some(f) if filter::is_empty(f) => None,
-            f => parse_filter(f, "Describe index stats")?,
+    pub fn stats(&self, req: &m::StatsIn) -> Result<m::StatsOut> {
+        let f = match &req.filter {
+            Some(f) if f.is_empty() => None,
+            f => checked_filter(f, "Describe index stats")?,
         };
         let mut namespaces = BTreeMap::new();
         let mut total = 0u32;
         for (name, ns) in &self.namespaces {
-            let count = ns.records.values().filter(|v| matches(&filter, v)).count() as u32;
+            let count = ns.records.values().filter(|r| hits(f, r)).count() as u32;
             total += count;
-            // The OAS example reports the default namespace as "".
-            let key = if name == w::DEFAULT_NAMESPACE {
+            // The OpenAPI example reports the default namespace as "".
+            let key = if name == DEFAULT_NAMESPACE {
                 ""
             } else {
                 name.as_str()
             };
             namespaces.insert(
                 key.to_string(),
-                w::NamespaceSummary {
+                m::NamespaceSummary {
                     vector_count: count,
                 },
             );
         }
-        Ok(w::DescribeIndexStatsResponse {
+        Ok(m::StatsOut {
             namespaces,
             dimension: self.dimension,
             index_fullness: 0.0,
             total_vector_count: total,
-            metric: Some(self.metric.as_str().to_string()),
-            vector_type: Some(if self.sparse { "sparse" } else { "dense" }.to_string()),
-            memory_fullness: Some(0.0),
-            storage_fullness: Some(0.0),
+            metric: self.metric.as_str().to_string(),
+            vector_type: if self.sparse { "sparse" } else { "dense" }.to_string(),
+            memory_fullness: 0.0,
+            storage_fullness: 0.0,
         })
     }
 
-    fn describe_ns(name: &str, ns: &Namespace) -> w::NamespaceDescription {
-        w::NamespaceDescription {
+    fn describe_ns(name: &str, ns: &Namespace) -> m::NamespaceOut {
+        m::NamespaceOut {
             name: name.to_string(),
             record_count: ns.records.len() as u64,
             schema: ns.schema.clone(),
-            indexed_fields: ns.schema.as_ref().map(|s| w::IndexedFields {
+            indexed_fields: ns.schema.as_ref().map(|s| m::IndexedFields {
                 fields: s.fields.keys().cloned().collect(),
             }),
         }
@@ -563,55 +612,51 @@ impl IndexData {
 
     pub fn list_namespaces(
         &self,
-        p: &w::ListNamespacesParams,
-    ) -> Result<w::ListNamespacesResponse> {
-        let limit = p.limit.unwrap_or(MAX_PAGE);
+        prefix: &str,
+        limit: Option<u32>,
+        token: Option<&str>,
+    ) -> Result<m::NamespacesOut> {
+        let limit = limit.unwrap_or(MAX_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(bad(format!("limit must be 1 to {MAX_PAGE}; got {limit}")));
         }
-        let prefix = p.prefix.clone().unwrap_or_default();
         let all = self
             .namespaces
             .iter()
-            .filter(|(n, _)| n.starts_with(&prefix))
+            .filter(|(n, _)| n.starts_with(prefix))
             .map(|(k, ns)| (k, (k, ns)));
         let total = all.clone().count() as i32;
-        let (page, next) = page(all, limit as usize, p.pagination_token.as_deref())?;
-        let namespaces = page
-            .into_iter()
-            .map(|(k, ns)| Self::describe_ns(k, ns))
-            .collect();
-        Ok(w::ListNamespacesResponse {
-            namespaces,
-            pagination: next.map(|next| w::Pagination { next }),
+        let (page, next) = page(all, limit as usize, token)?;
+        Ok(m::NamespacesOut {
+            namespaces: page
+                .into_iter()
+                .map(|(k, ns)| Self::describe_ns(k, ns))
+                .collect(),
+            pagination: next.map(|next| m::Pagination { next }),
             total_count: total,
         })
     }
 
-    pub fn describe_namespace(&self, name: &str) -> Result<w::NamespaceDescription> {
-        let key = normalize_namespace(name);
+    pub fn describe_namespace(&self, name: &str) -> Result<m::NamespaceOut> {
+        let key = ns_key(name);
         self.namespaces
             .get(key)
             .map(|ns| Self::describe_ns(key, ns))
             .ok_or_else(|| not_found(format!("Namespace {name} not found")))
     }
 
-    pub fn create_namespace(
-        &mut self,
-        req: &w::CreateNamespaceRequest,
-    ) -> Result<w::NamespaceDescription> {
-        if req.name.is_empty() || req.name == w::DEFAULT_NAMESPACE {
+    pub fn create_namespace(&mut self, req: &m::CreateNamespaceIn) -> Result<m::NamespaceOut> {
+        if req.name.is_empty() || req.name == DEFAULT_NAMESPACE {
             return Err(bad(format!(
                 "Namespace name `{}` is reserved or empty",
                 req.name
             )));
         }
         if self.namespaces.contains_key(&req.name) {
-            return Err(StoreError {
-                status: 409,
-                message: format!("Namespace {} already exists", req.name),
-                retry_after: None,
-            });
+            return Err(DataError::new(
+                6,
+                format!("Namespace {} already exists", req.name),
+            ));
         }
         let ns = Namespace {
             records: BTreeMap::new(),
@@ -624,13 +669,22 @@ impl IndexData {
 
     pub fn delete_namespace(&mut self, name: &str) -> Result<()> {
         self.namespaces
-            .remove(normalize_namespace(name))
+            .remove(ns_key(name))
             .map(|_| ())
             .ok_or_else(|| not_found(format!("Namespace {name} not found")))
     }
+
+    /// Inserts records directly (the demo index).
+    pub fn insert(&mut self, namespace: &str, id: &str, record: Record) {
+        self.namespaces
+            .entry(ns_key(namespace).to_string())
+            .or_default()
+            .records
+            .insert(id.to_string(), record);
+    }
 }
 
-fn sparse_dot(a: &w::SparseValues, b: &w::SparseValues) -> f32 {
+fn sparse_dot(a: &m::SparseIn, b: &m::SparseIn) -> f32 {
     let lookup: BTreeMap<u32, f32> = b
         .indices
         .iter()
@@ -648,8 +702,8 @@ fn sparse_dot(a: &w::SparseValues, b: &w::SparseValues) -> f32 {
 mod tests {
     use super::*;
 
-    fn vec(id: &str, values: Vec<f32>) -> w::Vector {
-        w::Vector {
+    fn vec(id: &str, values: Vec<f32>) -> m::VectorIn {
+        m::VectorIn {
             id: id.into(),
             values,
             ..Default::default()
@@ -663,7 +717,7 @@ mod tests {
             .map(|i| vec(&format!("id-{i:03}"), vec![1.0]))
             .collect::<Vec<_>>();
         for chunk in vectors.chunks(100) {
-            d.upsert(w::UpsertRequest {
+            d.upsert(m::UpsertIn {
                 vectors: chunk.to_vec(),
                 namespace: String::new(),
             })
@@ -672,13 +726,7 @@ mod tests {
         let mut seen = vec![];
         let mut token = None;
         loop {
-            let r = d
-                .list(&w::ListParams {
-                    pagination_token: token.clone(),
-                    limit: Some(100),
-                    ..Default::default()
-                })
-                .unwrap();
+            let r = d.list("", "", Some(100), token.as_deref()).unwrap();
             seen.extend(r.vectors.into_iter().map(|i| i.id));
             match r.pagination {
                 Some(p) => token = Some(p.next),
@@ -692,16 +740,16 @@ mod tests {
     #[test]
     fn euclidean_ranks_nearest_first() {
         let mut d = IndexData::new(Some(2), Metric::Euclidean, false);
-        d.upsert(w::UpsertRequest {
+        d.upsert(m::UpsertIn {
             vectors: vec![vec("far", vec![10.0, 10.0]), vec("near", vec![1.0, 1.0])],
             namespace: "ns".into(),
         })
         .unwrap();
         let r = d
-            .query(&w::QueryRequest {
+            .query(&m::QueryIn {
                 namespace: "ns".into(),
                 top_k: 2,
-                vector: Some(vec![0.0, 0.0]),
+                vector: vec![0.0, 0.0],
                 ..Default::default()
             })
             .unwrap();

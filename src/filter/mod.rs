@@ -1,11 +1,10 @@
-//! Pinecone's metadata filter language, written once: parsed and validated by the gateway before anything goes
-//! upstream, and evaluated by the emulator.
+//! Pinecone's metadata filter language, parsed and validated by the gateway before anything goes upstream. (The
+//! emulator evaluates filters with code of its own, so the two check each other.)
 //!
 //! Operators: `$eq $ne $gt $gte $lt $lte $in $nin $exists $and $or`, and a bare value for implicit equality
 //! (`{"genre": "drama"}`). `$in`/`$nin` take at most 10,000 values, as Pinecone enforces.
 
 use serde_json::{Map, Value};
-use std::cmp::Ordering;
 
 /// Pinecone's cap on the values of one `$in` or `$nin`.
 pub const MAX_IN_VALUES: usize = 10_000;
@@ -182,55 +181,6 @@ fn list(path: &str, v: &Value) -> Result<Vec<Value>, FilterError> {
     Ok(items.clone())
 }
 
-impl Filter {
-    /// Whether a record with this metadata matches.
-    pub fn matches(&self, metadata: Option<&Map<String, Value>>) -> bool {
-        match self {
-            Filter::And(parts) => parts.iter().all(|p| p.matches(metadata)),
-            Filter::Or(parts) => parts.iter().any(|p| p.matches(metadata)),
-            Filter::Field { field, op } => {
-                let value = metadata.and_then(|m| m.get(field));
-                op.matches(value)
-            }
-        }
-    }
-}
-
-impl Op {
-    fn matches(&self, value: Option<&Value>) -> bool {
-        match self {
-            Op::Exists(want) => value.is_some() == *want,
-            Op::Eq(x) => value.is_some_and(|v| contains_or_equals(v, x)),
-            Op::Ne(x) => !value.is_some_and(|v| contains_or_equals(v, x)),
-            Op::In(xs) => value.is_some_and(|v| xs.iter().any(|x| contains_or_equals(v, x))),
-            Op::Nin(xs) => !value.is_some_and(|v| xs.iter().any(|x| contains_or_equals(v, x))),
-            Op::Gt(x) => compare(value, *x).is_some_and(|o| o == Ordering::Greater),
-            Op::Gte(x) => compare(value, *x).is_some_and(|o| o != Ordering::Less),
-            Op::Lt(x) => compare(value, *x).is_some_and(|o| o == Ordering::Less),
-            Op::Lte(x) => compare(value, *x).is_some_and(|o| o != Ordering::Greater),
-        }
-    }
-}
-
-/// A list-of-strings metadata value matches when any element does, as in Pinecone.
-fn contains_or_equals(value: &Value, wanted: &Value) -> bool {
-    match value {
-        Value::Array(items) => items.iter().any(|v| scalar_eq(v, wanted)),
-        v => scalar_eq(v, wanted),
-    }
-}
-
-fn scalar_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
-}
-
-fn compare(value: Option<&Value>, x: f64) -> Option<Ordering> {
-    value?.as_f64()?.partial_cmp(&x)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,33 +190,18 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
-    fn check(filter: Value, meta: Value) -> bool {
-        parse("filter", &obj(filter))
-            .unwrap()
-            .matches(Some(&obj(meta)))
-    }
-
     #[test]
-    fn evaluates_every_operator() {
-        let m = json!({"genre": "drama", "year": 2020, "tags": ["a", "b"], "ok": true});
-        assert!(check(json!({"genre": "drama"}), m.clone()));
-        assert!(!check(json!({"genre": {"$ne": "drama"}}), m.clone()));
-        assert!(check(
+    fn accepts_every_operator() {
+        for f in [
+            json!({"genre": "drama"}),
+            json!({"genre": {"$ne": "drama"}}),
             json!({"year": {"$gt": 2019, "$lte": 2020}}),
-            m.clone()
-        ));
-        assert!(!check(json!({"year": {"$lt": 2020}}), m.clone()));
-        assert!(check(json!({"year": {"$gte": 2020.0}}), m.clone()));
-        assert!(check(json!({"genre": {"$in": ["x", "drama"]}}), m.clone()));
-        assert!(check(json!({"genre": {"$nin": ["x"]}}), m.clone()));
-        assert!(check(json!({"tags": "b"}), m.clone()));
-        assert!(check(json!({"missing": {"$exists": false}}), m.clone()));
-        assert!(check(json!({"ok": {"$eq": true}}), m.clone()));
-        assert!(check(
+            json!({"genre": {"$in": ["x", "drama"], "$nin": [1]}}),
+            json!({"missing": {"$exists": false}}),
             json!({"$or": [{"genre": "comedy"}, {"$and": [{"year": 2020}, {"ok": true}]}]}),
-            m.clone()
-        ));
-        assert!(!check(json!({"missing": {"$gt": 1}}), m));
+        ] {
+            parse("filter", &obj(f.clone())).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
     }
 
     #[test]

@@ -1,26 +1,29 @@
 //! The value that travels from the gRPC surface through the tower stack to the REST client: one Pinecone operation,
 //! the index it targets and the caller's deadline. Nothing here knows about tonic or HTTP.
 
-use crate::wire::{control as c, data as w};
+use crate::pb::pinecone as p;
+use crate::wire::control as c;
 use tokio::time::Instant;
 
-/// One Pinecone operation with its request body.
+/// One Pinecone operation with its request. Data-plane requests are the generated messages of the proto the gateway
+/// serves, validated and normalised (an empty filter, metadata or sparse vector is absent), since Pinecone's REST
+/// data plane is their JSON mapping.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    Upsert(w::UpsertRequest),
+    Upsert(p::UpsertRequest),
     Fetch {
         ids: Vec<String>,
         namespace: String,
     },
-    FetchByMetadata(w::FetchByMetadataRequest),
-    Delete(w::DeleteRequest),
-    List(w::ListParams),
-    Query(w::QueryRequest),
-    Update(w::UpdateRequest),
-    DescribeIndexStats(w::DescribeIndexStatsRequest),
-    ListNamespaces(w::ListNamespacesParams),
+    FetchByMetadata(p::FetchByMetadataRequest),
+    Delete(p::DeleteRequest),
+    List(p::ListRequest),
+    Query(p::QueryRequest),
+    Update(p::UpdateRequest),
+    DescribeIndexStats(p::DescribeIndexStatsRequest),
+    ListNamespaces(p::ListNamespacesRequest),
     DescribeNamespace(String),
-    CreateNamespace(w::CreateNamespaceRequest),
+    CreateNamespace(p::CreateNamespaceRequest),
     DeleteNamespace(String),
     DescribeIndex,
     CreateBackup(c::CreateBackupRequest),
@@ -104,15 +107,15 @@ pub struct UpstreamCall {
 /// Pinecone's answer, one variant per response shape.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
-    Upsert(w::UpsertResponse),
-    Fetch(w::FetchResponse),
-    FetchByMetadata(w::FetchByMetadataResponse),
-    List(w::ListResponse),
-    Query(w::QueryResponse),
-    Update(w::UpdateResponse),
-    DescribeIndexStats(w::DescribeIndexStatsResponse),
-    ListNamespaces(w::ListNamespacesResponse),
-    Namespace(w::NamespaceDescription),
+    Upsert(p::UpsertResponse),
+    Fetch(p::FetchResponse),
+    FetchByMetadata(p::FetchByMetadataResponse),
+    List(p::ListResponse),
+    Query(p::QueryResponse),
+    Update(p::UpdateResponse),
+    DescribeIndexStats(p::DescribeIndexStatsResponse),
+    ListNamespaces(p::ListNamespacesResponse),
+    Namespace(p::NamespaceDescription),
     /// Operations whose answer carries nothing (delete, delete namespace, delete backup).
     Empty,
     Index(c::IndexModel),

@@ -8,6 +8,8 @@ pub enum UpstreamError {
     Status {
         status: u16,
         message: String,
+        /// The gRPC status a data-plane error body names (`{"code": 5, …}`): what Pinecone's own gRPC API answers.
+        grpc_code: Option<i32>,
         /// Pinecone's `Retry-After`, when it sent one.
         retry_after: Option<std::time::Duration>,
     },
@@ -20,10 +22,30 @@ pub enum UpstreamError {
     /// The caller's deadline passed before Pinecone answered.
     #[error("no answer from Pinecone before the deadline")]
     Timeout,
+    /// The index exists but has no host yet (it is initializing, e.g. being restored from a backup); nothing was
+    /// sent. The host is looked up again on the next call.
+    #[error(
+        "index `{index}` has no host yet (its state is {state}); calls to it work once it is ready \
+         (poll BackupService.DescribeIndex)"
+    )]
+    NotReady { index: String, state: String },
     /// Pinecone answered 2xx with a body that is not the documented shape.
     #[error("malformed answer from Pinecone for {operation}: {detail}")]
     Malformed {
         operation: &'static str,
         detail: String,
     },
+}
+
+impl UpstreamError {
+    /// An error answer whose body Pinecone (or a proxy in front of it) wrote.
+    pub fn from_answer(status: u16, body: &[u8], retry_after: Option<std::time::Duration>) -> Self {
+        let parsed = crate::wire::error::parse(status, body);
+        UpstreamError::Status {
+            status,
+            message: parsed.message,
+            grpc_code: parsed.grpc_code,
+            retry_after,
+        }
+    }
 }

@@ -1,9 +1,9 @@
 //! Pinecone's REST API as a `tower::Service<UpstreamCall>`: one REST request per call, the answer decoded into a
 //! typed [`Reply`] or a typed [`UpstreamError`].
 //!
-//! It knows hosts (index name → data-plane host, [`hosts`]), headers (`Api-Key`, `X-Pinecone-Api-Version: 2025-10`),
-//! and the JSON shapes ([`crate::wire`]); nothing about limits or retries, which belong to the tower stack above it.
-//! Every request is bounded by the call's deadline.
+//! It knows hosts (index name → data-plane host, [`hosts`]), headers (`Api-Key`, `X-Pinecone-Api-Version`), and the
+//! JSON shapes ([`crate::wire`]); nothing about limits or retries, which belong to the tower stack above it. Every
+//! request is bounded by the call's deadline.
 
 pub mod call;
 pub mod error;
@@ -14,9 +14,10 @@ pub use error::UpstreamError;
 
 use crate::telemetry::metrics as m;
 use crate::wire::control as c;
+use crate::wire::data as d;
+use crate::wire::query::Query;
 use hosts::Hosts;
-use reqwest::{Method, StatusCode};
-use serde::Serialize;
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,8 +27,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use url::Url;
 
-/// The REST API version the gateway speaks.
-pub const API_VERSION: &str = "2025-10";
+/// The REST API versions the gateway speaks, oldest first. Their wire shapes are the same for every operation the
+/// gateway uses (data plane, describe index, backups, restore jobs); the README's "Compatibility" says more.
+pub const API_VERSIONS: &[&str] = &["2025-10", "2026-04"];
+
+/// The newest supported version: Pinecone supports a stable version for at least 12 months after its release.
+pub const DEFAULT_API_VERSION: &str = "2026-04";
 
 /// A secret that never prints.
 #[derive(Clone)]
@@ -57,6 +62,8 @@ pub struct UpstreamSettings {
     /// Index name → configured host, bypassing the control-plane lookup.
     pub static_hosts: std::collections::HashMap<String, String>,
     pub connect_timeout: Duration,
+    /// Sent as `X-Pinecone-Api-Version`; one of [`API_VERSIONS`].
+    pub api_version: &'static str,
 }
 
 /// The REST client. Cheap to clone.
@@ -70,6 +77,7 @@ struct Inner {
     http: reqwest::Client,
     control_plane: Url,
     api_key: ApiKey,
+    api_version: &'static str,
     hosts: Hosts,
     /// Since when no connection to Pinecone has succeeded (None while the last attempt got an answer).
     failing_since: std::sync::Mutex<Option<tokio::time::Instant>>,
@@ -81,38 +89,43 @@ struct Inner {
 /// One REST request, before the host is known.
 struct RestRequest {
     method: Method,
-    /// Path segments, each percent-encoded when the URL is built.
+    /// Path segments, each percent-encoded when the URL is built (the API refuses `.` and `..` before this).
     path: Vec<String>,
-    query: Vec<(&'static str, String)>,
+    query: Query,
     body: Option<Vec<u8>>,
 }
 
 impl RestRequest {
     fn new(method: Method, path: &[&str]) -> Self {
+        debug_assert!(
+            !path.iter().any(|s| crate::wire::query::is_dot_segment(s)),
+            "dot segments must be refused by validation"
+        );
         RestRequest {
             method,
             path: path.iter().map(|s| s.to_string()).collect(),
-            query: Vec::new(),
+            query: Query::new(),
             body: None,
         }
     }
 
-    fn json<T: Serialize>(mut self, body: &T) -> Self {
-        // Serializing plain data types cannot fail; an empty object is the safe fallback regardless.
-        self.body = Some(serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()));
+    fn body(mut self, body: Vec<u8>) -> Self {
+        self.body = Some(body);
         self
     }
 
+    fn json<T: serde::Serialize>(self, body: &T) -> Self {
+        self.body(d::encode(body))
+    }
+
     fn query(mut self, key: &'static str, value: Option<impl ToString>) -> Self {
-        if let Some(v) = value {
-            self.query.push((key, v.to_string()));
-        }
+        self.query.push_opt(key, value);
         self
     }
 
     fn page(self, p: &c::PageParams) -> Self {
         self.query("limit", p.limit)
-            .query("paginationToken", p.pagination_token.clone())
+            .query("paginationToken", p.pagination_token.as_ref())
     }
 }
 
@@ -129,6 +142,7 @@ impl Upstream {
                 http,
                 control_plane: settings.control_plane,
                 api_key: settings.api_key,
+                api_version: settings.api_version,
                 hosts,
                 failing_since: std::sync::Mutex::new(None),
                 lookups: std::sync::Mutex::new(HashMap::new()),
@@ -196,11 +210,11 @@ struct Answer {
 
 impl Answer {
     fn error(self) -> UpstreamError {
-        UpstreamError::Status {
-            status: self.status,
-            message: error_message(self.status, &self.body),
-            retry_after: self.retry_after,
-        }
+        UpstreamError::from_answer(self.status, &self.body, self.retry_after)
+    }
+
+    fn success(&self) -> bool {
+        (200..300).contains(&self.status)
     }
 }
 
@@ -257,21 +271,34 @@ impl Inner {
         let answer = self
             .execute("describe_index", &self.control_plane, &rest, deadline, ctx)
             .await?;
-        let model: c::IndexModel = match decode_json("describe_index", answer) {
+        let model: c::IndexModel = match decode_control("describe_index", answer) {
             Err(UpstreamError::Status {
                 status: 404,
                 message,
+                grpc_code,
                 retry_after,
             }) => {
                 return Err(UpstreamError::Status {
                     status: 404,
                     message: format!("index `{index}` not found: {message}"),
+                    grpc_code,
                     retry_after,
                 });
             }
             other => other?,
         };
-        self.hosts.insert(index, &model.host)
+        // An index without a host (initializing) is not cached: the next call looks it up again.
+        match model.usable_host() {
+            Some(host) => self.hosts.insert(index, host),
+            None => Err(UpstreamError::NotReady {
+                index: index.to_string(),
+                state: if model.status.state.is_empty() {
+                    "unknown".into()
+                } else {
+                    model.status.state
+                },
+            }),
+        }
     }
 
     /// One request, counted and timed by operation and outcome.
@@ -325,17 +352,14 @@ impl Inner {
             }
         }
         if !rest.query.is_empty() {
-            let mut pairs = url.query_pairs_mut();
-            for (k, v) in &rest.query {
-                pairs.append_pair(k, v);
-            }
+            url.set_query(Some(rest.query.as_str()));
         }
         let mut req = self
             .http
             .request(rest.method.clone(), url)
             .timeout(remaining)
             .header("Api-Key", self.api_key.expose())
-            .header("X-Pinecone-Api-Version", API_VERSION)
+            .header("X-Pinecone-Api-Version", self.api_version)
             .header("Accept", "application/json");
         if !ctx.request_id.is_empty() {
             req = req.header("X-Request-Id", &ctx.request_id);
@@ -376,7 +400,8 @@ fn transport_error(host: &str, e: reqwest::Error) -> UpstreamError {
         return UpstreamError::Timeout;
     }
     let connect = e.is_connect();
-    // reqwest's Display names the URL (never the headers, so never the key); the source says why.
+    // reqwest's Display names the URL (never the headers, so never the key); the source says why (a refused
+    // connection, a certificate from an unknown issuer, …).
     let mut detail = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -391,56 +416,52 @@ fn transport_error(host: &str, e: reqwest::Error) -> UpstreamError {
     }
 }
 
-/// Pinecone's message from an error body: data plane `{code, message}`, control plane `{error: {message}}`, a bare
-/// JSON string, or the text itself.
-fn error_message(status: u16, body: &[u8]) -> String {
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        if let Some(m) = v.pointer("/error/message").and_then(|m| m.as_str()) {
-            return m.to_string();
-        }
-        if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
-            return m.to_string();
-        }
-        if let Some(m) = v.as_str() {
-            return m.to_string();
-        }
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("error")
-            .to_string()
-    } else {
-        text.chars().take(1024).collect()
+fn malformed(operation: &'static str, e: serde_json::Error) -> UpstreamError {
+    UpstreamError::Malformed {
+        operation,
+        detail: e.to_string(),
     }
 }
 
-fn decode_json<T: DeserializeOwned>(
+/// A data-plane answer, by the protobuf JSON mapping.
+fn decode_data<T: DeserializeOwned + d::Tidy>(
     operation: &'static str,
     answer: Answer,
 ) -> Result<T, UpstreamError> {
-    if !(200..300).contains(&answer.status) {
+    if !answer.success() {
         return Err(answer.error());
     }
-    serde_json::from_slice(&answer.body).map_err(|e| UpstreamError::Malformed {
-        operation,
-        detail: e.to_string(),
-    })
+    d::decode(&answer.body).map_err(|e| malformed(operation, e))
+}
+
+/// A control-plane answer.
+fn decode_control<T: DeserializeOwned>(
+    operation: &'static str,
+    answer: Answer,
+) -> Result<T, UpstreamError> {
+    if !answer.success() {
+        return Err(answer.error());
+    }
+    serde_json::from_slice(&answer.body).map_err(|e| malformed(operation, e))
 }
 
 type Decoder = fn(&'static str, Answer) -> Result<Reply, UpstreamError>;
 
-macro_rules! decoder {
+macro_rules! data {
     ($variant:ident) => {
-        (|op, a| decode_json(op, a).map(Reply::$variant)) as Decoder
+        (|op, a| decode_data(op, a).map(Reply::$variant)) as Decoder
     };
 }
 
+macro_rules! control {
+    ($variant:ident) => {
+        (|op, a| decode_control(op, a).map(Reply::$variant)) as Decoder
+    };
+}
+
+/// Operations whose answer carries nothing the caller needs (delete → `{}`, delete backup → 202 and no body).
 fn decode_empty(_: &'static str, answer: Answer) -> Result<Reply, UpstreamError> {
-    if (200..300).contains(&answer.status) {
+    if answer.success() {
         Ok(Reply::Empty)
     } else {
         Err(answer.error())
@@ -454,16 +475,18 @@ fn translate(call: &UpstreamCall) -> (RestRequest, Decoder) {
     match &call.op {
         Op::Upsert(b) => (
             RestRequest::new(M::POST, &["vectors", "upsert"]).json(b),
-            decoder!(Upsert),
+            data!(Upsert),
         ),
         Op::Fetch { ids, namespace } => {
             let mut r = RestRequest::new(M::GET, &["vectors", "fetch"]);
-            r.query = ids.iter().map(|id| ("ids", id.clone())).collect();
-            (r.query("namespace", Some(namespace)), decoder!(Fetch))
+            for id in ids {
+                r.query.push("ids", id);
+            }
+            (r.query("namespace", Some(namespace)), data!(Fetch))
         }
         Op::FetchByMetadata(b) => (
             RestRequest::new(M::POST, &["vectors", "fetch_by_metadata"]).json(b),
-            decoder!(FetchByMetadata),
+            data!(FetchByMetadata),
         ),
         Op::Delete(b) => (
             RestRequest::new(M::POST, &["vectors", "delete"]).json(b),
@@ -471,38 +494,35 @@ fn translate(call: &UpstreamCall) -> (RestRequest, Decoder) {
         ),
         Op::List(p) => (
             RestRequest::new(M::GET, &["vectors", "list"])
-                .query("prefix", p.prefix.clone())
+                .query("prefix", p.prefix.as_ref())
                 .query("limit", p.limit)
-                .query("paginationToken", p.pagination_token.clone())
+                .query("paginationToken", p.pagination_token.as_ref())
                 .query("namespace", Some(&p.namespace)),
-            decoder!(List),
+            data!(List),
         ),
-        Op::Query(b) => (
-            RestRequest::new(M::POST, &["query"]).json(b),
-            decoder!(Query),
-        ),
+        Op::Query(b) => (RestRequest::new(M::POST, &["query"]).json(b), data!(Query)),
         Op::Update(b) => (
             RestRequest::new(M::POST, &["vectors", "update"]).json(b),
-            decoder!(Update),
+            data!(Update),
         ),
         Op::DescribeIndexStats(b) => (
             RestRequest::new(M::POST, &["describe_index_stats"]).json(b),
-            decoder!(DescribeIndexStats),
+            data!(DescribeIndexStats),
         ),
         Op::ListNamespaces(p) => (
             RestRequest::new(M::GET, &["namespaces"])
                 .query("limit", p.limit)
-                .query("paginationToken", p.pagination_token.clone())
-                .query("prefix", p.prefix.clone()),
-            decoder!(ListNamespaces),
+                .query("paginationToken", p.pagination_token.as_ref())
+                .query("prefix", p.prefix.as_ref()),
+            data!(ListNamespaces),
         ),
         Op::DescribeNamespace(ns) => (
             RestRequest::new(M::GET, &["namespaces", ns]),
-            decoder!(Namespace),
+            data!(Namespace),
         ),
         Op::CreateNamespace(b) => (
             RestRequest::new(M::POST, &["namespaces"]).json(b),
-            decoder!(Namespace),
+            data!(Namespace),
         ),
         Op::DeleteNamespace(ns) => (
             RestRequest::new(M::DELETE, &["namespaces", ns]),
@@ -510,35 +530,60 @@ fn translate(call: &UpstreamCall) -> (RestRequest, Decoder) {
         ),
         Op::DescribeIndex => (
             RestRequest::new(M::GET, &["indexes", index]),
-            decoder!(Index),
+            control!(Index),
         ),
         Op::CreateBackup(b) => (
             RestRequest::new(M::POST, &["indexes", index, "backups"]).json(b),
-            decoder!(Backup),
+            control!(Backup),
         ),
         Op::ListIndexBackups(p) => (
             RestRequest::new(M::GET, &["indexes", index, "backups"]).page(p),
-            decoder!(Backups),
+            control!(Backups),
         ),
         Op::ListProjectBackups(p) => (
             RestRequest::new(M::GET, &["backups"]).page(p),
-            decoder!(Backups),
+            control!(Backups),
         ),
-        Op::DescribeBackup(id) => (RestRequest::new(M::GET, &["backups", id]), decoder!(Backup)),
+        Op::DescribeBackup(id) => (RestRequest::new(M::GET, &["backups", id]), control!(Backup)),
         Op::DeleteBackup(id) => (RestRequest::new(M::DELETE, &["backups", id]), decode_empty),
         Op::CreateIndexFromBackup { backup_id, request } => (
             RestRequest::new(M::POST, &["backups", backup_id, "create-index"]).json(request),
-            decoder!(Restore),
+            control!(Restore),
         ),
         Op::ListRestoreJobs(p) => (
             RestRequest::new(M::GET, &["restore-jobs"]).page(p),
-            decoder!(RestoreJobs),
+            control!(RestoreJobs),
         ),
         Op::DescribeRestoreJob(id) => (
             RestRequest::new(M::GET, &["restore-jobs", id]),
-            decoder!(RestoreJob),
+            control!(RestoreJob),
         ),
     }
+}
+
+/// Decodes an answer to `op` as the gateway does for a real request: for the contract tests, which feed Pinecone's
+/// bodies (tests/fixtures/pinecone/) through exactly this path.
+pub fn decode_answer(
+    op: &Op,
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+) -> Result<Reply, UpstreamError> {
+    let call = UpstreamCall {
+        index: String::new(),
+        op: op.clone(),
+        deadline: tokio::time::Instant::now(),
+        ctx: CallContext::default(),
+    };
+    let (_, decode) = translate(&call);
+    decode(
+        op.name(),
+        Answer {
+            status,
+            body: body.to_vec(),
+            retry_after,
+        },
+    )
 }
 
 impl tower::Service<UpstreamCall> for Upstream {
@@ -562,49 +607,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_messages_come_from_either_plane() {
-        assert_eq!(
-            error_message(400, br#"{"code":3,"message":"bad dim","details":[]}"#),
-            "bad dim"
-        );
-        assert_eq!(
-            error_message(
-                404,
-                br#"{"error":{"code":"NOT_FOUND","message":"no index"},"status":404}"#
-            ),
-            "no index"
-        );
-        assert_eq!(error_message(401, br#""Unauthorized""#), "Unauthorized");
-        assert_eq!(error_message(502, b""), "Bad Gateway");
-        assert_eq!(error_message(500, b"oops"), "oops");
-    }
-
-    #[test]
     fn api_key_never_prints() {
         let k = ApiKey::new("pcsk_secret");
         assert!(!format!("{k:?}").contains("secret"));
     }
 
-    #[test]
-    fn fetch_sends_repeated_ids() {
-        let call = UpstreamCall {
+    fn rest(op: Op) -> RestRequest {
+        translate(&UpstreamCall {
             index: "i".into(),
-            op: Op::Fetch {
-                ids: vec!["a".into(), "b c".into()],
-                namespace: "ns".into(),
-            },
+            op,
             deadline: tokio::time::Instant::now(),
             ctx: Default::default(),
-        };
-        let (r, _) = translate(&call);
+        })
+        .0
+    }
+
+    #[test]
+    fn fetch_sends_repeated_ids_percent_encoded() {
+        let r = rest(Op::Fetch {
+            ids: vec!["a".into(), "b c".into(), "d+e".into()],
+            namespace: "n s".into(),
+        });
         assert_eq!(
-            r.query,
-            vec![
-                ("ids", "a".into()),
-                ("ids", "b c".into()),
-                ("namespace", "ns".into())
-            ]
+            r.query.as_str(),
+            "ids=a&ids=b%20c&ids=d%2Be&namespace=n%20s"
         );
+    }
+
+    #[test]
+    fn list_and_list_namespaces_encode_their_parameters() {
+        let r = rest(Op::List(crate::pb::pinecone::ListRequest {
+            prefix: Some("doc 1#".into()),
+            limit: Some(5),
+            pagination_token: Some("t+k".into()),
+            namespace: "ns".into(),
+        }));
+        assert_eq!(
+            r.query.as_str(),
+            "prefix=doc%201%23&limit=5&paginationToken=t%2Bk&namespace=ns"
+        );
+        let r = rest(Op::ListNamespaces(
+            crate::pb::pinecone::ListNamespacesRequest {
+                pagination_token: None,
+                limit: Some(3),
+                prefix: Some("a b".into()),
+            },
+        ));
+        assert_eq!(r.query.as_str(), "limit=3&prefix=a%20b");
     }
 
     #[test]

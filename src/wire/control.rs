@@ -1,183 +1,308 @@
-//! Pinecone's control-plane REST bodies (API 2025-10): indexes, backups, restore jobs, errors.
+//! Pinecone's control plane (describe index, backups, restore jobs): plain JSON with no proto behind it, so these
+//! types are written by hand and read what Pinecone sends, not only what its OpenAPI file promises:
 //!
-//! snake_case throughout, except `paginationToken` in query strings. Absent optionals are omitted: SDK 8.1.2 rejects
-//! `null` for optional fields and `"pagination": {}`.
+//! - every field Pinecone may omit or send as `null` is optional, or defaults when absent: an index's `host` is
+//!   `null` while it initializes (a restore target), a restore job's `created_at` is `null` until the job is
+//!   timestamped, a backup's `tags` are `null` when there are none, and 2026-07 drops `metric`, `dimension` and
+//!   `spec` from the index;
+//! - integers are read from numbers or numeric strings, `percent_complete` from an integer (2026-07) or a float;
+//! - tag values of any JSON type become strings (`1` → `"1"`);
+//! - states and statuses are text, passed through whatever new value Pinecone adds;
+//! - unknown fields are ignored.
+//!
+//! Request bodies are written as the OpenAPI file says: snake_case, absent optionals omitted.
 
+use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub type Tags = BTreeMap<String, String>;
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+/// `null` reads as the default.
+fn null_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A number, a numeric string, or `null`.
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("`{n}` is not a count"))),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("`{s}` is not a count"))),
+        Some(other) => Err(D::Error::custom(format!("`{other}` is not a count"))),
+    }
+}
+
+fn lenient_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    lenient_u64(d)?
+        .map(|n| u32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is too large"))))
+        .transpose()
+}
+
+/// A number, a numeric string, or `null`.
+fn lenient_f32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64().map(|f| f as f32)),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("`{s}` is not a number"))),
+        Some(other) => Err(D::Error::custom(format!("`{other}` is not a number"))),
+    }
+}
+
+/// Tags: `null` is none, and a value of any JSON type becomes a string (a `null` value is dropped).
+fn lenient_tags<'de, D: Deserializer<'de>>(d: D) -> Result<Tags, D::Error> {
+    let map = Option::<BTreeMap<String, Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::Null => None,
+            Value::String(s) => Some((k, s)),
+            other => Some((k, other.to_string())),
+        })
+        .collect())
+}
+
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct ServerlessSpec {
+    #[serde(default, deserialize_with = "null_default")]
     pub cloud: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub region: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct IndexSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub serverless: Option<ServerlessSpec>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct IndexStatus {
+    #[serde(default, deserialize_with = "null_default")]
     pub ready: bool,
+    #[serde(default, deserialize_with = "null_default")]
     pub state: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct IndexModel {
     pub name: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub metric: String,
-    /// A bare host name (`host:port` for the emulator), without scheme.
-    pub host: String,
-    pub spec: IndexSpec,
-    pub status: IndexStatus,
-    #[serde(default = "dense")]
-    pub vector_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dimension: Option<u32>,
-    #[serde(default = "disabled")]
-    pub deletion_protection: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<Tags>,
-}
-
-fn dense() -> String {
-    "dense".into()
-}
-
-fn disabled() -> String {
-    "disabled".into()
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct IndexList {
+    /// A bare host name (`host:port` for the emulator), without scheme; `None` while the index initializes.
     #[serde(default)]
-    pub indexes: Vec<IndexModel>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct CreateIndexRequest {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dimension: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metric: Option<String>,
+    pub host: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
     pub spec: IndexSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vector_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deletion_protection: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<Tags>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub status: IndexStatus,
+    #[serde(default, deserialize_with = "null_default")]
+    pub vector_type: String,
+    #[serde(default, deserialize_with = "lenient_u32")]
+    pub dimension: Option<u32>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub deletion_protection: String,
+    #[serde(default, deserialize_with = "lenient_tags")]
+    pub tags: Tags,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+impl IndexModel {
+    /// The host, when the index has one (an index that is scaling or terminating still has its host and answers).
+    pub fn usable_host(&self) -> Option<&str> {
+        self.host.as_deref().filter(|h| !h.is_empty())
+    }
+}
+
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CreateBackupRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct BackupModel {
     pub backup_id: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub source_index_name: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub source_index_id: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub status: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub cloud: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub region: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "lenient_u32")]
     pub dimension: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub metric: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "lenient_u64")]
     pub record_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "lenient_u64")]
     pub namespace_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "lenient_u64")]
     pub size_bytes: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_tags")]
     pub tags: Tags,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub created_at: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+/// `{"next": "…"}`; `null`, `{}` and `{"next": ""}` all mean no next page.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct PaginationResponse {
+    #[serde(default, deserialize_with = "null_default")]
     pub next: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+/// The next page's token, if there is one.
+pub fn next_token(p: Option<PaginationResponse>) -> Option<String> {
+    p.map(|p| p.next).filter(|n| !n.is_empty())
+}
+
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct BackupList {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub data: Vec<BackupModel>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub pagination: Option<PaginationResponse>,
 }
 
 /// Query parameters of the paginated control-plane lists.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PageParams {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagination_token: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
 pub struct CreateIndexFromBackupRequest {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Tags>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub deletion_protection: Option<String>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct CreateIndexFromBackupResponse {
     pub restore_job_id: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub index_id: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct RestoreJobModel {
     pub restore_job_id: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub backup_id: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub target_index_name: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub target_index_id: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub status: String,
-    pub created_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `None` until Pinecone timestamps the job.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
     pub completed_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "lenient_f32")]
     pub percent_complete: Option<f32>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct RestoreJobList {
+    #[serde(default, deserialize_with = "null_default")]
     pub data: Vec<RestoreJobModel>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub pagination: Option<PaginationResponse>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct ErrorDetail {
-    pub code: String,
-    pub message: String,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The control plane's error body: `{"error":{"code":"NOT_FOUND","message":"…"},"status":404}`.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct ErrorResponse {
-    pub error: ErrorDetail,
-    pub status: u16,
+    #[test]
+    fn an_initializing_index_has_no_host() {
+        let i: IndexModel = serde_json::from_str(
+            r#"{"name":"r","host":null,"status":{"ready":false,"state":"Initializing"},"metric":"cosine",
+                "spec":{"serverless":{"cloud":"aws","region":"us-east-1"}},"vector_type":"dense","tags":null}"#,
+        )
+        .unwrap();
+        assert_eq!(i.usable_host(), None);
+        assert_eq!(i.status.state, "Initializing");
+        assert!(i.tags.is_empty());
+    }
+
+    #[test]
+    fn a_2026_07_index_without_metric_dimension_or_spec_reads() {
+        let i: IndexModel = serde_json::from_str(
+            r#"{"name":"r","host":"r-1.svc.pinecone.io","status":{"ready":true,"state":"Ready"},
+                "deployment":{"deployment_type":"managed","cloud":"aws","region":"us-east-1"},
+                "schema":{"fields":{}},"deletion_protection":"disabled"}"#,
+        )
+        .unwrap();
+        assert_eq!(i.usable_host(), Some("r-1.svc.pinecone.io"));
+        assert_eq!(i.metric, "");
+        assert_eq!(i.dimension, None);
+    }
+
+    #[test]
+    fn backups_tolerate_nulls_strings_and_typed_tags() {
+        let b: BackupModel = serde_json::from_str(
+            r#"{"backup_id":"b","source_index_name":"i","source_index_id":"x","status":"Pending","cloud":"aws",
+                "region":"us-east-1","name":null,"description":null,"dimension":null,"record_count":"12",
+                "tags":{"n":1,"ok":true,"s":"x","gone":null},"created_at":null}"#,
+        )
+        .unwrap();
+        assert_eq!(b.record_count, Some(12));
+        assert_eq!(b.name, None);
+        assert_eq!(b.created_at, "");
+        assert_eq!(
+            b.tags,
+            Tags::from([
+                ("n".into(), "1".into()),
+                ("ok".into(), "true".into()),
+                ("s".into(), "x".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn restore_jobs_without_a_timestamp_read() {
+        let l: RestoreJobList = serde_json::from_str(
+            r#"{"data":[{"restore_job_id":"j","backup_id":"b","target_index_name":"t","target_index_id":"i",
+                "status":"Pending","created_at":null,"percent_complete":0}],"pagination":null}"#,
+        )
+        .unwrap();
+        assert_eq!(l.data[0].created_at, None);
+        assert_eq!(l.data[0].percent_complete, Some(0.0));
+        assert_eq!(next_token(l.pagination), None);
+        assert_eq!(
+            next_token(Some(PaginationResponse { next: "t".into() })),
+            Some("t".into())
+        );
+    }
 }

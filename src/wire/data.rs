@@ -1,318 +1,14 @@
-//! Pinecone's data-plane REST bodies (API 2025-10).
+//! Pinecone's data plane: its REST bodies are the protobuf JSON mapping of the data-plane proto (the one the gateway
+//! serves), so requests are encoded from, and answers decoded into, the generated messages by pbjson.
 //!
-//! camelCase except the documented snake_case fields (`memory_fullness`, `storage_fullness`, `record_count`,
-//! `indexed_fields`, `total_count`). Absent optionals are omitted, never `null`, because the official SDKs reject
-//! `null` in several places.
+//! Decoding follows the mapping, which is what Pinecone sends where it differs from its OpenAPI file: 64-bit
+//! integers as strings (`"record_count": "5000"`), default values omitted (a namespace with no records is `{}`),
+//! lowerCamelCase or proto names (`memoryFullness` and `memory_fullness`), `null` as the default (build.rs makes
+//! pbjson's generated code accept it), unknown fields ignored. Encoding omits default values, as the mapping does.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use std::collections::BTreeMap;
-
-/// Metadata of a record, and the JSON form of a filter.
-pub type Metadata = Map<String, Value>;
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct SparseValues {
-    pub indices: Vec<u32>,
-    pub values: Vec<f32>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Vector {
-    pub id: String,
-    /// Always written: SDK 10.x rejects a fetched vector without `values`.
-    #[serde(default)]
-    pub values: Vec<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sparse_values: Option<SparseValues>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Metadata>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Usage {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_units: Option<u32>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct Pagination {
-    pub next: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct UpsertRequest {
-    pub vectors: Vec<Vector>,
-    #[serde(default)]
-    pub namespace: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct UpsertResponse {
-    pub upserted_count: u32,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct DeleteRequest {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ids: Vec<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub delete_all: bool,
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<Metadata>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct FetchResponse {
-    #[serde(default)]
-    pub vectors: BTreeMap<String, Vector>,
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct FetchByMetadataRequest {
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<Metadata>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pagination_token: Option<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct FetchByMetadataResponse {
-    #[serde(default)]
-    pub vectors: BTreeMap<String, Vector>,
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pagination: Option<Pagination>,
-}
-
-/// Query parameters of GET /vectors/list.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ListParams {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pagination_token: Option<String>,
-    #[serde(default)]
-    pub namespace: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct ListItem {
-    pub id: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct ListResponse {
-    #[serde(default)]
-    pub vectors: Vec<ListItem>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pagination: Option<Pagination>,
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct QueryRequest {
-    #[serde(default)]
-    pub namespace: String,
-    pub top_k: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<Metadata>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub include_values: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub include_metadata: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vector: Option<Vec<f32>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sparse_vector: Option<SparseValues>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scan_factor: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_candidates: Option<u32>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ScoredVector {
-    pub id: String,
-    #[serde(default)]
-    pub score: f32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub values: Option<Vec<f32>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sparse_values: Option<SparseValues>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Metadata>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct QueryResponse {
-    #[serde(default)]
-    pub matches: Vec<ScoredVector>,
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub values: Option<Vec<f32>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sparse_values: Option<SparseValues>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub set_metadata: Option<Metadata>,
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<Metadata>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dry_run: Option<bool>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateResponse {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matched_records: Option<i32>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct DescribeIndexStatsRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<Metadata>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct NamespaceSummary {
-    pub vector_count: u32,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct DescribeIndexStatsResponse {
-    #[serde(default)]
-    pub namespaces: BTreeMap<String, NamespaceSummary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dimension: Option<u32>,
-    #[serde(default)]
-    pub index_fullness: f32,
-    #[serde(default)]
-    pub total_vector_count: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metric: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vector_type: Option<String>,
-    #[serde(
-        rename = "memory_fullness",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub memory_fullness: Option<f32>,
-    #[serde(
-        rename = "storage_fullness",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub storage_fullness: Option<f32>,
-}
-
-/// Query parameters of GET /namespaces.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ListNamespacesParams {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pagination_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct MetadataFieldProperties {
-    pub filterable: bool,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct MetadataSchema {
-    pub fields: BTreeMap<String, MetadataFieldProperties>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct IndexedFields {
-    #[serde(default)]
-    pub fields: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct NamespaceDescription {
-    pub name: String,
-    #[serde(default)]
-    pub record_count: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<MetadataSchema>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub indexed_fields: Option<IndexedFields>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct ListNamespacesResponse {
-    #[serde(default)]
-    pub namespaces: Vec<NamespaceDescription>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pagination: Option<Pagination>,
-    #[serde(default)]
-    pub total_count: i32,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct CreateNamespaceRequest {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<MetadataSchema>,
-}
-
-/// The data plane's error body (grpc-gateway style): `code` is a numeric gRPC status.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct RpcStatus {
-    pub code: i32,
-    pub message: String,
-    #[serde(default)]
-    pub details: Vec<Value>,
-}
+use crate::pb::pinecone as p;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// The default namespace has two names since API 2025-04.
 pub const DEFAULT_NAMESPACE: &str = "__default__";
@@ -320,4 +16,125 @@ pub const DEFAULT_NAMESPACE: &str = "__default__";
 /// One key for the default namespace, whichever name the caller used.
 pub fn normalize_namespace(ns: &str) -> &str {
     if ns.is_empty() { DEFAULT_NAMESPACE } else { ns }
+}
+
+/// A request body. Serializing generated messages cannot fail (map keys are strings); `{}` is the fallback anyway.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    serde_json::to_vec(message).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// An answer body.
+pub fn decode<T: DeserializeOwned + Tidy>(body: &[u8]) -> Result<T, serde_json::Error> {
+    let mut message: T = serde_json::from_slice(body)?;
+    message.tidy();
+    Ok(message)
+}
+
+/// What the mapping cannot say on its own: Pinecone's last page may carry `"pagination": {}` (the spec makes `next`
+/// optional), which means no next page, as an absent `pagination` does.
+pub trait Tidy {
+    fn tidy(&mut self) {}
+}
+
+fn no_empty_page(pagination: &mut Option<p::Pagination>) {
+    if pagination.as_ref().is_some_and(|pg| pg.next.is_empty()) {
+        *pagination = None;
+    }
+}
+
+impl Tidy for p::ListResponse {
+    fn tidy(&mut self) {
+        no_empty_page(&mut self.pagination);
+    }
+}
+
+impl Tidy for p::FetchByMetadataResponse {
+    fn tidy(&mut self) {
+        no_empty_page(&mut self.pagination);
+    }
+}
+
+impl Tidy for p::ListNamespacesResponse {
+    fn tidy(&mut self) {
+        no_empty_page(&mut self.pagination);
+    }
+}
+
+impl Tidy for p::UpsertResponse {}
+impl Tidy for p::FetchResponse {}
+impl Tidy for p::QueryResponse {}
+impl Tidy for p::UpdateResponse {}
+impl Tidy for p::DescribeIndexStatsResponse {}
+impl Tidy for p::NamespaceDescription {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_decode_by_the_json_mapping() {
+        let ns: p::NamespaceDescription =
+            decode(br#"{"name":"a","record_count":"5000","unknown":[1]}"#).unwrap();
+        assert_eq!(ns.record_count, 5000);
+        let ns: p::NamespaceDescription = decode(br#"{"name":"a","recordCount":7}"#).unwrap();
+        assert_eq!(ns.record_count, 7);
+        let stats: p::DescribeIndexStatsResponse = decode(
+            br#"{"namespaces":{"":{},"b":{"vectorCount":"3"}},"memoryFullness":0.5,"storage_fullness":0.25,
+                "totalVectorCount":3,"dimension":null}"#,
+        )
+        .unwrap();
+        assert_eq!(stats.namespaces[""].vector_count, 0);
+        assert_eq!(stats.namespaces["b"].vector_count, 3);
+        assert_eq!(stats.memory_fullness, Some(0.5));
+        assert_eq!(stats.storage_fullness, Some(0.25));
+        assert_eq!(stats.dimension, None);
+    }
+
+    #[test]
+    fn null_reads_as_the_default_for_every_kind_of_field() {
+        let list: p::ListResponse =
+            decode(br#"{"vectors":null,"namespace":null,"pagination":null,"usage":null}"#).unwrap();
+        assert_eq!(list, p::ListResponse::default());
+        let stats: p::DescribeIndexStatsResponse = decode(
+            br#"{"namespaces":null,"indexFullness":null,"totalVectorCount":null,"metric":null}"#,
+        )
+        .unwrap();
+        assert_eq!(stats, p::DescribeIndexStatsResponse::default());
+        let fetch: p::FetchResponse = decode(
+            br#"{"vectors":{"a":{"id":"a","values":null,"sparseValues":null,"metadata":null}}}"#,
+        )
+        .unwrap();
+        assert!(fetch.vectors["a"].values.is_empty());
+    }
+
+    #[test]
+    fn an_empty_pagination_is_the_last_page() {
+        let list: p::ListResponse = decode(br#"{"vectors":[{"id":"x"}],"pagination":{}}"#).unwrap();
+        assert_eq!(list.pagination, None);
+        let list: p::ListResponse = decode(br#"{"pagination":{"next":"t"}}"#).unwrap();
+        assert_eq!(list.pagination.unwrap().next, "t");
+    }
+
+    #[test]
+    fn requests_encode_in_lower_camel_case_without_defaults() {
+        let q = p::QueryRequest {
+            top_k: 3,
+            include_metadata: true,
+            vector: vec![0.5, 1.0],
+            ..Default::default()
+        };
+        assert_eq!(
+            String::from_utf8(encode(&q)).unwrap(),
+            r#"{"topK":3,"includeMetadata":true,"vector":[0.5,1.0]}"#
+        );
+        let d = p::DeleteRequest {
+            delete_all: true,
+            namespace: "ns".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            String::from_utf8(encode(&d)).unwrap(),
+            r#"{"deleteAll":true,"namespace":"ns"}"#
+        );
+    }
 }

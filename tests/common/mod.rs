@@ -30,9 +30,9 @@ pub struct EnvOptions {
     pub config: Option<String>,
     /// Emulator: enforce Pinecone's limits, and inject faults.
     pub enforce_limits: bool,
-    /// Emulator: enforce these rates instead of Pinecone's defaults.
-    pub emulator_rates: Option<pinecone_gateway::stack::limit::rates::RateTable>,
     pub faults: pinecone_gateway::emulator::faults::Faults,
+    /// Emulator: how long a restored index initializes.
+    pub restore_init: std::time::Duration,
 }
 
 impl Env {
@@ -45,11 +45,10 @@ impl Env {
             "127.0.0.1:0".parse().unwrap(),
             EmulatorOptions {
                 api_key: Some(KEY.into()),
-                limits: o
-                    .emulator_rates
-                    .clone()
-                    .or_else(|| o.enforce_limits.then(Default::default)),
+                enforce_limits: o.enforce_limits,
                 faults: o.faults.clone(),
+                restore_init: o.restore_init,
+                tls: None,
             },
         )
         .await
@@ -152,34 +151,34 @@ pub fn req_for<T>(index: &str, msg: T) -> tonic::Request<T> {
     r
 }
 
-pub fn json_num(n: f64) -> prost_types::Value {
-    prost_types::Value {
-        kind: Some(prost_types::value::Kind::NumberValue(n)),
+pub fn json_num(n: f64) -> pbjson_types::Value {
+    pbjson_types::Value {
+        kind: Some(pbjson_types::value::Kind::NumberValue(n)),
     }
 }
 
-pub fn json_str(s: &str) -> prost_types::Value {
-    prost_types::Value {
-        kind: Some(prost_types::value::Kind::StringValue(s.into())),
+pub fn json_str(s: &str) -> pbjson_types::Value {
+    pbjson_types::Value {
+        kind: Some(pbjson_types::value::Kind::StringValue(s.into())),
     }
 }
 
-pub fn json_list(items: Vec<prost_types::Value>) -> prost_types::Value {
-    prost_types::Value {
-        kind: Some(prost_types::value::Kind::ListValue(
-            prost_types::ListValue { values: items },
+pub fn json_list(items: Vec<pbjson_types::Value>) -> pbjson_types::Value {
+    pbjson_types::Value {
+        kind: Some(pbjson_types::value::Kind::ListValue(
+            pbjson_types::ListValue { values: items },
         )),
     }
 }
 
-pub fn json_obj(s: prost_types::Struct) -> prost_types::Value {
-    prost_types::Value {
-        kind: Some(prost_types::value::Kind::StructValue(s)),
+pub fn json_obj(s: pbjson_types::Struct) -> pbjson_types::Value {
+    pbjson_types::Value {
+        kind: Some(pbjson_types::value::Kind::StructValue(s)),
     }
 }
 
-pub fn meta(pairs: &[(&str, prost_types::Value)]) -> prost_types::Struct {
-    prost_types::Struct {
+pub fn meta(pairs: &[(&str, pbjson_types::Value)]) -> pbjson_types::Struct {
+    pbjson_types::Struct {
         fields: pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -188,7 +187,7 @@ pub fn meta(pairs: &[(&str, prost_types::Value)]) -> prost_types::Struct {
 }
 
 /// `{"field": {"$op": value}}`
-pub fn filter_op(field: &str, op: &str, value: prost_types::Value) -> prost_types::Struct {
+pub fn filter_op(field: &str, op: &str, value: pbjson_types::Value) -> pbjson_types::Struct {
     meta(&[(field, json_obj(meta(&[(op, value)])))])
 }
 

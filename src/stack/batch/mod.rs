@@ -14,10 +14,12 @@
 //!
 //! Knobs: [`BatchSettings`].
 
+use crate::pb::pinecone as p;
 use crate::stack::{CallError, CallFuture};
 use crate::telemetry::metrics as m;
 use crate::upstream::{Op, Reply, UpstreamCall};
 use crate::wire::data as w;
+use crate::wire::query::encoded_id_len;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -48,14 +50,6 @@ impl Default for BatchSettings {
             max_concurrent_batches: 8,
         }
     }
-}
-
-/// Length of `ids=<id>&` once form-encoded.
-pub(crate) fn encoded_id_len(id: &str) -> usize {
-    form_urlencoded::byte_serialize(id.as_bytes())
-        .map(str::len)
-        .sum::<usize>()
-        + "ids=&".len()
 }
 
 pub(crate) fn dedup(ids: &[String]) -> Vec<String> {
@@ -89,17 +83,17 @@ pub fn split_ids(ids: Vec<String>, max: usize, budget: Option<usize>) -> Vec<Vec
 
 /// Splits vectors into batches of at most `max` vectors and `max_bytes` of JSON.
 pub fn split_vectors(
-    vectors: Vec<w::Vector>,
+    vectors: Vec<p::Vector>,
     namespace: &str,
     max: usize,
     max_bytes: usize,
-) -> Vec<Vec<w::Vector>> {
+) -> Vec<Vec<p::Vector>> {
     // `{"vectors":[…],"namespace":"…"}` around the records, a comma between them.
     let overhead = serde_json::to_vec(namespace).map_or(64, |b| b.len() + 32);
-    let mut out: Vec<Vec<w::Vector>> = Vec::new();
+    let mut out: Vec<Vec<p::Vector>> = Vec::new();
     let mut bytes = overhead;
     for v in vectors {
-        let len = serde_json::to_vec(&v).map_or(0, |b| b.len()) + 1;
+        let len = w::encode(&v).len() + 1;
         let full = out
             .last()
             .is_none_or(|b| b.len() >= max || (bytes + len > max_bytes && !b.is_empty()));
@@ -194,7 +188,7 @@ fn plan(call: &UpstreamCall, s: &BatchSettings) -> Option<Vec<(UpstreamCall, Vec
                     batches
                         .into_iter()
                         .map(|b| {
-                            let op = Op::Delete(w::DeleteRequest {
+                            let op = Op::Delete(p::DeleteRequest {
                                 ids: b.clone(),
                                 namespace: d.namespace.clone(),
                                 ..Default::default()
@@ -217,7 +211,7 @@ fn plan(call: &UpstreamCall, s: &BatchSettings) -> Option<Vec<(UpstreamCall, Vec
                     .into_iter()
                     .map(|b| {
                         let ids = b.iter().map(|v| v.id.clone()).collect();
-                        let op = Op::Upsert(w::UpsertRequest {
+                        let op = Op::Upsert(p::UpsertRequest {
                             vectors: b,
                             namespace: u.namespace.clone(),
                         });
@@ -258,7 +252,7 @@ fn merge(
     }
     match op {
         Op::Fetch { namespace, .. } => {
-            let mut out = w::FetchResponse {
+            let mut out = p::FetchResponse {
                 namespace: namespace.clone(),
                 ..Default::default()
             };
@@ -272,7 +266,7 @@ fn merge(
                     out.namespace = f.namespace;
                 }
             }
-            out.usage = units.map(|u| w::Usage {
+            out.usage = units.map(|u| p::Usage {
                 read_units: Some(u),
             });
             Ok(Reply::Fetch(out))
@@ -285,7 +279,7 @@ fn merge(
                     _ => 0,
                 })
                 .sum();
-            Ok(Reply::Upsert(w::UpsertResponse { upserted_count }))
+            Ok(Reply::Upsert(p::UpsertResponse { upserted_count }))
         }
         _ => Ok(Reply::Empty),
     }
@@ -353,13 +347,13 @@ mod tests {
         );
         assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 2500);
         // Characters that need escaping count at their encoded length.
-        assert_eq!(encoded_id_len("a b/c"), "ids=a+b%2Fc&".len());
+        assert_eq!(encoded_id_len("a b/c"), "ids=a%20b%2Fc&".len());
     }
 
     #[test]
     fn vectors_split_by_count_and_bytes() {
-        let vectors: Vec<w::Vector> = (0..2500)
-            .map(|i| w::Vector {
+        let vectors: Vec<p::Vector> = (0..2500)
+            .map(|i| p::Vector {
                 id: format!("v{i}"),
                 values: vec![0.123_456_79; 200],
                 ..Default::default()
@@ -367,11 +361,11 @@ mod tests {
             .collect();
         let batches = split_vectors(vectors, "ns", 1000, 2_000_000);
         for b in &batches {
-            let body = w::UpsertRequest {
+            let body = p::UpsertRequest {
                 vectors: b.clone(),
                 namespace: "ns".into(),
             };
-            assert!(serde_json::to_vec(&body).unwrap().len() <= 2_000_000);
+            assert!(w::encode(&body).len() <= 2_000_000);
             assert!(b.len() <= 1000);
         }
         assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 2500);

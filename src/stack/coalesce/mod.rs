@@ -24,11 +24,11 @@
 #[cfg(test)]
 mod tests;
 
+use crate::pb::pinecone as p;
 use crate::stack::limit::Limiter;
 use crate::stack::{CallError, CallFuture};
 use crate::telemetry::metrics as m;
 use crate::upstream::{CallContext, Op, Reply, UpstreamCall, UpstreamError};
-use crate::wire::data as w;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -145,7 +145,7 @@ impl Pending {
         let mut bytes = 0;
         for id in ids {
             if !self.seen.contains(id) && fresh.insert(id.as_str()) && kind == Kind::Fetch {
-                bytes += crate::stack::batch::encoded_id_len(id);
+                bytes += crate::wire::query::encoded_id_len(id);
             }
         }
         (fresh.len(), bytes)
@@ -161,7 +161,7 @@ impl Pending {
         for id in &member.ids {
             if self.seen.insert(id.clone()) {
                 if kind == Kind::Fetch {
-                    self.url_bytes += crate::stack::batch::encoded_id_len(id);
+                    self.url_bytes += crate::wire::query::encoded_id_len(id);
                 }
                 self.ids.push(id.clone());
             }
@@ -225,7 +225,7 @@ fn op_for(kind: Kind, namespace: &str, ids: Vec<String>) -> Op {
             ids,
             namespace: namespace.to_string(),
         },
-        Kind::Delete => Op::Delete(w::DeleteRequest {
+        Kind::Delete => Op::Delete(p::DeleteRequest {
             ids,
             namespace: namespace.to_string(),
             ..Default::default()
@@ -285,10 +285,10 @@ fn distribute(kind: Kind, members: Vec<Member>, result: Result<Reply, CallError>
             .iter()
             .filter_map(|id| fetched.vectors.get(id).map(|v| (id.clone(), v.clone())))
             .collect();
-        let usage = units.as_ref().map(|u| w::Usage {
+        let usage = units.as_ref().map(|u| p::Usage {
             read_units: Some(u[i]),
         });
-        let _ = m.tx.send(Ok(Reply::Fetch(w::FetchResponse {
+        let _ = m.tx.send(Ok(Reply::Fetch(p::FetchResponse {
             vectors,
             namespace: fetched.namespace.clone(),
             usage,

@@ -2,9 +2,9 @@
 //! fixed set of records and can be told to fail requests carrying a given ID.
 
 use super::*;
+use crate::pb::pinecone as w;
 use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
 use crate::stack::limit::{LimitLayer, LimitSettings};
-use std::collections::BTreeMap;
 use std::sync::Mutex as StdMutex;
 
 /// (instant, IDs) of each request that reached the upstream.
@@ -44,6 +44,7 @@ impl Service<UpstreamCall> for Upstream {
             tokio::time::sleep(Duration::from_millis(1)).await;
             if poisoned {
                 return Err(CallError::Upstream(UpstreamError::Status {
+                    grpc_code: None,
                     status: 503,
                     message: "unavailable".into(),
                     retry_after: None,
@@ -53,7 +54,7 @@ impl Service<UpstreamCall> for Upstream {
                 return Ok(Reply::Empty);
             }
             // Records exist for IDs that do not start with "missing"; each costs one read unit.
-            let vectors: BTreeMap<String, w::Vector> = ids
+            let vectors: std::collections::HashMap<String, w::Vector> = ids
                 .iter()
                 .filter(|id| !id.starts_with("missing"))
                 .map(|id| {
@@ -228,8 +229,13 @@ async fn an_id_asked_by_several_callers_is_fetched_once() {
     first.await.unwrap().unwrap();
     let fa = fetched(a.await.unwrap());
     let fb = fetched(b.await.unwrap());
-    assert_eq!(fa.vectors.keys().collect::<Vec<_>>(), ["a", "shared"]);
-    assert_eq!(fb.vectors.keys().collect::<Vec<_>>(), ["b", "shared"]);
+    let keys = |f: &w::FetchResponse| {
+        let mut k: Vec<_> = f.vectors.keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&fa), ["a", "shared"]);
+    assert_eq!(keys(&fb), ["b", "shared"]);
     assert_eq!(upstream.requests()[1], ["shared", "a", "b"]);
 }
 

@@ -2,8 +2,8 @@
 
 use super::rates::{ClassRates, OpClass, RateTable};
 use super::*;
+use crate::pb::pinecone as w;
 use crate::upstream::Op;
-use crate::wire::data as w;
 use std::sync::Mutex as StdMutex;
 
 /// Records (instant, call) as calls arrive; answers Empty, or a 429 when told to.
@@ -28,6 +28,7 @@ impl Service<UpstreamCall> for Recorder {
         Box::pin(async move {
             match throttle {
                 Some(ra) => Err(CallError::Upstream(UpstreamError::Status {
+                    grpc_code: None,
                     status: 429,
                     message: "slow down".into(),
                     retry_after: Some(ra),

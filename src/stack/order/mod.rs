@@ -82,10 +82,10 @@ fn touch(op: &Op) -> Option<(&str, Touch<'_>)> {
                 u.vectors.iter().map(|v| v.id.as_str()).collect(),
             ),
         )),
-        Op::Update(u) if u.filter.is_none() => {
-            u.id.as_deref()
-                .map(|id| (u.namespace.as_str(), Touch::Ids(Access::Use, vec![id])))
-        }
+        Op::Update(u) if u.filter.is_none() && !u.id.is_empty() => Some((
+            u.namespace.as_str(),
+            Touch::Ids(Access::Use, vec![u.id.as_str()]),
+        )),
         Op::Delete(d) if d.delete_all || d.filter.is_some() => {
             Some((d.namespace.as_str(), Touch::Everything))
         }

@@ -2,7 +2,7 @@
 //! answer.
 
 use super::*;
-use crate::wire::data as w;
+use crate::pb::pinecone as w;
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 use tokio::sync::Semaphore;

@@ -1,8 +1,9 @@
 //! Retries under tokio's paused clock, with an inner service that answers from a script.
 
 use super::*;
+use crate::pb::pinecone as w;
 use crate::stack::limit::Rejection;
-use crate::wire::{control as c, data as w};
+use crate::wire::control as c;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -53,6 +54,7 @@ impl Service<UpstreamCall> for Script {
 
 fn status(code: u16, retry_after: Option<Duration>) -> Result<Reply, CallError> {
     Err(CallError::Upstream(UpstreamError::Status {
+        grpc_code: None,
         status: code,
         message: "x".into(),
         retry_after,
@@ -94,8 +96,9 @@ fn create_backup() -> Op {
 }
 
 fn delete_by_filter() -> Op {
-    let mut filter = serde_json::Map::new();
-    filter.insert("a".into(), 1.into());
+    let filter: pbjson_types::Struct = [("a".to_string(), pbjson_types::Value::from(1.0))]
+        .into_iter()
+        .collect();
     Op::Delete(w::DeleteRequest {
         filter: Some(filter),
         ..Default::default()
