@@ -29,6 +29,7 @@ pub mod pb {
     #[allow(clippy::all)]
     pub mod gateway {
         tonic::include_proto!("pinecone_gateway.v1");
+        include!(concat!(env!("OUT_DIR"), "/pinecone_gateway.v1.serde.rs"));
     }
     /// Every proto file, for reflection and conformance checks.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("descriptor");

@@ -28,13 +28,6 @@ fn page(limit: Option<u32>, token: &Option<String>) -> Checked<c::PageParams> {
     })
 }
 
-fn backups_page(list: c::BackupList) -> g::ListBackupsResponse {
-    g::ListBackupsResponse {
-        backups: list.data.into_iter().map(cv::backup_from_wire).collect(),
-        next_pagination_token: c::next_token(list.pagination),
-    }
-}
-
 fn deletion_protection(value: &Option<String>) -> Checked {
     match value.as_deref() {
         None | Some("enabled") | Some("disabled") => Ok(()),
@@ -104,7 +97,7 @@ impl BackupService for BackupApi {
                 req,
                 |_| String::new(),
                 build,
-                |reply| expect_reply!(reply, Backups, "list_index_backups").map(backups_page),
+                |reply| expect_reply!(reply, Backups, "list_index_backups").map(cv::backups_page),
             )
             .await
     }
@@ -123,7 +116,7 @@ impl BackupService for BackupApi {
                 req,
                 |_| String::new(),
                 build,
-                |reply| expect_reply!(reply, Backups, "list_project_backups").map(backups_page),
+                |reply| expect_reply!(reply, Backups, "list_project_backups").map(cv::backups_page),
             )
             .await
     }
@@ -173,11 +166,8 @@ impl BackupService for BackupApi {
                 |_| String::new(),
                 build,
                 |reply| {
-                    let r = expect_reply!(reply, Restore, "create_index_from_backup")?;
-                    Ok(g::CreateIndexFromBackupResponse {
-                        restore_job_id: r.restore_job_id,
-                        index_id: r.index_id,
-                    })
+                    expect_reply!(reply, Restore, "create_index_from_backup")
+                        .map(cv::restore_from_wire)
                 },
             )
             .await
@@ -220,11 +210,8 @@ impl BackupService for BackupApi {
                 |_| String::new(),
                 build,
                 |reply| {
-                    let r = expect_reply!(reply, RestoreJobs, "list_restore_jobs")?;
-                    Ok(g::ListRestoreJobsResponse {
-                        restore_jobs: r.data.into_iter().map(cv::restore_job_from_wire).collect(),
-                        next_pagination_token: c::next_token(r.pagination),
-                    })
+                    expect_reply!(reply, RestoreJobs, "list_restore_jobs")
+                        .map(cv::restore_jobs_page)
                 },
             )
             .await

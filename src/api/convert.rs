@@ -60,6 +60,27 @@ pub fn backup_from_wire(b: c::BackupModel) -> g::Backup {
     }
 }
 
+pub fn backups_page(list: c::BackupList) -> g::ListBackupsResponse {
+    g::ListBackupsResponse {
+        backups: list.data.into_iter().map(backup_from_wire).collect(),
+        next_pagination_token: c::next_token(list.pagination),
+    }
+}
+
+pub fn restore_from_wire(r: c::CreateIndexFromBackupResponse) -> g::CreateIndexFromBackupResponse {
+    g::CreateIndexFromBackupResponse {
+        restore_job_id: r.restore_job_id,
+        index_id: r.index_id,
+    }
+}
+
+pub fn restore_jobs_page(list: c::RestoreJobList) -> g::ListRestoreJobsResponse {
+    g::ListRestoreJobsResponse {
+        restore_jobs: list.data.into_iter().map(restore_job_from_wire).collect(),
+        next_pagination_token: c::next_token(list.pagination),
+    }
+}
+
 pub fn restore_job_from_wire(j: c::RestoreJobModel) -> g::RestoreJob {
     g::RestoreJob {
         restore_job_id: j.restore_job_id,

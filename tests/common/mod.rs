@@ -1,6 +1,8 @@
 //! Shared by the integration tests: an emulator and a gateway on 127.0.0.1:0, and clients for them.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use pinecone_gateway::config::{FileConfig, Overrides};
 use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
 use pinecone_gateway::pb::gateway::backup_service_client::BackupServiceClient;
