@@ -358,32 +358,18 @@ async fn a_password_in_the_redis_url_works_and_is_never_logged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_redis_is_used_when_its_certificate_is_trusted() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(vec![]).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = CertificateParams::new(vec!["localhost".into()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!(
-        "pgw-redis-tls-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let ca = common::pki::TestCa::new();
+    let (server_cert, server_key) = ca.issue(&["localhost"]);
+    let dir = common::pki::temp_dir("redis-tls");
     let write = |name: &str, pem: String| {
         let path = dir.join(name);
         std::fs::write(&path, pem).unwrap();
         path.to_str().unwrap().to_string()
     };
     let (ca, cert, key) = (
-        write("ca.pem", ca_cert.pem()),
-        write("redis.pem", server_cert.pem()),
-        write("redis.key", server_key.serialize_pem()),
+        write("ca.pem", ca.pem.clone()),
+        write("redis.pem", server_cert),
+        write("redis.key", server_key),
     );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -41,7 +41,11 @@ async fn escaped_characters_reach_pinecone_as_written() {
     want.sort();
     assert_eq!(got, want);
 
-    for (prefix, want) in [("doc ", vec!["doc 1"]), ("doc+", vec!["doc+2"]), ("a/b#", vec!["a/b#c?d&e=f%25g"])] {
+    for (prefix, want) in [
+        ("doc ", vec!["doc 1"]),
+        ("doc+", vec!["doc+2"]),
+        ("a/b#", vec!["a/b#c?d&e=f%25g"]),
+    ] {
         let listed = v
             .list(req(p::ListRequest {
                 prefix: Some(prefix.into()),
@@ -63,7 +67,11 @@ async fn escaped_characters_reach_pinecone_as_written() {
         .await
         .unwrap()
         .into_inner();
-    let names: Vec<_> = namespaces.namespaces.iter().map(|n| n.name.as_str()).collect();
+    let names: Vec<_> = namespaces
+        .namespaces
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
     assert_eq!(names, [NS]);
     let described = v
         .describe_namespace(req(p::DescribeNamespaceRequest {

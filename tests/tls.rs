@@ -4,7 +4,6 @@ mod common;
 use common::*;
 use pinecone_gateway::pb::pinecone as p;
 use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 struct Pki {
@@ -15,35 +14,13 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(vec![]).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf = |names: Vec<String>| {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let dir =
-        std::env::temp_dir().join(format!("pgw-tls-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let ca = common::pki::TestCa::new();
     Pki {
-        ca_pem: ca_cert.pem(),
-        server: leaf(vec!["localhost".into()]),
-        client: leaf(vec!["search-service".into()]),
-        dir,
+        ca_pem: ca.pem.clone(),
+        server: ca.issue(&["localhost"]),
+        client: ca.issue(&["search-service"]),
+        dir: common::pki::temp_dir("tls"),
     }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
 }
 
 impl Pki {

@@ -176,6 +176,10 @@ pub(crate) struct Shared {
     traces: Mutex<std::collections::VecDeque<(String, String)>>,
     /// `X-Pinecone-Api-Version` of the most recent request.
     api_version: Mutex<String>,
+    /// Requests received per HTTP version (`HTTP/1.1`, `HTTP/2.0`).
+    http_versions: Mutex<BTreeMap<String, u64>>,
+    /// Injected failures; [`Emulator::set_faults`] changes them while it runs.
+    faults: Mutex<faults::Faults>,
     /// Bumped on every request, so tests can wait for one without polling.
     received: watch::Sender<u64>,
     options: EmulatorOptions,
@@ -240,6 +244,8 @@ impl Emulator {
             received: watch::channel(0).0,
             traces: Mutex::new(std::collections::VecDeque::new()),
             api_version: Mutex::new(String::new()),
+            http_versions: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(options.faults.clone()),
             limits: options
                 .enforce_limits
                 .then(|| Arc::new(limits::Limits::default())),
@@ -332,6 +338,16 @@ impl Emulator {
     /// (x-request-id, traceparent) headers of the most recent requests (at most 1,000), oldest first.
     pub fn traces(&self) -> Vec<(String, String)> {
         lock(&self.shared.traces).iter().cloned().collect()
+    }
+
+    /// Replaces the injected faults, from the next request on.
+    pub fn set_faults(&self, faults: faults::Faults) {
+        *lock(&self.shared.faults) = faults;
+    }
+
+    /// Requests received per HTTP version (`HTTP/1.1`, `HTTP/2.0`).
+    pub fn http_versions(&self) -> BTreeMap<String, u64> {
+        lock(&self.shared.http_versions).clone()
     }
 
     /// The `X-Pinecone-Api-Version` header of the most recent request.
@@ -473,6 +489,9 @@ async fn count_requests(
         }
         drop(traces);
         *lock(&shared.api_version) = header("x-pinecone-api-version");
+        *lock(&shared.http_versions)
+            .entry(format!("{:?}", req.version()))
+            .or_default() += 1;
     }
     shared.received.send_modify(|n| *n += 1);
     let authorized = match &shared.options.api_key {
@@ -484,7 +503,7 @@ async fn count_requests(
     if !authorized {
         return unauthorized(&req);
     }
-    let faults = shared.options.faults.with_headers(req.headers());
+    let faults = lock(&shared.faults).with_headers(req.headers());
     if faults.is_off() {
         return next.run(req).await;
     }

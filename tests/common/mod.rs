@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod pki;
 
 use pinecone_gateway::config::{FileConfig, Overrides};
 use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
