@@ -1,63 +1,66 @@
-//! The official Python client `pinecone[grpc]==8.1.2` works through the gateway unchanged apart from the host, and
-//! our VectorService proto matches the descriptor that client ships, field for field.
+//! The official Python clients work through the gateway unchanged apart from the host: `pinecone[grpc]==8.1.2`
+//! (API 2025-10) and `pinecone==10.2.0` (its gRPC client compiled in, API 2026-07, which sends no index name: the
+//! gateway routes it to `upstream.default_index`). Our VectorService proto matches the descriptor 8.1.2 ships, field
+//! for field. (7.3.0 is in tests/other_clients.rs.)
 //!
-//! The Python interpreter comes from `PINECONE_GATEWAY_PYTHON` (the README's test command creates the virtual
-//! environment and sets it). Without it the tests fail under CI, and say how to run them elsewhere.
+//! The Python interpreters come from `PINECONE_GATEWAY_PYTHON` and `PINECONE_GATEWAY_PYTHON10` (the README's test
+//! command creates the virtual environments and sets them). Without them the tests fail under CI, and say how to run
+//! them elsewhere.
 mod common;
 use common::*;
-use std::process::Command;
 
-fn python() -> Option<String> {
-    match std::env::var("PINECONE_GATEWAY_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var("CI").is_ok() => {
-            panic!("PINECONE_GATEWAY_PYTHON is not set; run the README's test command")
-        }
-        _ => {
-            eprintln!(
-                "skipped: set PINECONE_GATEWAY_PYTHON to a python with pinecone[grpc]==8.1.2 (scripts/test does)"
-            );
-            None
-        }
-    }
-}
-
-fn run(python: &str, args: &[&str]) {
-    let out = Command::new(python)
-        .args(args)
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(out.status.success(), "{args:?} failed:\n{stdout}\n{stderr}");
+fn script(name: &str) -> String {
+    format!("{}/tests/python/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_python_client_works_through_the_gateway() {
-    let Some(py) = python() else { return };
+async fn official_python_client_8_works_through_the_gateway() {
+    let Some(py) = tool("PINECONE_GATEWAY_PYTHON") else {
+        return;
+    };
     let env = Env::start().await;
     let host = env.addr.to_string();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/official_client.py"
-    );
-    tokio::task::spawn_blocking(move || run(&py, &[script, &host, INDEX]))
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        run_program(&py, &[&script("official_client.py"), &host, INDEX])
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("pinecone[grpc]==8.1.2"), "{out}");
     // The client's calls reached Pinecone as REST calls, through the gateway.
     assert!(env.emulator.count(INDEX, "upsert") >= 3);
     assert!(env.emulator.count(INDEX, "fetch_by_metadata") >= 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_client_10_works_through_the_gateway() {
+    let Some(py) = tool("PINECONE_GATEWAY_PYTHON10") else {
+        return;
+    };
+    let env = Env::start_with(EnvOptions {
+        default_index: Some(INDEX.into()),
+        ..Default::default()
+    })
+    .await;
+    let host = env.addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run_program(&py, &[&script("official_client_10.py"), &host])
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("pinecone==10.2.0"), "{out}");
+    assert!(env.emulator.count(INDEX, "upsert") >= 3);
+    assert!(env.emulator.count(INDEX, "describe_namespace") >= 1);
+}
+
 #[test]
 fn proto_matches_the_official_descriptor() {
-    let Some(py) = python() else { return };
+    let Some(py) = tool("PINECONE_GATEWAY_PYTHON") else {
+        return;
+    };
     let dir = std::env::temp_dir().join(format!("pgw-fds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("descriptor.bin");
     std::fs::write(&path, pinecone_gateway::pb::FILE_DESCRIPTOR_SET).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/conformance.py");
-    run(&py, &[script, path.to_str().unwrap()]);
+    run_program(&py, &[&script("conformance.py"), path.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,34 +7,6 @@
 //! run them elsewhere.
 mod common;
 use common::*;
-use std::process::Command;
-
-fn tool(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").is_ok() => {
-            panic!("{var} is not set; run the README's test command")
-        }
-        _ => {
-            eprintln!("skipped: set {var} (scripts/test does)");
-            None
-        }
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .expect("the client runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    stdout
-}
 
 const PROTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
 
@@ -49,7 +21,7 @@ async fn official_python_client_7_3_works_through_the_gateway() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/official_client.py"
     );
-    let out = tokio::task::spawn_blocking(move || run(&py, &[script, &host, INDEX]))
+    let out = tokio::task::spawn_blocking(move || run_program(&py, &[script, &host, INDEX]))
         .await
         .unwrap();
     assert!(out.contains("pinecone[grpc]==7.3.0"), "{out}");
@@ -70,7 +42,7 @@ async fn python_client_generated_from_proto_works() {
         "/tests/python/generated_client.py"
     );
     let out =
-        tokio::task::spawn_blocking(move || run(&py, &[script, &host, INDEX, PROTO, &out_str]))
+        tokio::task::spawn_blocking(move || run_program(&py, &[script, &host, INDEX, PROTO, &out_str]))
             .await
             .unwrap();
     let _ = std::fs::remove_dir_all(&out_dir);
@@ -86,7 +58,7 @@ async fn node_client_works() {
     let env = Env::start().await;
     let host = env.addr.to_string();
     let script = format!("{dir}/client.js");
-    let out = tokio::task::spawn_blocking(move || run("node", &[&script, &host, INDEX, PROTO]))
+    let out = tokio::task::spawn_blocking(move || run_program("node", &[&script, &host, INDEX, PROTO]))
         .await
         .unwrap();
     assert!(out.contains("checks passed"), "{out}");

@@ -308,3 +308,33 @@ impl Drop for GatewayProcess {
         }
     }
 }
+
+/// A tool the README's test command installs (a Python or Node environment), named by an environment variable.
+/// Under CI a missing one fails the test; elsewhere the test says how to run it and is skipped.
+pub fn tool(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").is_ok() => {
+            panic!("{var} is not set; run the README's test command")
+        }
+        _ => {
+            eprintln!("skipped: set {var} (scripts/test does)");
+            None
+        }
+    }
+}
+
+/// Runs a program to the end; its standard output, or a panic with both outputs when it fails.
+pub fn run_program(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} does not run: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
