@@ -41,10 +41,11 @@ async fn python_client_generated_from_proto_works() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/generated_client.py"
     );
-    let out =
-        tokio::task::spawn_blocking(move || run_program(&py, &[script, &host, INDEX, PROTO, &out_str]))
-            .await
-            .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        run_program(&py, &[script, &host, INDEX, PROTO, &out_str])
+    })
+    .await
+    .unwrap();
     let _ = std::fs::remove_dir_all(&out_dir);
     assert!(out.contains("checks passed"), "{out}");
     assert!(env.emulator.count("control", "create_backup") >= 1);
@@ -58,9 +59,10 @@ async fn node_client_works() {
     let env = Env::start().await;
     let host = env.addr.to_string();
     let script = format!("{dir}/client.js");
-    let out = tokio::task::spawn_blocking(move || run_program("node", &[&script, &host, INDEX, PROTO]))
-        .await
-        .unwrap();
+    let out =
+        tokio::task::spawn_blocking(move || run_program("node", &[&script, &host, INDEX, PROTO]))
+            .await
+            .unwrap();
     assert!(out.contains("checks passed"), "{out}");
     assert!(env.emulator.count(INDEX, "upsert") >= 1);
 }

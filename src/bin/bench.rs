@@ -40,6 +40,17 @@ struct Args {
     /// Write the summary here as JSON.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Dimension of the benchmark index's vectors (8 keeps the gateway's own work in view; 1536 is a common
+    /// embedding size, where decoding the answer dominates).
+    #[arg(long, default_value_t = 8)]
+    dimension: usize,
+}
+
+/// `--dimension`, set once at start.
+static DIMENSION: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn dimension() -> usize {
+    DIMENSION.get().copied().unwrap_or(8)
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -139,7 +150,7 @@ async fn emulator(enforce_limits: bool) -> anyhow::Result<Emulator> {
         },
     )
     .await?;
-    emu.create_index(INDEX, 8, "cosine")
+    emu.create_index(INDEX, dimension() as u32, "cosine")
         .await
         .map_err(anyhow::Error::msg)?;
     Ok(emu)
@@ -157,7 +168,10 @@ async fn seed(c: &mut VectorServiceClient<Channel>) -> anyhow::Result<()> {
     let vectors = (0..100)
         .map(|i| p::Vector {
             id: format!("id-{i}"),
-            values: vec![0.5; 8],
+            // Embedding-like values: every float needs its full precision on the wire.
+            values: (0..dimension())
+                .map(|j| ((i * dimension() + j) as f32 * 0.000_731).sin())
+                .collect(),
             ..Default::default()
         })
         .collect();
@@ -232,7 +246,7 @@ async fn latency(a: &Args) -> anyhow::Result<Value> {
     let mut c = client(&gw.addr).await?;
     seed(&mut c).await?;
     let host = emu
-        .create_index("direct", 8, "cosine")
+        .create_index("direct", dimension() as u32, "cosine")
         .await
         .map_err(anyhow::Error::msg)?;
     let warmup = Duration::from_secs(a.warmup_secs);
@@ -559,7 +573,10 @@ async fn one_id_callers(config: &str, a: &Args) -> anyhow::Result<Value> {
     let vectors: Vec<p::Vector> = (0..CALLERS)
         .map(|i| p::Vector {
             id: format!("one-{i}"),
-            values: vec![0.5; 8],
+            // Embedding-like values: every float needs its full precision on the wire.
+            values: (0..dimension())
+                .map(|j| ((i * dimension() + j) as f32 * 0.000_731).sin())
+                .collect(),
             ..Default::default()
         })
         .collect();
@@ -662,6 +679,7 @@ fn print_table(v: &Value) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let _ = DIMENSION.set(args.dimension);
     // The load generator on the other core than the gateway.
     let _ = Command::new("taskset")
         .args(["-p", "-c", "1", &std::process::id().to_string()])

@@ -15,4 +15,5 @@
 pub mod control;
 pub mod data;
 pub mod error;
+pub mod number;
 pub mod query;
