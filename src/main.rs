@@ -230,7 +230,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             _ = hangup.recv() => reload(&running, args.config.as_deref(), &overrides),
         }
     }
-    tracing::info!("draining: refusing new calls, finishing the calls in progress");
     running.drain().await?;
     if let Some(emu) = emulator {
         emu.shutdown().await;

@@ -3,9 +3,11 @@
 //! [`start`].
 //!
 //! Health: SERVING for the server ("") and each service, NOT_SERVING while draining and while Pinecone has been
-//! unreachable for longer than `server.upstream_unhealthy_after_ms`. Drain ([`RunningGateway::drain`]): health goes
-//! NOT_SERVING, new calls are refused (UNAVAILABLE, so clients go to another replica), calls in progress finish
-//! within `server.drain_grace_ms`, then the server ends.
+//! unreachable for longer than `server.upstream_unhealthy_after_ms`. Drain ([`RunningGateway::drain`]): from its
+//! first moment health is NOT_SERVING and `/readyz` 503 while the listener stays open, so probes and new calls get
+//! an answer (new calls: UNAVAILABLE, so clients go to another replica); calls in progress get
+//! `server.drain_grace_ms` to finish; then the gRPC server closes. The admin listener (`/healthz` 200, `/metrics`)
+//! serves until the very end.
 
 use crate::api::{BackupApi, Gateway, ListApi, UpstreamService, VectorApi};
 use crate::config::Settings;
@@ -24,8 +26,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-/// Pinecone's 7.x/8.x clients allow 128 MiB messages; a 1,000-vector upsert of 20,000 dimensions is ~80 MB.
-const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
+/// Answers may be as large as Pinecone's 7.x/8.x clients accept (128 MiB): a merged fetch of many IDs is large.
+const MAX_ANSWER_BYTES: usize = 128 * 1024 * 1024;
 
 /// The services whose health is reported, and the server as a whole ("").
 const SERVICES: [&str; 4] = [
@@ -43,6 +45,8 @@ pub struct RunningGateway {
     /// The admin HTTP listener, when it is on.
     pub admin_addr: Option<SocketAddr>,
     ready: watch::Sender<bool>,
+    /// Stops the admin listener: the last thing a drain or a shutdown does.
+    admin_stop: watch::Sender<bool>,
     gateway: Gateway,
     health: HealthReporter,
     draining: watch::Sender<bool>,
@@ -55,12 +59,16 @@ impl RunningGateway {
     /// Stops at once (tests); calls in progress are abandoned after the server's own graceful close.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        self.task.await??;
+        let result = self.task.await;
+        let _ = self.admin_stop.send(true);
+        result??;
         Ok(())
     }
 
-    /// Drains: health NOT_SERVING, new calls refused, calls in progress given `drain_grace_ms` to finish.
+    /// Drains: health NOT_SERVING and `/readyz` 503 at once, new calls refused with UNAVAILABLE, calls in progress
+    /// given `drain_grace_ms` to finish; then the gRPC server closes, and last the admin listener.
     pub async fn drain(self) -> anyhow::Result<()> {
+        let grace_ends = tokio::time::Instant::now() + self.grace;
         let _ = self.draining.send(true);
         let _ = self.ready.send(false);
         self.gateway.start_draining();
@@ -69,13 +77,26 @@ impl RunningGateway {
                 .set_service_status(s, ServingStatus::NotServing)
                 .await;
         }
-        let _ = self.stop.send(());
-        match tokio::time::timeout(self.grace, self.task).await {
-            Ok(r) => r??,
-            Err(_) => tracing::warn!(
+        tracing::info!(
+            calls = self.gateway.calls_in_progress(),
+            "draining: health NOT_SERVING, new calls refused, finishing the calls in progress"
+        );
+        if tokio::time::timeout_at(grace_ends, self.gateway.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
                 grace_ms = self.grace.as_millis() as u64,
-                "drain grace period over; exiting"
-            ),
+                calls = self.gateway.calls_in_progress(),
+                "drain grace period over with calls still in progress; exiting"
+            );
+        }
+        let _ = self.stop.send(());
+        // Streams that never end by themselves (a health Watch) hold the server only until the grace ends.
+        let closed = tokio::time::timeout_at(grace_ends, self.task).await;
+        let _ = self.admin_stop.send(true);
+        if let Ok(r) = closed {
+            r??;
         }
         Ok(())
     }
@@ -124,10 +145,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     )
     .with_auth(settings.auth.clone());
     let vector = VectorServiceServer::new(VectorApi::new(gw.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let backup = BackupServiceServer::new(BackupApi::new(gw.clone()));
-    let list = ListServiceServer::new(ListApi::new(gw.clone()));
+        .max_decoding_message_size(settings.max_message_bytes)
+        .max_encoding_message_size(MAX_ANSWER_BYTES);
+    let backup = BackupServiceServer::new(BackupApi::new(gw.clone()))
+        .max_decoding_message_size(settings.max_message_bytes);
+    let list = ListServiceServer::new(ListApi::new(gw.clone()))
+        .max_decoding_message_size(settings.max_message_bytes);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for s in SERVICES {
@@ -135,6 +158,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     }
     let (draining, draining_rx) = watch::channel(false);
     let (ready, ready_rx) = watch::channel(true);
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
     tokio::spawn(watch_upstream(
         health.clone(),
         ready.clone(),
@@ -143,7 +167,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         draining_rx.clone(),
     ));
     let admin_addr = match settings.admin_listen {
-        Some(listen) => Some(crate::admin::start(listen, ready_rx, draining_rx).await?),
+        Some(listen) => Some(crate::admin::start(listen, ready_rx, admin_stop_rx).await?),
         None => None,
     };
 
@@ -168,6 +192,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         builder = builder.tls_config(config)?;
     }
     let server = builder
+        .layer(crate::api::size::SizeLayer::new(
+            crate::api::size::Budget::new(settings.max_buffered_request_bytes),
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -189,6 +216,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         limiter,
         upstream: client,
         ready,
+        admin_stop,
         gateway: gw,
         health,
         draining,

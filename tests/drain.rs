@@ -1,27 +1,20 @@
-//! Graceful drain of the real binary: on SIGTERM, calls in progress finish with a status, new calls are refused,
-//! and the process exits 0.
+//! Graceful drain of the real binary. From the first moment after SIGTERM: `/readyz` answers 503, gRPC health is
+//! NOT_SERVING, `/healthz` still 200 and `/metrics` still served, and a new call is refused with UNAVAILABLE; the
+//! calls in progress finish with their answers; then the process exits 0.
 mod common;
 use common::*;
 use pinecone_gateway::emulator::faults::Faults;
 use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
 use pinecone_gateway::pb::pinecone as p;
 use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_calls_in_progress_finish_then_exits_zero() {
-    // Every upstream request takes 1.5 s, so calls are in progress when the signal comes.
-    let emulator = Emulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        EmulatorOptions {
-            faults: Faults {
-                delay_ms: 1500,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+async fn sigterm_turns_unready_at_once_lets_calls_in_progress_finish_then_exits_zero() {
+    let emulator = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
+        .await
+        .unwrap();
     emulator.create_index(INDEX, 4, "cosine").await.unwrap();
     let gw = spawn_gateway(
         &[
@@ -32,17 +25,26 @@ async fn sigterm_lets_calls_in_progress_finish_then_exits_zero() {
         ],
         &[("RUST_LOG", "info")],
     );
-    let addr = gw.addr.clone();
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    // Warm the host cache so the calls below are in their upstream request when the signal comes.
+    let admin = format!("http://{}", gw.admin);
+    let get = |path: &str| {
+        let url = format!("{admin}{path}");
+        async move { reqwest::get(url).await.map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(get("/readyz").await.unwrap(), 200);
+    // Warm the host cache, then make every upstream request take 3 s, so calls are in progress at the signal.
     VectorServiceClient::new(channel.clone())
         .describe_index_stats(p::DescribeIndexStatsRequest::default())
         .await
         .unwrap();
+    emulator.set_faults(Faults {
+        delay_ms: 3000,
+        ..Default::default()
+    });
     let mut calls = Vec::new();
     for _ in 0..5 {
         let mut c = VectorServiceClient::new(channel.clone());
@@ -51,19 +53,42 @@ async fn sigterm_lets_calls_in_progress_finish_then_exits_zero() {
                 .await
         }));
     }
-    // Wait until all five reached Pinecone.
     emulator
         .wait_until(|e| e.count(INDEX, "describe_index_stats") >= 6)
         .await;
     gw.signal("-TERM");
+    gw.wait_for_log("draining: health NOT_SERVING");
+
+    // During the drain, with the five calls still in progress.
+    assert_eq!(
+        get("/readyz").await.unwrap(),
+        503,
+        "readiness fails at once"
+    );
+    assert_eq!(get("/healthz").await.unwrap(), 200, "liveness holds");
+    assert_eq!(get("/metrics").await.unwrap(), 200);
+    let health = HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::NotServing);
+    let late = VectorServiceClient::new(channel.clone())
+        .describe_index_stats(p::DescribeIndexStatsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), tonic::Code::Unavailable, "{late:?}");
+    assert!(late.message().contains("shutting down"), "{late:?}");
+    assert!(
+        calls.iter().all(|c| !c.is_finished()),
+        "the calls in progress were still running during these checks"
+    );
+
     for c in calls {
         let r = c.await.unwrap();
         assert!(r.is_ok(), "a call in progress was cut: {r:?}");
     }
-    // New calls are refused once draining (the listener is closed, or the call is refused).
-    let late = VectorServiceClient::new(channel.clone())
-        .describe_index_stats(p::DescribeIndexStatsRequest::default())
-        .await;
-    assert!(late.is_err(), "a call after SIGTERM was served");
     assert_eq!(gw.exit().await.0, Some(0));
 }

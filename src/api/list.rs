@@ -1,10 +1,13 @@
 //! `pinecone_gateway.v1.ListService`: walks every page of `list` for the caller and streams the IDs.
 //!
 //! Each page is one upstream `list` call through the same stack as any other call; the caller's deadline bounds
-//! the whole walk. A caller that goes away stops the walk at the next page.
+//! the whole walk. A caller that goes away stops the walk at the next page. Like every call it holds a place among
+//! the calls in progress, returns its request id, and ends in one log line and the call metrics, written when the
+//! walk ends (OK, the status it ended with, or CANCELLED when the caller went away).
 
-use super::validate::{self as v, Invalid};
-use super::{Gateway, expect_reply, route, status};
+use super::record::CallRecord;
+use super::validate as v;
+use super::{Gateway, GatewayError, expect_reply, route, status};
 use crate::pb::gateway as g;
 use crate::pb::gateway::list_service_server::ListService;
 use crate::pb::pinecone as p;
@@ -35,29 +38,41 @@ impl ListService for ListApi {
         &self,
         req: Request<g::ListAllRequest>,
     ) -> Result<Response<PageStream>, Status> {
-        let r = req.get_ref();
-        let checked = (|| -> Result<String, Invalid> {
+        let mut record = CallRecord::new(
+            "ListAll",
+            req.get_ref().namespace.clone(),
+            route::context(req.metadata()),
+        );
+        let deadline = self.gw.deadline(req.metadata());
+        record.deadline = Some(deadline);
+        let started = (|| -> Result<_, GatewayError> {
+            let r = req.get_ref();
+            // The walk holds its place among the calls in progress until it ends.
+            let place = self.gw.admit()?;
+            let caller = self.gw.auth.authenticate(req.metadata())?;
             v::namespace("namespace", &r.namespace)?;
             v::limit("page_size", r.page_size, v::MAX_LIST_LIMIT)?;
             if let Some(prefix) = &r.prefix {
                 v::namespace("prefix", prefix)?;
             }
-            route::index(req.metadata(), self.gw.default_index.as_deref())
+            let index = route::index(req.metadata(), self.gw.default_index.as_deref())?;
+            super::auth::Auth::authorize(caller, &index)?;
+            Ok((place, index))
         })();
-        let caller = self
-            .gw
-            .auth
-            .authenticate(req.metadata())
-            .map_err(status::to_status)?;
-        let index = checked.map_err(|e| status::to_status(e.into()))?;
-        super::auth::Auth::authorize(caller, &index).map_err(status::to_status)?;
-        // The walk holds its place among the calls in progress until it ends.
-        let place = self.gw.admit().map_err(status::to_status)?;
-        let deadline = self.gw.deadline(req.metadata());
-        let ctx = route::context(req.metadata());
+        let (place, index) = match started {
+            Ok(ok) => ok,
+            Err(e) => return record.finish::<PageStream>(Err(e)),
+        };
+        record.index = index.clone();
+        let ctx = record.ctx.clone();
         let r = req.into_inner();
         let gw = self.gw.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(2);
+        // The response (and its request id) goes now; the record is written when the walk ends.
+        let mut resp = Response::new(Box::pin(ReceiverStream::new(rx)) as PageStream);
+        if let Ok(id) = tonic::metadata::MetadataValue::try_from(ctx.request_id.as_str()) {
+            resp.metadata_mut().insert(route::REQUEST_ID_METADATA, id);
+        }
         tokio::spawn(async move {
             let _place = place;
             let mut token: Option<String> = None;
@@ -80,7 +95,9 @@ impl ListService for ListApi {
                 {
                     Ok(page) => page,
                     Err(e) => {
-                        let _ = tx.send(Err(status::to_status(e))).await;
+                        let status = status::to_status(e);
+                        record.finish_stream(Err(&status));
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
                 };
@@ -90,15 +107,18 @@ impl ListService for ListApi {
                     read_units: page.usage.and_then(|u| u.read_units),
                 };
                 if tx.send(Ok(msg)).await.is_err() {
-                    tracing::debug!(index, "list walk stopped: the caller went away");
+                    // The caller went away: dropping the record says so.
                     return;
                 }
                 match next {
                     Some(n) => token = Some(n),
-                    None => return,
+                    None => {
+                        record.finish_stream(Ok(()));
+                        return;
+                    }
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(resp)
     }
 }

@@ -8,9 +8,12 @@
 
 pub mod auth;
 mod backup;
+pub mod codec;
 pub mod convert;
 mod list;
+mod record;
 pub mod route;
+pub mod size;
 pub mod status;
 pub mod validate;
 mod vector;
@@ -22,10 +25,11 @@ pub use vector::VectorApi;
 use crate::stack::CallError;
 pub use crate::stack::UpstreamService;
 use crate::telemetry::metrics as m;
-use crate::upstream::{CallContext, Op, Reply, UpstreamCall};
+use crate::upstream::{Op, Reply, UpstreamCall};
+use record::CallRecord;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// Everything that can end a call with an error.
@@ -63,7 +67,22 @@ pub struct Gateway {
     max_in_flight: usize,
     /// Set when the gateway drains: new calls are refused.
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Woken each time a call in progress ends (the drain waits on it).
+    call_ended: Arc<Notify>,
     auth: Arc<auth::Auth>,
+}
+
+/// A call's place among the calls in progress; it frees the place, and says so, however the call ends.
+pub(crate) struct Place {
+    _permit: OwnedSemaphorePermit,
+    call_ended: Arc<Notify>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        metrics::gauge!(m::IN_FLIGHT).decrement(1.0);
+        self.call_ended.notify_waiters();
+    }
 }
 
 impl Gateway {
@@ -80,6 +99,7 @@ impl Gateway {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             draining: Arc::default(),
+            call_ended: Arc::default(),
             auth: Arc::default(),
         }
     }
@@ -96,19 +116,37 @@ impl Gateway {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Calls in progress now (ListService walks included).
+    pub fn calls_in_progress(&self) -> usize {
+        self.max_in_flight - self.in_flight.available_permits()
+    }
+
+    /// Waits until no call is in progress.
+    pub async fn idle(&self) {
+        loop {
+            let ended = self.call_ended.notified();
+            if self.calls_in_progress() == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
     /// A place among the calls in progress, or the overload error (load shedding: fail fast, never queue here).
-    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, GatewayError> {
+    pub(crate) fn admit(&self) -> Result<Place, GatewayError> {
         if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(GatewayError::Draining);
         }
-        let place = self
+        let permit = self
             .in_flight
             .clone()
             .try_acquire_owned()
             .map_err(|_| GatewayError::Overloaded(self.max_in_flight))?;
-        metrics::gauge!(m::IN_FLIGHT)
-            .set((self.max_in_flight - self.in_flight.available_permits()) as f64);
-        Ok(place)
+        metrics::gauge!(m::IN_FLIGHT).increment(1.0);
+        Ok(Place {
+            _permit: permit,
+            call_ended: self.call_ended.clone(),
+        })
     }
 
     /// The path every RPC takes: validate and build the operation, route, call, convert, log, map errors.
@@ -120,42 +158,32 @@ impl Gateway {
         build: impl FnOnce(Req) -> validate::Checked<(Target, Op)>,
         convert: impl FnOnce(Reply) -> Result<Resp, GatewayError>,
     ) -> Result<tonic::Response<Resp>, tonic::Status> {
-        let started = Instant::now();
         let ns = namespace(req.get_ref());
         let (md, _, message) = req.into_parts();
-        let ctx = route::context(&md);
-        let mut index = String::new();
+        // Dropped with this future if the caller goes away: the record then says so.
+        let mut record = CallRecord::new(method, ns, route::context(&md));
+        let deadline = self.deadline(&md);
+        record.deadline = Some(deadline);
         let result = async {
             let _place = self.admit()?;
             let caller = self.auth.authenticate(&md)?;
             let (target, op) = build(message)?;
-            index = match target {
+            record.index = match target {
                 Target::FromMetadata => route::index(&md, self.default_index.as_deref())?,
                 Target::Index(name) => name,
                 Target::Project => String::new(),
             };
-            auth::Auth::authorize(caller, &index)?;
+            auth::Auth::authorize(caller, &record.index)?;
             let call = UpstreamCall {
-                index: index.clone(),
+                index: record.index.clone(),
                 op,
-                deadline: self.deadline(&md),
-                ctx: ctx.clone(),
+                deadline,
+                ctx: record.ctx.clone(),
             };
             convert(self.call(call).await?)
         }
         .await;
-        metrics::gauge!(m::IN_FLIGHT)
-            .set((self.max_in_flight - self.in_flight.available_permits()) as f64);
-        finish(
-            CallLog {
-                method,
-                index: &index,
-                namespace: &ns,
-                started,
-                ctx: &ctx,
-            },
-            result,
-        )
+        record.finish(result)
     }
 
     /// When the caller stops waiting.
@@ -183,74 +211,6 @@ fn expect_empty(reply: Reply, op: &'static str) -> Result<(), GatewayError> {
     match reply {
         Reply::Empty => Ok(()),
         _ => Err(GatewayError::UnexpectedReply(op)),
-    }
-}
-
-/// What the one log line of a call says.
-pub(crate) struct CallLog<'a> {
-    pub method: &'static str,
-    pub index: &'a str,
-    pub namespace: &'a str,
-    pub started: Instant,
-    pub ctx: &'a CallContext,
-}
-
-/// Logs the end of a call in one line, counts it, turns its error into a Status, and returns the request id.
-fn finish<T>(
-    log: CallLog<'_>,
-    result: Result<T, GatewayError>,
-) -> Result<tonic::Response<T>, tonic::Status> {
-    let CallLog {
-        method,
-        index,
-        namespace,
-        started,
-        ctx,
-    } = log;
-    let elapsed = started.elapsed();
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    let attempts = ctx.attempts.load(std::sync::atomic::Ordering::Relaxed);
-    let request_id = ctx.request_id.as_str();
-    metrics::histogram!(m::CALL_SECONDS, "method" => method).record(elapsed.as_secs_f64());
-    let id_value = tonic::metadata::MetadataValue::try_from(request_id).ok();
-    match result {
-        Ok(v) => {
-            metrics::counter!(m::CALLS, "method" => method, "code" => "OK").increment(1);
-            tracing::info!(
-                method,
-                index,
-                namespace,
-                status = "OK",
-                latency_ms,
-                attempts,
-                request_id,
-                "call"
-            );
-            let mut resp = tonic::Response::new(v);
-            if let Some(id) = id_value {
-                resp.metadata_mut().insert(route::REQUEST_ID_METADATA, id);
-            }
-            Ok(resp)
-        }
-        Err(e) => {
-            let mut status = status::to_status(e);
-            metrics::counter!(m::CALLS, "method" => method, "code" => format!("{:?}", status.code())).increment(1);
-            tracing::info!(
-                method,
-                index,
-                namespace,
-                status = ?status.code(),
-                message = status.message(),
-                latency_ms,
-                attempts,
-                request_id,
-                "call"
-            );
-            if let Some(id) = id_value {
-                status.metadata_mut().insert(route::REQUEST_ID_METADATA, id);
-            }
-            Err(status)
-        }
     }
 }
 

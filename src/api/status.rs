@@ -91,7 +91,7 @@ pub fn to_status(err: GatewayError) -> Status {
 
 /// RESOURCE_EXHAUSTED with retry advice in both forms clients read: a `google.rpc.RetryInfo` detail and the
 /// `grpc-retry-pushback-ms` trailer.
-fn throttled(message: String, retry_after: Duration) -> Status {
+pub(crate) fn throttled(message: String, retry_after: Duration) -> Status {
     let mut status = Status::with_error_details(
         Code::ResourceExhausted,
         message,

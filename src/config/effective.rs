@@ -38,6 +38,21 @@ pub fn render(s: &Settings) -> String {
         "upstream_unhealthy_after_ms".into(),
         ms(s.upstream_unhealthy_after),
     );
+    server.insert("max_message_bytes".into(), int(s.max_message_bytes));
+    server.insert(
+        "max_buffered_request_bytes".into(),
+        int(s.max_buffered_request_bytes),
+    );
+    if let Some(tls) = &s.tls {
+        let mut t = Table::new();
+        let path = |p: &std::path::Path| p.display().to_string().into();
+        t.insert("cert_file".into(), path(&tls.cert_file));
+        t.insert("key_file".into(), path(&tls.key_file));
+        if let Some(ca) = &tls.client_ca_file {
+            t.insert("client_ca_file".into(), path(ca));
+        }
+        server.insert("tls".into(), t.into());
+    }
     root.insert("server".into(), server.into());
 
     let mut admin = Table::new();

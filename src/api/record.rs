@@ -1,0 +1,133 @@
+//! The one record of each call: its log line and its `calls_total` / `call_duration_seconds`, written once however
+//! the call ends: with a status, or abandoned by its caller (tonic drops the handler when the caller cancels or its
+//! deadline passes; the record then says CANCELLED, or DEADLINE_EXCEEDED when the deadline had passed).
+
+use super::{GatewayError, route, status};
+use crate::telemetry::metrics as m;
+use crate::upstream::CallContext;
+use std::time::Instant;
+
+pub(crate) struct CallRecord {
+    method: &'static str,
+    pub index: String,
+    namespace: String,
+    started: Instant,
+    pub ctx: CallContext,
+    /// When the caller stops waiting, once known.
+    pub deadline: Option<tokio::time::Instant>,
+    done: bool,
+}
+
+impl CallRecord {
+    pub fn new(method: &'static str, namespace: String, ctx: CallContext) -> Self {
+        CallRecord {
+            method,
+            index: String::new(),
+            namespace,
+            started: Instant::now(),
+            ctx,
+            deadline: None,
+            done: false,
+        }
+    }
+
+    fn write(&mut self, code: tonic::Code, message: &str) {
+        self.done = true;
+        let elapsed = self.started.elapsed();
+        let method = self.method;
+        let attempts = self.ctx.attempts.load(std::sync::atomic::Ordering::Relaxed);
+        metrics::histogram!(m::CALL_SECONDS, "method" => method).record(elapsed.as_secs_f64());
+        metrics::counter!(m::CALLS, "method" => method, "code" => code_name(code)).increment(1);
+        tracing::info!(
+            method,
+            index = self.index.as_str(),
+            namespace = self.namespace.as_str(),
+            status = code_name(code),
+            message = (!message.is_empty()).then_some(message),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            attempts,
+            request_id = self.ctx.request_id.as_str(),
+            "call"
+        );
+    }
+
+    /// Ends the call: records it, turns an error into its Status, and returns the request id in the metadata.
+    pub fn finish<T>(
+        mut self,
+        result: Result<T, GatewayError>,
+    ) -> Result<tonic::Response<T>, tonic::Status> {
+        let id = tonic::metadata::MetadataValue::try_from(self.ctx.request_id.as_str()).ok();
+        match result {
+            Ok(v) => {
+                self.write(tonic::Code::Ok, "");
+                let mut resp = tonic::Response::new(v);
+                if let Some(id) = id {
+                    resp.metadata_mut().insert(route::REQUEST_ID_METADATA, id);
+                }
+                Ok(resp)
+            }
+            Err(e) => {
+                let mut status = status::to_status(e);
+                self.write(status.code(), status.message());
+                if let Some(id) = id {
+                    status.metadata_mut().insert(route::REQUEST_ID_METADATA, id);
+                }
+                Err(status)
+            }
+        }
+    }
+
+    /// Ends a streaming call whose response was already sent: OK, or the status its stream ended with.
+    pub fn finish_stream(mut self, result: Result<(), &tonic::Status>) {
+        match result {
+            Ok(()) => self.write(tonic::Code::Ok, ""),
+            Err(s) => self.write(s.code(), s.message()),
+        }
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let late = self
+            .deadline
+            .is_some_and(|d| tokio::time::Instant::now() >= d);
+        if late {
+            self.write(
+                tonic::Code::DeadlineExceeded,
+                "the caller's deadline passed before the call ended",
+            );
+        } else {
+            self.write(
+                tonic::Code::Cancelled,
+                "the caller went away before the call ended",
+            );
+        }
+    }
+}
+
+/// The code as the README and the metrics name it (`OK`, `NotFound`, …).
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Cancelled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
