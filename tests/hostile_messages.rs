@@ -171,7 +171,10 @@ async fn requests_held_at_once_stay_within_the_budget() {
     })
     .await;
     // Make the index's dimension fit, and warm the host cache.
-    env.emulator.create_index("wide", 400, "cosine").await.unwrap();
+    env.emulator
+        .create_index("wide", 400, "cosine")
+        .await
+        .unwrap();
     let mut v = env.vectors();
     v.describe_index_stats(req_for("wide", p::DescribeIndexStatsRequest::default()))
         .await
@@ -186,7 +189,9 @@ async fn requests_held_at_once_stay_within_the_budget() {
         let mut v = env.vectors();
         async move { v.upsert(req_for("wide", upsert("a"))).await }
     });
-    env.emulator.wait_until(|e| e.count("wide", "upsert") >= 1).await;
+    env.emulator
+        .wait_until(|e| e.count("wide", "upsert") >= 1)
+        .await;
     let e = v.upsert(req_for("wide", upsert("b"))).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
     assert!(
@@ -194,7 +199,11 @@ async fn requests_held_at_once_stay_within_the_budget() {
         "{e:?}"
     );
     assert!(e.metadata().get("grpc-retry-pushback-ms").is_some());
-    assert_eq!(env.emulator.count("wide", "upsert"), 1, "nothing more went upstream");
+    assert_eq!(
+        env.emulator.count("wide", "upsert"),
+        1,
+        "nothing more went upstream"
+    );
     first.await.unwrap().unwrap();
     // Once answered, its bytes are given back.
     env.emulator.set_faults(Faults::default());

@@ -31,20 +31,157 @@ async fn metrics_count_calls_upstream_requests_and_batches() {
     let admin = env.gateway.as_ref().unwrap().admin_addr.unwrap();
     let (code, text) = get(format!("http://{admin}/metrics")).await;
     assert_eq!(code, 200);
-    for want in [
-        r#"pinecone_gateway_calls_total{method="Fetch",code="OK"}"#,
-        r#"pinecone_gateway_calls_total{method="Fetch",code="InvalidArgument"}"#,
-        r#"pinecone_gateway_upstream_requests_total{operation="fetch",status="200"}"#,
-        "pinecone_gateway_call_duration_seconds_bucket",
-        "pinecone_gateway_upstream_duration_seconds_bucket",
-        "pinecone_gateway_batch_size_bucket",
-        "pinecone_gateway_calls_in_flight",
-        "pinecone_gateway_rate_limit_keys",
+    let upstream_fetches = env.emulator.count(INDEX, "fetch") as f64;
+    for (series, want) in [
+        (
+            r#"pinecone_gateway_calls_total{method="Fetch",code="OK"}"#,
+            1.0,
+        ),
+        (
+            r#"pinecone_gateway_calls_total{method="Fetch",code="InvalidArgument"}"#,
+            1.0,
+        ),
+        (
+            r#"pinecone_gateway_calls_total{method="Upsert",code="OK"}"#,
+            1.0,
+        ),
+        (
+            r#"pinecone_gateway_upstream_requests_total{operation="fetch",status="200"}"#,
+            upstream_fetches,
+        ),
+        // One sample per upstream request: the 1,500 IDs went in three (the URL budget), summing to 1,500.
+        (
+            r#"pinecone_gateway_batch_size_count{operation="fetch"}"#,
+            upstream_fetches,
+        ),
+        (
+            r#"pinecone_gateway_batch_size_sum{operation="fetch"}"#,
+            1500.0,
+        ),
+        (
+            r#"pinecone_gateway_call_duration_seconds_count{method="Fetch"}"#,
+            2.0,
+        ),
+        ("pinecone_gateway_calls_in_flight", 0.0),
     ] {
-        assert!(text.contains(want), "{want} missing from /metrics:\n{text}");
+        assert_eq!(metric(&text, series), want, "{series}:\n{text}");
     }
+    assert_eq!(
+        upstream_fetches, 3.0,
+        "8,192 bytes of `ids=m-0000&` hold 744 IDs"
+    );
+    assert!(metric(&text, "pinecone_gateway_rate_limit_keys") >= 1.0);
     assert_eq!(get(format!("http://{admin}/healthz")).await.0, 200);
     assert_eq!(get(format!("http://{admin}/readyz")).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waits_counter_counts_calls_that_waited() {
+    let env = Env::start_with(EnvOptions {
+        enforce_limits: true,
+        ..Default::default()
+    })
+    .await;
+    let admin = env.gateway.as_ref().unwrap().admin_addr.unwrap();
+    let waits = r#"pinecone_gateway_rate_limit_waits_total{class="describe_index_stats"}"#;
+    env.vectors()
+        .describe_index_stats(req(p::DescribeIndexStatsRequest::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(&scrape(admin).await, waits),
+        0.0,
+        "a lone call waits for nothing"
+    );
+    // 150 at once against 100 per second: the first 99 have room, at least 50 wait their turn.
+    let mut calls = Vec::new();
+    for _ in 0..150 {
+        let mut v = env.vectors();
+        calls.push(tokio::spawn(async move {
+            let mut r = req(p::DescribeIndexStatsRequest::default());
+            r.set_timeout(std::time::Duration::from_secs(10));
+            v.describe_index_stats(r).await
+        }));
+    }
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    let text = scrape(admin).await;
+    let waited = metric(&text, waits);
+    assert!(
+        (50.0..150.0).contains(&waited),
+        "{waited} waits for 150 calls"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"pinecone_gateway_calls_total{method="DescribeIndexStats",code="OK"}"#
+        ),
+        151.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_its_caller_abandons_is_still_recorded() {
+    let emulator = pinecone_gateway::emulator::Emulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    emulator.create_index(INDEX, 4, "cosine").await.unwrap();
+    let gw = spawn_gateway(
+        &[
+            "--control-plane-url",
+            &emulator.url(),
+            "--default-index",
+            INDEX,
+        ],
+        &[],
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut v = pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient::new(
+        channel.clone(),
+    );
+    v.describe_index_stats(p::DescribeIndexStatsRequest::default())
+        .await
+        .unwrap();
+    emulator.set_faults(pinecone_gateway::emulator::faults::Faults {
+        delay_ms: 5000,
+        ..Default::default()
+    });
+    // The caller gives up before the gateway answers.
+    let call = tokio::spawn(async move {
+        let mut r = tonic::Request::new(p::DescribeIndexStatsRequest::default());
+        r.set_timeout(std::time::Duration::from_secs(30));
+        v.describe_index_stats(r).await
+    });
+    emulator
+        .wait_until(|e| e.count(INDEX, "describe_index_stats") >= 2)
+        .await;
+    call.abort();
+    gw.wait_for_log(r#""status":"Cancelled""#);
+    let text = scrape(&gw.admin).await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"pinecone_gateway_calls_total{method="DescribeIndexStats",code="Cancelled"}"#
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "pinecone_gateway_calls_in_flight"), 0.0);
+    assert_eq!(
+        metric(
+            &text,
+            r#"pinecone_gateway_call_duration_seconds_count{method="DescribeIndexStats"}"#
+        ),
+        2.0
+    );
 }
 
 #[tokio::test]

@@ -169,6 +169,16 @@ impl Upstream {
     pub async fn send(&self, call: UpstreamCall) -> Result<Reply, UpstreamError> {
         let inner = &self.inner;
         let op_name = call.op.name();
+        // What one upstream request carries, after batching and coalescing.
+        let items = match &call.op {
+            Op::Fetch { ids, .. } => ids.len(),
+            Op::Delete(d) => d.ids.len(),
+            Op::Upsert(u) => u.vectors.len(),
+            _ => 0,
+        };
+        if items > 0 {
+            metrics::histogram!(m::BATCH_SIZE, "operation" => op_name).record(items as f64);
+        }
         let (rest, decode) = translate(&call);
         if !call.op.is_data_plane() {
             let base = inner.control_plane.clone();

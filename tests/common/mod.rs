@@ -338,3 +338,21 @@ pub fn run_program(program: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+/// The value of one series in Prometheus text (`name{label="v",…}` exactly as rendered), 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// `/metrics` of an admin listener.
+pub async fn scrape(admin: impl std::fmt::Display) -> String {
+    reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -16,7 +16,6 @@
 
 use crate::pb::pinecone as p;
 use crate::stack::{CallError, CallFuture};
-use crate::telemetry::metrics as m;
 use crate::upstream::{Op, Reply, UpstreamCall};
 use crate::wire::data as w;
 use crate::wire::query::encoded_id_len;
@@ -107,22 +106,6 @@ pub fn split_vectors(
         }
     }
     out
-}
-
-/// IDs or vectors a call carries, for the batch-size histogram (none for other operations).
-fn item_count(op: &Op) -> usize {
-    match op {
-        Op::Fetch { ids, .. } => ids.len(),
-        Op::Delete(d) => d.ids.len(),
-        Op::Upsert(u) => u.vectors.len(),
-        _ => 0,
-    }
-}
-
-fn record_size(op: &Op, n: usize) {
-    if n > 0 {
-        metrics::histogram!(m::BATCH_SIZE, "operation" => op.name()).record(n as f64);
-    }
 }
 
 #[derive(Clone)]
@@ -301,12 +284,8 @@ where
     fn call(&mut self, call: UpstreamCall) -> Self::Future {
         let inner = self.inner.clone();
         let Some(batches) = plan(&call, &self.settings) else {
-            record_size(&call.op, item_count(&call.op));
             return Box::pin(inner.oneshot(call));
         };
-        for (_, ids) in &batches {
-            record_size(&call.op, ids.len());
-        }
         let concurrency = self.settings.max_concurrent_batches.max(1);
         Box::pin(async move {
             // Kept inside the caller's future: a caller that goes away stops the batches not yet sent.

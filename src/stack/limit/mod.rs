@@ -488,19 +488,23 @@ impl Permit {
 
     /// Sleeps until the turn, checks again that every bucket has room now (requests still in flight may have
     /// outlasted what the reservation assumed) and waits longer if not; then marks the call as sent.
-    async fn ready(mut self, class: OpClass) -> Result<Sent, Rejection> {
+    /// Also says whether the call had to wait for its turn.
+    async fn ready(mut self, class: OpClass) -> Result<(Sent, bool), Rejection> {
+        let mut slept = false;
         loop {
             // tokio's timer rounds deadlines up to the next millisecond: never sleep for a turn that is now.
             if self.at > Instant::now() {
+                slept = true;
                 tokio::time::sleep_until(self.at).await;
             }
             if self.needs.is_empty() {
                 self.released = true;
-                return Ok(Sent {
+                let sent = Sent {
                     limiter: self.limiter.clone(),
                     needs: Vec::new(),
                     ticket: self.ticket,
-                });
+                };
+                return Ok((sent, slept));
             }
             let mut state = self.limiter.lock();
             let now = Instant::now();
@@ -521,11 +525,12 @@ impl Permit {
                 }
                 state.owners.remove(&self.ticket);
                 self.released = true;
-                return Ok(Sent {
+                let sent = Sent {
                     limiter: self.limiter.clone(),
                     needs: std::mem::take(&mut self.needs),
                     ticket: self.ticket,
-                });
+                };
+                return Ok((sent, slept));
             }
             if at + self.limiter.settings().expected_upstream > self.deadline {
                 // Dropping self gives the reservation back.
@@ -714,10 +719,14 @@ where
             let class = OpClass::of(&call.op);
             let started = Instant::now();
             let waiting = WaitingGauge::new();
+            let mut held_back = false;
             let permit = loop {
                 match limiter.reserve(&call) {
                     Decision::Go(p) => break p,
-                    Decision::HoldBack(until) => tokio::time::sleep_until(until).await,
+                    Decision::HoldBack(until) => {
+                        held_back = true;
+                        tokio::time::sleep_until(until).await
+                    }
                     Decision::Reject(r) => {
                         metrics::counter!(m::LIMIT_REJECTIONS, "class" => class.name())
                             .increment(1);
@@ -725,16 +734,16 @@ where
                     }
                 }
             };
-            let sent = permit.ready(class).await.map_err(|r| {
+            let (sent, slept) = permit.ready(class).await.map_err(|r| {
                 metrics::counter!(m::LIMIT_REJECTIONS, "class" => class.name()).increment(1);
                 CallError::Limited(r)
             })?;
             drop(waiting);
-            let waited = started.elapsed();
-            if !waited.is_zero() {
+            // A wait is a call that was held back or slept for its turn, not the time it took to take one.
+            if held_back || slept {
                 metrics::counter!(m::LIMIT_WAITS, "class" => class.name()).increment(1);
                 metrics::histogram!(m::LIMIT_WAIT_SECONDS, "class" => class.name())
-                    .record(waited.as_secs_f64());
+                    .record(started.elapsed().as_secs_f64());
             }
             let result = inner.oneshot(call).await;
             let keys = sent.keys();
