@@ -33,11 +33,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate a configuration file (with the environment's overrides) and print the effective configuration,
-    /// secrets masked. Exits non-zero on an invalid file.
+    /// Validate a configuration file with the same flags and environment as `serve`, and print the effective
+    /// configuration, secrets masked. Exits non-zero, with one line naming the key, on an invalid one.
     Check {
         /// The file to check.
         file: PathBuf,
+        #[command(flatten)]
+        overrides: OverrideArgs,
     },
 }
 
@@ -46,6 +48,16 @@ struct ServeArgs {
     /// The configuration file (TOML).
     #[arg(long, env = "PINECONE_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: OverrideArgs,
+    /// Start the built-in emulator with a demo index and send every call to it: no account, no network.
+    #[arg(long)]
+    emulator: bool,
+}
+
+/// What flags and the environment override in the configuration file (`serve` and `config check` alike).
+#[derive(clap::Args)]
+struct OverrideArgs {
     /// gRPC listen address [default: 127.0.0.1:5081].
     #[arg(long, env = "PINECONE_GATEWAY_LISTEN")]
     listen: Option<String>,
@@ -67,9 +79,23 @@ struct ServeArgs {
     /// Log level or tracing filter (`info`, `pinecone_gateway=debug`); RUST_LOG wins when set.
     #[arg(long, env = "PINECONE_GATEWAY_LOG_LEVEL")]
     log_level: Option<String>,
-    /// Start the built-in emulator with a demo index and send every call to it: no account, no network.
-    #[arg(long)]
-    emulator: bool,
+}
+
+impl OverrideArgs {
+    /// The overrides, with the secrets that come only from the environment (the API key, the Redis URL).
+    fn overrides(self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            control_plane_url: self.control_plane_url,
+            default_index: self.default_index,
+            api_key_file: self.api_key_file,
+            api_key: std::env::var("PINECONE_API_KEY").ok(),
+            log_format: self.log_format,
+            log_level: self.log_level,
+            redis_url: std::env::var("PINECONE_GATEWAY_REDIS_URL").ok(),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -130,16 +156,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Emulator(args) => run_emulator(args).await,
-        Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+        Command::Config(ConfigCommand::Check { file, overrides }) => {
+            config_check(&file, overrides.overrides())
+        }
     }
 }
 
-fn config_check(file: &std::path::Path) -> anyhow::Result<()> {
-    let overrides = Overrides {
-        api_key: std::env::var("PINECONE_API_KEY").ok(),
-        redis_url: std::env::var("PINECONE_GATEWAY_REDIS_URL").ok(),
-        ..Default::default()
-    };
+fn config_check(file: &std::path::Path, overrides: Overrides) -> anyhow::Result<()> {
     let parsed = FileConfig::read(file)?;
     // A missing key is reported, not fatal: the file itself may be fine and the key come from the pod's Secret.
     let key_missing = overrides.api_key.as_deref().unwrap_or("").is_empty()
@@ -167,17 +190,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => FileConfig::read(path)?,
         None => FileConfig::default(),
     };
-    let mut overrides = Overrides {
-        listen: args.listen,
-        admin_listen: args.admin_listen,
-        control_plane_url: args.control_plane_url,
-        default_index: args.default_index,
-        api_key_file: args.api_key_file,
-        api_key: std::env::var("PINECONE_API_KEY").ok(),
-        log_format: args.log_format,
-        log_level: args.log_level,
-        redis_url: std::env::var("PINECONE_GATEWAY_REDIS_URL").ok(),
-    };
+    let mut overrides = args.overrides.overrides();
     let emulator = if args.emulator {
         let options = EmulatorOptions {
             restore_init: std::time::Duration::from_millis(DEMO_RESTORE_INIT_MS),
@@ -247,7 +260,7 @@ fn reload(running: &server::RunningGateway, path: Option<&std::path::Path>, over
     match FileConfig::read(path).and_then(|f| f.settings(overrides.clone())) {
         Ok(settings) => {
             running.reload(&settings);
-            tracing::info!(file = %path.display(), "configuration reloaded: limits and per-index settings");
+            tracing::info!(file = %path.display(), "configuration reloaded: limits, coalescing and per-index settings");
         }
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "configuration refused; keeping the old one")

@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::pb::gateway::backup_service_server::BackupServiceServer;
 use crate::pb::gateway::list_service_server::ListServiceServer;
 use crate::pb::pinecone::vector_service_server::VectorServiceServer;
-use crate::stack::{self, limit::Limiter};
+use crate::stack::{self, Reloadable, limit::Limiter};
 use crate::upstream::Upstream;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ const SERVICES: [&str; 4] = [
 pub struct RunningGateway {
     pub addr: SocketAddr,
     limiter: Arc<Limiter>,
+    coalescing: Reloadable<stack::coalesce::CoalesceSettings>,
     upstream: Upstream,
     /// The admin HTTP listener, when it is on.
     pub admin_addr: Option<SocketAddr>,
@@ -101,10 +102,30 @@ impl RunningGateway {
         Ok(())
     }
 
-    /// Applies a new configuration's limits and per-index settings to calls from now on, dropping none. Other
-    /// settings (listen addresses, retries, batching, auth) need a restart.
+    /// Applies a new configuration's `[limits]` (but `limits.mode` and `[limits.redis]`), `[coalescing]` and
+    /// `[indexes.*]` to calls from now on, dropping none; says what else changed and needs a restart.
     pub fn reload(&self, settings: &Settings) {
-        self.limiter.reload(settings.limits.clone());
+        let mut limits = settings.limits.clone();
+        let current = self.limiter.settings();
+        let redis_of = |l: &stack::limit::LimitSettings| {
+            l.redis.as_ref().map(|r| {
+                (
+                    r.url.clone(),
+                    r.key_prefix.clone(),
+                    r.timeout,
+                    r.reconnect_interval,
+                )
+            })
+        };
+        if redis_of(&limits) != redis_of(&current) {
+            tracing::warn!(
+                "limits.mode and [limits.redis] changed in the file: they take effect at the next restart"
+            );
+            limits.redis = current.redis.clone();
+            limits.share = current.share;
+        }
+        self.limiter.reload(limits);
+        self.coalescing.set(settings.coalescing.clone());
         self.upstream
             .reload_hosts(settings.upstream.static_hosts.clone());
     }
@@ -121,13 +142,14 @@ pub fn upstream_stack(
     settings: &Settings,
     client: Upstream,
     limiter: Arc<Limiter>,
+    coalescing: Reloadable<stack::coalesce::CoalesceSettings>,
 ) -> UpstreamService {
     stack::build(
         client,
         limiter,
         settings.retry.clone(),
         settings.batching.clone(),
-        settings.coalescing.clone(),
+        coalescing,
     )
 }
 
@@ -137,8 +159,14 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     let addr = listener.local_addr()?;
     let client = Upstream::new(settings.upstream.clone())?;
     let limiter = Limiter::new(settings.limits.clone());
+    let coalescing = Reloadable::new(settings.coalescing.clone());
     let gw = Gateway::new(
-        upstream_stack(settings, client.clone(), limiter.clone()),
+        upstream_stack(
+            settings,
+            client.clone(),
+            limiter.clone(),
+            coalescing.clone(),
+        ),
         settings.default_index.clone(),
         settings.default_timeout,
         settings.max_concurrent_calls,
@@ -214,6 +242,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         addr,
         admin_addr,
         limiter,
+        coalescing,
         upstream: client,
         ready,
         admin_stop,

@@ -1,11 +1,17 @@
 //! `pinecone-gateway config check FILE`: accepts the example configuration and prints the effective configuration
-//! with secrets masked; refuses an invalid file with one line naming the key.
+//! with secrets masked (TLS included); refuses an invalid file, or an invalid override from the environment, with one
+//! line naming the key; out-of-range values are errors, never silently raised.
 use std::process::Command;
 
 fn check(file: &str, key: Option<&str>) -> (i32, String, String) {
+    check_with(file, key, &[])
+}
+
+fn check_with(file: &str, key: Option<&str>, envs: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pinecone-gateway"));
     cmd.args(["config", "check", file])
-        .env_remove("PINECONE_API_KEY");
+        .env_remove("PINECONE_API_KEY")
+        .envs(envs.iter().copied());
     if let Some(k) = key {
         cmd.env("PINECONE_API_KEY", k);
     }
@@ -50,10 +56,84 @@ fn an_invalid_file_is_refused_naming_the_key() {
     assert!(out.is_empty());
     assert!(err.starts_with("error: "), "{err}");
     assert!(err.contains("listen_port"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("line 2"), "says where: {err}");
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("pgw-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_environment_overrides_are_checked_too() {
+    let path = temp_file("env", "");
+    let file = path.to_str().unwrap();
+    let (code, _, err) = check_with(file, Some("k"), &[("PINECONE_GATEWAY_LISTEN", "notanaddr")]);
+    assert_ne!(code, 0);
     assert!(
-        !err.contains("backtrace") && err.lines().count() < 10,
+        err.contains("server.listen") && err.contains("notanaddr"),
         "{err}"
     );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (code, out, err) = check_with(
+        file,
+        Some("k"),
+        &[
+            ("PINECONE_GATEWAY_LISTEN", "127.0.0.1:6001"),
+            ("PINECONE_GATEWAY_DEFAULT_INDEX", "from-env"),
+        ],
+    );
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("listen = \"127.0.0.1:6001\""), "{out}");
+    assert!(out.contains("default_index = \"from-env\""), "{out}");
+}
+
+#[test]
+fn values_out_of_range_are_errors_naming_the_key() {
+    for (text, key) in [
+        ("[retry]\nmax_attempts = 0\n", "retry.max_attempts"),
+        ("[limits]\nmax_queue_len = 0\n", "limits.max_queue_len"),
+        ("[limits]\nmax_keys = 3\n", "limits.max_keys"),
+        (
+            "[server]\nupstream_unhealthy_after_ms = 0\n",
+            "server.upstream_unhealthy_after_ms",
+        ),
+        (
+            "[server]\nmax_message_bytes = 2000\nmax_buffered_request_bytes = 1500\n",
+            "server.max_buffered_request_bytes",
+        ),
+    ] {
+        let path = temp_file("range", text);
+        let (code, _, err) = check(path.to_str().unwrap(), Some("k"));
+        let _ = std::fs::remove_file(&path);
+        assert_ne!(code, 0, "{text}");
+        assert!(err.contains(key), "{text}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn the_effective_configuration_shows_tls() {
+    let dir = std::env::temp_dir().join(format!("pgw-tls-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["tls.crt", "tls.key", "ca.crt"] {
+        std::fs::write(dir.join(f), "not read for meaning by config check").unwrap();
+    }
+    let text = format!(
+        "[server.tls]\ncert_file = \"{0}/tls.crt\"\nkey_file = \"{0}/tls.key\"\nclient_ca_file = \"{0}/ca.crt\"\n",
+        dir.display()
+    );
+    let path = temp_file("tls", &text);
+    let (code, out, err) = check(path.to_str().unwrap(), Some("k"));
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[server.tls]"), "{out}");
+    assert!(out.contains("tls.key"), "{out}");
+    assert!(out.contains("client_ca_file"), "{out}");
 }
 
 #[test]

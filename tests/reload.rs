@@ -1,68 +1,169 @@
-//! SIGHUP reloads the limits and per-index settings without a restart; an invalid file is refused and the old
-//! configuration stays in force.
+//! SIGHUP reloads `[limits]`, `[coalescing]` and `[indexes.*]` without a restart, raising and lowering alike; an
+//! invalid file is refused and the configuration in force stays (not the defaults); a change of `limits.mode` is
+//! not applied, and the log says so.
 mod common;
 use common::*;
 use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
 use pinecone_gateway::pb::pinecone as p;
 use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
 
-fn config(emulator: &Emulator, stats_per_second: u64) -> String {
+/// A configuration; `limits` goes into `[limits]` (tables may follow it).
+fn config(emulator: &Emulator, queue_ms: u64, limits: &str) -> String {
     format!(
         "[upstream]\ncontrol_plane_url = \"{}\"\ndefault_index = \"{INDEX}\"\n\
-         [limits]\nmax_queue_wait_ms = 100\n\
-         [limits.rates.describe_index_stats]\nindex_requests_per_second = {stats_per_second}\n",
+         [limits]\nmax_queue_wait_ms = {queue_ms}\n{limits}",
         emulator.url()
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_applies_new_limits_and_refuses_an_invalid_file() {
+fn stats_rate(per_second: u64) -> String {
+    format!("[limits.rates.describe_index_stats]\nindex_requests_per_second = {per_second}\n")
+}
+
+struct Setup {
+    emulator: Emulator,
+    gw: GatewayProcess,
+    file: std::path::PathBuf,
+    client: VectorServiceClient<tonic::transport::Channel>,
+}
+
+async fn setup(queue_ms: u64, limits: &str) -> Setup {
     let emulator = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
         .await
         .unwrap();
-    emulator.create_index(INDEX, 4, "cosine").await.unwrap();
-    let dir = std::env::temp_dir().join(format!("pgw-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("gateway.toml");
-    std::fs::write(&file, config(&emulator, 1)).unwrap();
+    for index in [INDEX, "second", "third", "fourth"] {
+        emulator.create_index(index, 4, "cosine").await.unwrap();
+    }
+    let file = pki::temp_dir("reload").join("gateway.toml");
+    std::fs::write(&file, config(&emulator, queue_ms, limits)).unwrap();
     let gw = spawn_gateway(
         &["--config", file.to_str().unwrap()],
         &[("RUST_LOG", "info")],
     );
-    let addr = gw.addr.clone();
-    let mut client = VectorServiceClient::connect(format!("http://{addr}"))
+    let client = VectorServiceClient::connect(format!("http://{}", gw.addr))
         .await
         .unwrap();
-    let stats = || p::DescribeIndexStatsRequest::default();
+    Setup {
+        emulator,
+        gw,
+        file,
+        client,
+    }
+}
 
-    // One per second, 100 ms of queue: the second call in a row is refused.
-    client.describe_index_stats(stats()).await.unwrap();
-    let e = client.describe_index_stats(stats()).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+impl Setup {
+    fn reload(&self, text: &str, log: &str) {
+        std::fs::write(&self.file, text).unwrap();
+        self.gw.signal("-HUP");
+        self.gw.wait_for_log(log);
+    }
+
+    /// Whether two calls in a row to `index` both pass (at 1 per second with 100 ms of queue, the second is
+    /// refused). Each phase uses an index of its own, so that no phase waits for an earlier one's window.
+    async fn two_in_a_row_pass(&mut self, index: &str) -> bool {
+        let stats = || req_for(index, p::DescribeIndexStatsRequest::default());
+        self.client.describe_index_stats(stats()).await.unwrap();
+        match self.client.describe_index_stats(stats()).await {
+            Ok(_) => true,
+            Err(e) => {
+                assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+                assert!(
+                    e.message()
+                        .contains("describe_index_stats allows 1 requests/s"),
+                    "{}",
+                    e.message()
+                );
+                false
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_new_limits_and_an_invalid_file_keeps_the_ones_in_force() {
+    let mut s = setup(100, &stats_rate(1)).await;
+    assert!(!s.two_in_a_row_pass(INDEX).await, "1 per second");
+
+    s.reload(
+        &config(&s.emulator, 100, &stats_rate(1000)),
+        "configuration reloaded",
+    );
     assert!(
-        e.message()
-            .contains("describe_index_stats allows 1 requests/s"),
-        "{}",
-        e.message()
+        s.two_in_a_row_pass("second").await,
+        "raised to 1,000 per second"
     );
 
-    // Raised to 1,000 per second, live.
-    std::fs::write(&file, config(&emulator, 1000)).unwrap();
-    gw.signal("-HUP");
-    gw.wait_for_log("configuration reloaded");
-    for _ in 0..3 {
-        client.describe_index_stats(stats()).await.unwrap();
-    }
+    s.reload(
+        &config(&s.emulator, 100, &stats_rate(1)),
+        "configuration reloaded",
+    );
+    assert!(
+        !s.two_in_a_row_pass("third").await,
+        "lowered to 1 per second again"
+    );
 
-    // An invalid file changes nothing.
-    std::fs::write(&file, "[limits]\nmax_queue_wait = 1\n").unwrap();
-    gw.signal("-HUP");
-    gw.wait_for_log("configuration refused");
-    for _ in 0..3 {
-        client.describe_index_stats(stats()).await.unwrap();
-    }
+    // An invalid file changes nothing: still 1 per second (the default, 100 per second, would pass both).
+    s.reload("[limits]\nmax_queue_wait = 1\n", "configuration refused");
+    assert!(
+        !s.two_in_a_row_pass("fourth").await,
+        "the limits in force stay"
+    );
 
-    gw.signal("-TERM");
-    assert_eq!(gw.exit().await.0, Some(0));
-    let _ = std::fs::remove_dir_all(&dir);
+    // limits.mode is not changed by a reload: the log says so.
+    let redis = "mode = \"redis\"\nreplicas = 2\n[limits.redis]\nurl = \"redis://127.0.0.1:1/\"\n";
+    s.reload(
+        &(config(&s.emulator, 100, redis) + &stats_rate(1)),
+        "take effect at the next restart",
+    );
+
+    s.gw.signal("-TERM");
+    assert_eq!(s.gw.exit().await.0, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_switches_coalescing() {
+    // 10 fetches per second, so that 30 concurrent one-ID fetches coalesce when coalescing is on.
+    let rates = "[limits.rates.fetch]\nindex_requests_per_second = 10\n";
+    let s = setup(10_000, rates).await;
+    let burst = |client: &VectorServiceClient<tonic::transport::Channel>| {
+        let calls: Vec<_> = (0..30)
+            .map(|i| {
+                let mut c = client.clone();
+                tokio::spawn(async move {
+                    let mut r = tonic::Request::new(p::FetchRequest {
+                        ids: vec![format!("id-{i}")],
+                        namespace: "ns".into(),
+                    });
+                    r.set_timeout(std::time::Duration::from_secs(20));
+                    c.fetch(r).await.unwrap();
+                })
+            })
+            .collect();
+        async move {
+            for c in calls {
+                c.await.unwrap();
+            }
+        }
+    };
+    let before = s.emulator.count(INDEX, "fetch");
+    burst(&s.client).await;
+    let coalesced = s.emulator.count(INDEX, "fetch") - before;
+    assert!(
+        coalesced < 30,
+        "{coalesced} upstream fetches for 30 callers"
+    );
+
+    s.reload(
+        &(config(&s.emulator, 10_000, rates) + "[coalescing]\nfetch = false\n"),
+        "configuration reloaded",
+    );
+    let before = s.emulator.count(INDEX, "fetch");
+    burst(&s.client).await;
+    assert_eq!(
+        s.emulator.count(INDEX, "fetch") - before,
+        30,
+        "one each, once switched off"
+    );
+    s.gw.signal("-TERM");
+    assert_eq!(s.gw.exit().await.0, Some(0));
 }

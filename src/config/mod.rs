@@ -382,6 +382,21 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
+/// A value with a floor: below it is an error naming the key, never silently raised.
+fn at_least<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+) -> Result<T, ConfigError> {
+    if value < min {
+        return Err(invalid(
+            key,
+            format!("{value} is too small; it must be at least {min}"),
+        ));
+    }
+    Ok(value)
+}
+
 fn redis_settings(
     mode: LimitMode,
     section: Option<&RedisSection>,
@@ -510,10 +525,24 @@ impl FileConfig {
         Self::parse(path, &text)
     }
 
+    /// Parses a file. An error is one line: where in the file, and what (toml's own report spans several lines
+    /// with a snippet of the file).
     pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+        toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{}{}",
+                    at.unwrap_or_default(),
+                    e.message().split_whitespace().collect::<Vec<_>>().join(" ")
+                ),
+            }
         })
     }
 
@@ -699,12 +728,11 @@ impl FileConfig {
             admin_listen,
             default_timeout: Duration::from_millis(default_timeout_ms),
             drain_grace: Duration::from_millis(self.server.drain_grace_ms.unwrap_or(20_000)),
-            upstream_unhealthy_after: Duration::from_millis(
-                self.server
-                    .upstream_unhealthy_after_ms
-                    .unwrap_or(10_000)
-                    .max(1),
-            ),
+            upstream_unhealthy_after: Duration::from_millis(at_least(
+                "server.upstream_unhealthy_after_ms",
+                self.server.upstream_unhealthy_after_ms.unwrap_or(10_000),
+                1,
+            )?),
             max_concurrent_calls: match self.server.max_concurrent_calls {
                 Some(0) => {
                     return Err(invalid(
@@ -734,11 +762,15 @@ impl FileConfig {
                 LimitSettings {
                     rates,
                     max_queue_wait: ms(l.max_queue_wait_ms, d.max_queue_wait),
-                    max_queue_len: l.max_queue_len.unwrap_or(d.max_queue_len).max(1),
+                    max_queue_len: at_least(
+                        "limits.max_queue_len",
+                        l.max_queue_len.unwrap_or(d.max_queue_len),
+                        1,
+                    )?,
                     expected_upstream: ms(l.expected_upstream_ms, d.expected_upstream),
                     window_margin: ms(l.window_margin_ms, d.window_margin),
                     namespace_share: ms(l.namespace_share_ms, d.namespace_share),
-                    max_keys: l.max_keys.unwrap_or(d.max_keys).max(16),
+                    max_keys: at_least("limits.max_keys", l.max_keys.unwrap_or(d.max_keys), 16)?,
                     share,
                     redis,
                 }
@@ -751,7 +783,11 @@ impl FileConfig {
                     return Err(invalid("retry.budget_percent", "must be 0 to 1000"));
                 }
                 RetrySettings {
-                    max_attempts: r.max_attempts.unwrap_or(d.max_attempts).max(1),
+                    max_attempts: at_least(
+                        "retry.max_attempts",
+                        r.max_attempts.unwrap_or(d.max_attempts),
+                        1,
+                    )?,
                     base_backoff: r
                         .base_backoff_ms
                         .map(Duration::from_millis)

@@ -34,6 +34,37 @@ pub enum CallError {
     },
 }
 
+/// Settings a layer reads per call and a reload (SIGHUP) replaces whole; each call reads one consistent copy.
+pub struct Reloadable<T>(std::sync::Arc<std::sync::RwLock<std::sync::Arc<T>>>);
+
+impl<T> Clone for Reloadable<T> {
+    fn clone(&self) -> Self {
+        Reloadable(self.0.clone())
+    }
+}
+
+impl<T> Reloadable<T> {
+    pub fn new(value: T) -> Self {
+        Reloadable(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(value),
+        )))
+    }
+
+    pub fn get(&self) -> std::sync::Arc<T> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, value: T) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(value);
+    }
+}
+
+impl<T> From<T> for Reloadable<T> {
+    fn from(value: T) -> Self {
+        Reloadable::new(value)
+    }
+}
+
 /// The future every layer of the stack returns.
 pub type CallFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, CallError>> + Send>>;
@@ -47,7 +78,7 @@ pub fn build<S>(
     limiter: std::sync::Arc<limit::Limiter>,
     retry: retry::RetrySettings,
     batching: batch::BatchSettings,
-    coalescing: coalesce::CoalesceSettings,
+    coalescing: Reloadable<coalesce::CoalesceSettings>,
 ) -> UpstreamService
 where
     S: tower::Service<UpstreamCall, Response = Reply, Error = UpstreamError>

@@ -26,7 +26,7 @@ mod tests;
 
 use crate::pb::pinecone as p;
 use crate::stack::limit::Limiter;
-use crate::stack::{CallError, CallFuture};
+use crate::stack::{CallError, CallFuture, Reloadable};
 use crate::telemetry::metrics as m;
 use crate::upstream::{CallContext, Op, Reply, UpstreamCall, UpstreamError};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -207,7 +207,7 @@ impl Group {
 struct Shared<S> {
     inner: S,
     limiter: Arc<Limiter>,
-    settings: Arc<CoalesceSettings>,
+    settings: Reloadable<CoalesceSettings>,
     groups: Mutex<HashMap<GroupKey, Group>>,
     /// Calls since idle groups were last dropped.
     calls_since_sweep: std::sync::atomic::AtomicU32,
@@ -355,7 +355,7 @@ where
                 let at = self
                     .limiter
                     .next_turn(&probe, now)
-                    .max(group.paced_at(spacing, self.settings.burst_requests));
+                    .max(group.paced_at(spacing, self.settings.get().burst_requests));
                 if at <= now {
                     group.take_turn(now, spacing);
                     group
@@ -404,7 +404,8 @@ where
     }
 
     fn call(self: &Arc<Self>, call: UpstreamCall) -> CallFuture {
-        let Some(kind) = self.settings.applies(&call) else {
+        let settings = self.settings.get();
+        let Some(kind) = settings.applies(&call) else {
             return Box::pin(self.inner.clone().oneshot(call));
         };
         let Some(spacing) = self.limiter.request_spacing(&call) else {
@@ -437,7 +438,7 @@ where
             && self
                 .limiter
                 .next_turn(&call, now)
-                .max(group.paced_at(spacing, self.settings.burst_requests))
+                .max(group.paced_at(spacing, settings.burst_requests))
                 <= now
         {
             group.take_turn(now, spacing);
@@ -454,7 +455,7 @@ where
             tx,
         };
         match group.batches.back_mut() {
-            Some(last) if last.fits(&member.ids, kind, &self.settings) => last.add(member, kind),
+            Some(last) if last.fits(&member.ids, kind, &settings) => last.add(member, kind),
             _ => {
                 let mut batch = Pending::default();
                 batch.add(member, kind);
@@ -483,14 +484,15 @@ where
 #[derive(Clone)]
 pub struct CoalesceLayer {
     limiter: Arc<Limiter>,
-    settings: Arc<CoalesceSettings>,
+    settings: Reloadable<CoalesceSettings>,
 }
 
 impl CoalesceLayer {
-    pub fn new(limiter: Arc<Limiter>, settings: CoalesceSettings) -> Self {
+    /// `settings` may be a [`Reloadable`] that a reload replaces.
+    pub fn new(limiter: Arc<Limiter>, settings: impl Into<Reloadable<CoalesceSettings>>) -> Self {
         CoalesceLayer {
             limiter,
-            settings: Arc::new(settings),
+            settings: settings.into(),
         }
     }
 }
