@@ -33,10 +33,12 @@ async fn two_hundred_single_fetches(env: &Env) -> u64 {
             }
         }));
     }
+    let mut served = 0;
     for c in calls {
         c.await.unwrap();
+        served += 1;
     }
-    200
+    served
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,6 +54,7 @@ async fn two_hundred_callers_share_upstream_fetches() {
     let upstream = env.emulator.count(INDEX, "fetch") - before;
     assert_eq!(served, 200);
     assert_eq!(env.emulator.throttled(INDEX), 0, "Pinecone answered 429");
+    assert_within_limit(&env.emulator, "fetch", 100);
     // Without coalescing this is 200 requests (and two seconds of the 100/s limit); the burst sends up to ten alone
     // and the rest share requests.
     assert!(
@@ -67,12 +70,22 @@ async fn two_hundred_callers_share_upstream_fetches() {
         .text()
         .await
         .unwrap();
-    for name in [
+    // One sample per upstream fetch (alone or shared); together they carried the 200 callers and their 200 IDs.
+    let coalesced = metric(
+        &text,
         "pinecone_gateway_coalesced_callers_count{operation=\"fetch\"}",
-        "pinecone_gateway_coalesced_ids_count{operation=\"fetch\"}",
-    ] {
-        assert!(text.contains(name), "{name} missing from /metrics");
-    }
+    );
+    assert_eq!(coalesced, upstream as f64);
+    let callers = metric(
+        &text,
+        "pinecone_gateway_coalesced_callers_sum{operation=\"fetch\"}",
+    );
+    let ids = metric(
+        &text,
+        "pinecone_gateway_coalesced_ids_sum{operation=\"fetch\"}",
+    );
+    assert_eq!(callers, 200.0);
+    assert_eq!(ids, 200.0, "one distinct ID per caller");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,6 +127,8 @@ async fn coalesced_deletes_delete_every_callers_ids() {
         c.await.unwrap();
     }
     assert!(env.emulator.count(INDEX, "delete") - before < 100);
+    assert_eq!(env.emulator.throttled(INDEX), 0, "Pinecone answered 429");
+    assert_within_limit(&env.emulator, "delete", 100);
     let left = env
         .vectors()
         .describe_index_stats(req(p::DescribeIndexStatsRequest::default()))

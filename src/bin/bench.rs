@@ -506,6 +506,7 @@ async fn shared(a: &Args) -> anyhow::Result<Value> {
     // The cost of one decision: the Lua script's round trip, one call at a time, two buckets as a namespaced call.
     let decider = Shared::new(RedisSettings {
         url: url.clone(),
+        cluster: false,
         timeout: Duration::from_secs(1),
         reconnect_interval: Duration::from_secs(1),
         key_prefix: "bench-cost".into(),

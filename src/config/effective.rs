@@ -98,6 +98,7 @@ pub fn render(s: &Settings) -> String {
         t.insert("timeout_ms".into(), ms(r.timeout));
         t.insert("reconnect_interval_ms".into(), ms(r.reconnect_interval));
         t.insert("key_prefix".into(), r.key_prefix.clone().into());
+        t.insert("cluster".into(), r.cluster.into());
         limits.insert("redis".into(), t.into());
     }
     let mut rates = Table::new();

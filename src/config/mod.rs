@@ -190,6 +190,9 @@ pub struct RedisSection {
     pub reconnect_interval_ms: Option<u64>,
     /// Prefixes every key. Default "pgw".
     pub key_prefix: Option<String>,
+    /// A Redis Cluster (as managed Redis offerings run): `url` lists seed nodes, separated by commas, and the
+    /// gateway follows the cluster's slots. Default false.
+    pub cluster: Option<bool>,
 }
 
 /// Per-second rates of one operation class. 0 switches a limit off.
@@ -436,18 +439,27 @@ fn redis_settings(
         }
     };
     // The URL may hold a password: the message names the problem, never the URL.
-    redis::Client::open(url.as_str()).map_err(|e| {
-        invalid(
-            "limits.redis.url",
-            format!("not a Redis URL (redis:// or rediss://): {:?}", e.kind()),
-        )
-    })?;
+    let cluster = r.cluster.unwrap_or(false);
+    let urls: Vec<&str> = if cluster {
+        url.split(',').map(str::trim).collect()
+    } else {
+        vec![url.as_str()]
+    };
+    for u in urls {
+        redis::Client::open(u).map_err(|e| {
+            invalid(
+                "limits.redis.url",
+                format!("not a Redis URL (redis:// or rediss://): {:?}", e.kind()),
+            )
+        })?;
+    }
     let ms = |key: &str, v: Option<u64>, default: u64| match v {
         Some(0) => Err(invalid(key, "must be more than 0")),
         v => Ok(Duration::from_millis(v.unwrap_or(default))),
     };
     Ok(Some(RedisSettings {
         url,
+        cluster,
         timeout: ms("limits.redis.timeout_ms", r.timeout_ms, 50)?,
         reconnect_interval: ms(
             "limits.redis.reconnect_interval_ms",

@@ -172,6 +172,10 @@ struct Inner {
 pub(crate) struct Shared {
     inner: RwLock<Inner>,
     counts: Mutex<HashMap<(String, &'static str), u64>>,
+    /// When each request arrived, per scope and operation (the latest 100,000): the tests count them in strict
+    /// sliding windows of their own.
+    arrivals:
+        Mutex<HashMap<(String, &'static str), std::collections::VecDeque<std::time::Instant>>>,
     /// (x-request-id, traceparent) of the most recent requests, so tests can check what the gateway sent.
     traces: Mutex<std::collections::VecDeque<(String, String)>>,
     /// `X-Pinecone-Api-Version` of the most recent request.
@@ -241,6 +245,7 @@ impl Emulator {
         let shared = Arc::new(Shared {
             inner: RwLock::new(Inner::default()),
             counts: Mutex::new(HashMap::new()),
+            arrivals: Mutex::new(HashMap::new()),
             received: watch::channel(0).0,
             traces: Mutex::new(std::collections::VecDeque::new()),
             api_version: Mutex::new(String::new()),
@@ -320,6 +325,15 @@ impl Emulator {
             .filter(|((s, o), _)| s == scope && *o == op)
             .map(|(_, n)| *n)
             .sum()
+    }
+
+    /// When the requests for `scope` and `op` arrived, oldest first (the latest 100,000).
+    pub fn arrivals(&self, scope: &str, op: &str) -> Vec<std::time::Instant> {
+        lock(&self.shared.arrivals)
+            .iter()
+            .filter(|((s, o), _)| s == scope && *o == op)
+            .flat_map(|(_, log)| log.iter().copied())
+            .collect()
     }
 
     /// How many requests to `index` were answered 429 because a documented limit was exceeded.
@@ -472,6 +486,15 @@ async fn count_requests(
         .get::<MatchedPath>()
         .map(|p| operation_name(req.method().as_str(), p.as_str()))
         .unwrap_or("unknown");
+    {
+        let arrived = std::time::Instant::now();
+        let mut arrivals = lock(&shared.arrivals);
+        let log = arrivals.entry((scope.clone(), op)).or_default();
+        log.push_back(arrived);
+        if log.len() > 100_000 {
+            log.pop_front();
+        }
+    }
     *lock(&shared.counts).entry((scope, op)).or_default() += 1;
     {
         // In a block: a borrow of the request (whose body is not Sync) must not live across an await.

@@ -356,3 +356,36 @@ pub async fn scrape(admin: impl std::fmt::Display) -> String {
         .await
         .unwrap()
 }
+
+/// The most arrivals in any window of `window` (arrivals at `t` and `t + window` are in different windows), counted
+/// by this code alone: the referee for every rate-limit test, independent of the gateway's limiter and of the
+/// emulator's.
+pub fn max_in_any_window(arrivals: &[std::time::Instant], window: std::time::Duration) -> usize {
+    let mut times = arrivals.to_vec();
+    times.sort();
+    let mut most = 0;
+    let mut first = 0;
+    for (last, t) in times.iter().enumerate() {
+        while *t - times[first] >= window {
+            first += 1;
+        }
+        most = most.max(last - first + 1);
+    }
+    most
+}
+
+/// Pinecone's promise as the README states it: at most `limit` requests of `op` to the test index in any one-second
+/// window, as the requests arrived.
+pub fn assert_within_limit(
+    emulator: &pinecone_gateway::emulator::Emulator,
+    op: &str,
+    limit: usize,
+) {
+    let arrivals = emulator.arrivals(INDEX, op);
+    let most = max_in_any_window(&arrivals, std::time::Duration::from_secs(1));
+    assert!(
+        most <= limit,
+        "{most} {op} requests arrived within one second (limit {limit}; {} in all)",
+        arrivals.len()
+    );
+}

@@ -170,6 +170,14 @@ impl Limiter {
         self.shared.as_ref().is_some_and(|s| s.is_degraded())
     }
 
+    /// Redis mode, degraded: the last window before the fall-back counts as spent (by the other replicas, through
+    /// Redis), so the local buckets give nothing until it has slid out.
+    fn spent_until(&self, period: Duration) -> Option<Instant> {
+        let since = self.shared.as_ref()?.degraded_since()?;
+        let until = since + period;
+        (until > Instant::now()).then_some(until)
+    }
+
     pub fn settings(&self) -> Arc<LimitSettings> {
         self.settings
             .read()
@@ -252,6 +260,7 @@ impl Limiter {
         let s = self.settings();
         let period = Duration::from_secs(1) + s.window_margin;
         let namespace = namespace_of(call).to_string();
+        let spent_until = self.spent_until(period);
         let mut state = self.lock();
         let state = &mut *state;
         // Read the clock under the lock: entries stamped by others must never be later than our `now`.
@@ -283,6 +292,9 @@ impl Limiter {
                 .or_insert_with(|| Window::new(n.rate, period));
             // A reload may have changed the rate or the margin since the bucket was made.
             w.set_limit(n.rate, period);
+            if let Some(until) = spent_until {
+                w.block_until(until);
+            }
             w.prune(now);
             let Some(earliest) = w.earliest(now, n.cost) else {
                 return Err(Rejection {
@@ -403,17 +415,13 @@ impl Limiter {
     }
 
     /// The call's buckets in Redis at the full rates, with its needs (for messages), or None when no limit applies.
-    fn shared_buckets(
-        &self,
-        shared: &shared::Shared,
-        call: &UpstreamCall,
-    ) -> Option<(OpClass, Vec<Need>, Vec<shared::Bucket>)> {
+    fn shared_buckets(&self, shared: &shared::Shared, call: &UpstreamCall) -> Option<SharedCall> {
         let (class, needs) = self.needs_divided(call, 1);
         if needs.is_empty() {
             return None;
         }
         let period = Duration::from_secs(1) + self.settings().window_margin;
-        let buckets = needs
+        let buckets: Vec<shared::Bucket> = needs
             .iter()
             .map(|n| shared::Bucket {
                 key: shared.key(
@@ -426,7 +434,20 @@ impl Limiter {
                 cost: n.cost,
             })
             .collect();
-        Some((class, needs, buckets))
+        let guards = buckets
+            .iter()
+            .zip(&needs)
+            .map(|(b, n)| (format!("{}:sent", b.key), n.rate, n.cost))
+            .collect();
+        let spacing = buckets.iter().map(|b| b.spacing).max().unwrap_or(period);
+        Some(SharedCall {
+            class,
+            needs,
+            buckets,
+            guards,
+            period,
+            spacing,
+        })
     }
 
     /// A 429 from Pinecone: nothing more for these buckets until `until`.
@@ -443,6 +464,19 @@ impl Limiter {
     pub fn keys(&self) -> usize {
         self.lock().buckets.len()
     }
+}
+
+/// A call's limits in Redis: its GCRA buckets (the schedule), its guard sets (what was sent), and its needs (for
+/// messages).
+struct SharedCall {
+    class: OpClass,
+    needs: Vec<Need>,
+    buckets: Vec<shared::Bucket>,
+    /// Each guard set, with the limit and the call's cost in it.
+    guards: Vec<(String, u64, u64)>,
+    period: Duration,
+    /// The longest even spacing among the call's buckets: how often a waiting call asks the guard again.
+    spacing: Duration,
 }
 
 fn namespace_of(call: &UpstreamCall) -> &str {
@@ -622,6 +656,86 @@ impl Drop for WaitingGauge {
     }
 }
 
+/// What redis mode decided for a call.
+enum SharedTurn {
+    /// Its turn came and the guard let it through: send it, then stamp it.
+    Go(shared::Guarded),
+    Refused(Rejection),
+    /// Redis failed: decide locally, under the static share.
+    Degraded,
+}
+
+/// Redis mode: the call's turn in the shared schedule, then the guard, waiting within what the call can afford.
+async fn shared_turn(
+    limiter: &Limiter,
+    shared: &shared::Shared,
+    sc: &SharedCall,
+    call: &UpstreamCall,
+) -> SharedTurn {
+    let s = limiter.settings();
+    let started = Instant::now();
+    let affordable = call
+        .deadline
+        .saturating_duration_since(started)
+        .saturating_sub(s.expected_upstream)
+        .min(s.max_queue_wait);
+    let refused = |wait: Duration, binding: usize| {
+        let limit = sc
+            .needs
+            .get(binding)
+            .map(|n| describe(n, sc.class))
+            .unwrap_or_default();
+        SharedTurn::Refused(Rejection {
+            message: format!(
+                "rate limit (shared by every replica): {limit}; the next turn is in {} ms, too late for the call's \
+                 deadline or past the gateway's {} ms queue limit",
+                wait.as_millis(),
+                s.max_queue_wait.as_millis()
+            ),
+            retry_after: wait,
+        })
+    };
+    let mut waited = false;
+    let _waiting = WaitingGauge::new();
+    match shared.decide(&sc.buckets, affordable).await {
+        None => return SharedTurn::Degraded,
+        Some(shared::Verdict::TooLate { wait, binding }) => return refused(wait, binding),
+        Some(shared::Verdict::Go(wait)) => {
+            if !wait.is_zero() {
+                waited = true;
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    // The guard: whatever the network and this host did to earlier requests, Pinecone never sees more than the limit
+    // in any window.
+    let turn = loop {
+        let now = Instant::now();
+        let in_flight_for = call.deadline.saturating_duration_since(now);
+        match shared.guard(&sc.guards, sc.period, in_flight_for).await {
+            None => break SharedTurn::Degraded,
+            Some(shared::GuardVerdict::Admitted(g)) => break SharedTurn::Go(g),
+            Some(shared::GuardVerdict::Wait(wait)) => {
+                // The requests in flight may come back sooner than the guard can know: ask again after one spacing.
+                let next = now + wait.min(sc.spacing);
+                if next + s.expected_upstream > call.deadline
+                    || next.saturating_duration_since(started) > s.max_queue_wait
+                {
+                    break refused(wait, 0);
+                }
+                waited = true;
+                tokio::time::sleep_until(next).await;
+            }
+        }
+    };
+    if waited && matches!(turn, SharedTurn::Go(_)) {
+        metrics::counter!(m::LIMIT_WAITS, "class" => sc.class.name()).increment(1);
+        metrics::histogram!(m::LIMIT_WAIT_SECONDS, "class" => sc.class.name())
+            .record(started.elapsed().as_secs_f64());
+    }
+    turn
+}
+
 /// The layer.
 #[derive(Clone)]
 pub struct LimitLayer {
@@ -671,49 +785,27 @@ where
         let inner = self.inner.clone();
         Box::pin(async move {
             if let Some(shared) = limiter.shared.clone()
-                && let Some((class, needs, buckets)) = limiter.shared_buckets(&shared, &call)
+                && let Some(sc) = limiter.shared_buckets(&shared, &call)
             {
-                let s = limiter.settings();
-                let affordable = call
-                    .deadline
-                    .saturating_duration_since(Instant::now())
-                    .saturating_sub(s.expected_upstream)
-                    .min(s.max_queue_wait);
-                match shared.decide(&buckets, affordable).await {
-                    Some(shared::Verdict::Go(wait)) => {
-                        if !wait.is_zero() {
-                            let _waiting = WaitingGauge::new();
-                            metrics::counter!(m::LIMIT_WAITS, "class" => class.name()).increment(1);
-                            metrics::histogram!(m::LIMIT_WAIT_SECONDS, "class" => class.name())
-                                .record(wait.as_secs_f64());
-                            tokio::time::sleep(wait).await;
-                        }
+                match shared_turn(&limiter, &shared, &sc, &call).await {
+                    SharedTurn::Go(guarded) => {
                         let result = inner.oneshot(call).await;
+                        // Stamped off the caller's path: its answer does not wait for Redis.
+                        let stamp = shared.clone();
+                        tokio::spawn(async move { stamp.close(guarded).await });
                         if let Some(pause) = throttled_for(&result) {
-                            let keys: Vec<String> = buckets.into_iter().map(|b| b.key).collect();
+                            let keys: Vec<String> = sc.buckets.into_iter().map(|b| b.key).collect();
                             shared.block(&keys, pause).await;
                         }
                         return result;
                     }
-                    Some(shared::Verdict::TooLate { wait, binding }) => {
-                        metrics::counter!(m::LIMIT_REJECTIONS, "class" => class.name())
+                    SharedTurn::Refused(r) => {
+                        metrics::counter!(m::LIMIT_REJECTIONS, "class" => sc.class.name())
                             .increment(1);
-                        let limit = needs
-                            .get(binding)
-                            .map(|n| describe(n, class))
-                            .unwrap_or_default();
-                        return Err(CallError::Limited(Rejection {
-                            message: format!(
-                                "rate limit (shared by every replica): {limit}; the next turn is in {} ms, too late \
-                                 for the call's deadline or past the gateway's {} ms queue limit",
-                                wait.as_millis(),
-                                s.max_queue_wait.as_millis()
-                            ),
-                            retry_after: wait,
-                        }));
+                        return Err(CallError::Limited(r));
                     }
                     // Degraded: this replica's static share, below.
-                    None => {}
+                    SharedTurn::Degraded => {}
                 }
             }
             let class = OpClass::of(&call.op);
