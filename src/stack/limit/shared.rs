@@ -206,10 +206,11 @@ struct Health {
     next_attempt: Instant,
 }
 
-/// A single Redis, or a cluster.
+/// A single Redis, or a cluster. (One per process: the size of the variants does not matter.)
+#[allow(clippy::large_enum_variant)]
 enum Client {
     Single(redis::Client),
-    Cluster(Box<redis::cluster::ClusterClient>),
+    Cluster(redis::cluster::ClusterClient),
 }
 
 /// A connection that reconnects by itself: a single Redis's connection manager, or a cluster connection (which
@@ -255,14 +256,14 @@ impl Shared {
             |e: redis::RedisError| format!("limits.redis.url is not a Redis URL ({:?})", e.kind());
         let client = if settings.cluster {
             let nodes: Vec<&str> = settings.url.split(',').map(str::trim).collect();
-            Client::Cluster(Box::new(
+            Client::Cluster(
                 redis::cluster::ClusterClient::builder(nodes)
                     .connection_timeout(settings.timeout)
                     .response_timeout(settings.timeout)
                     .retries(1)
                     .build()
                     .map_err(not_a_url)?,
-            ))
+            )
         } else {
             Client::Single(redis::Client::open(settings.url.as_str()).map_err(not_a_url)?)
         };
