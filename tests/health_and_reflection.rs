@@ -95,6 +95,27 @@ async fn health_and_readyz_follow_pinecone_reachability() {
             .as_u16(),
         200
     );
+    // Pinecone comes back (on the same control-plane address, the index at a new host): the next call finds it,
+    // and both surfaces say SERVING again.
+    let back = pinecone_gateway::emulator::Emulator::start(
+        env.emulator.addr(),
+        pinecone_gateway::emulator::EmulatorOptions {
+            api_key: Some(KEY.into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    back.create_index(INDEX, 4, "cosine").await.unwrap();
+    env.vectors()
+        .describe_index_stats(req(p::DescribeIndexStatsRequest::default()))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message())
+        .await
+        .unwrap();
+    assert_eq!(next.unwrap().unwrap().status(), ServingStatus::Serving);
+    assert_eq!(readyz().await, 200);
 }
 
 #[tokio::test]

@@ -227,3 +227,17 @@ async fn request_ids_and_trace_context_travel_to_pinecone_and_back() {
     assert_eq!(made.len(), 36);
     assert!(env.emulator.traces().iter().any(|(id, _)| *id == made));
 }
+
+#[tokio::test]
+async fn the_admin_listener_can_be_switched_off() {
+    let env = Env::start_with(EnvOptions {
+        config: Some("[admin]\nenabled = false\n".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(env.gateway.as_ref().unwrap().admin_addr, None);
+    env.vectors()
+        .describe_index_stats(req(p::DescribeIndexStatsRequest::default()))
+        .await
+        .unwrap();
+}

@@ -160,3 +160,101 @@ async fn the_emulator_itself_answers_429_past_the_limit() {
     );
     assert_eq!(env.emulator.throttled(INDEX), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_max_queue_len_calls_wait_on_one_limit() {
+    let env = Env::start_with(EnvOptions {
+        config: Some(
+            "[limits]\nmax_queue_len = 5\n[limits.rates.describe_index_stats]\nindex_requests_per_second = 2\n"
+                .into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let mut calls = Vec::new();
+    for _ in 0..12 {
+        let mut v = env.vectors();
+        calls.push(tokio::spawn(async move {
+            let mut r = req(p::DescribeIndexStatsRequest::default());
+            r.set_timeout(Duration::from_secs(10));
+            v.describe_index_stats(r).await
+        }));
+    }
+    let mut refused = 0;
+    for c in calls {
+        if let Err(s) = c.await.unwrap() {
+            assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+            assert!(
+                s.message().contains("5 calls already wait their turn"),
+                "{s:?}"
+            );
+            refused += 1;
+        }
+    }
+    // Two go at once, five wait, the rest are refused at once.
+    assert_eq!(refused, 5, "{refused} refused");
+}
+
+#[tokio::test]
+async fn past_max_keys_new_limit_keys_are_refused() {
+    let env = Env::start_with(EnvOptions {
+        config: Some("[limits]\nmax_keys = 16\n".into()),
+        ..Default::default()
+    })
+    .await;
+    let mut v = env.vectors();
+    let mut refused = None;
+    // A query's key is its namespace: each new namespace is a new key.
+    for i in 0..40 {
+        let r = v
+            .query(req(p::QueryRequest {
+                namespace: format!("ns-{i}"),
+                top_k: 1,
+                vector: vec![1.0; 4],
+                ..Default::default()
+            }))
+            .await;
+        if let Err(s) = r {
+            assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+            assert!(s.message().contains("16 limiter keys"), "{s:?}");
+            refused = Some(i);
+            break;
+        }
+    }
+    assert_eq!(refused, Some(16), "the 17th key is refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_without_retry_after_pauses_its_limit_for_one_second() {
+    let env = Env::start_with(EnvOptions {
+        config: Some("[retry]\nmax_attempts = 1\n".into()),
+        ..Default::default()
+    })
+    .await;
+    let mut v = env.vectors();
+    v.describe_index_stats(req(p::DescribeIndexStatsRequest::default()))
+        .await
+        .unwrap();
+    env.emulator
+        .set_faults(pinecone_gateway::emulator::faults::Faults {
+            throttle_percent: 100.0,
+            ..Default::default()
+        });
+    let e = v
+        .describe_index_stats(req(p::DescribeIndexStatsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(e.metadata().get("grpc-retry-pushback-ms").unwrap(), "1000");
+    env.emulator.set_faults(Default::default());
+    let started = Instant::now();
+    v.describe_index_stats(req(p::DescribeIndexStatsRequest::default()))
+        .await
+        .unwrap();
+    // The next call of that limit waited out the pause (a lower bound: a slow machine only adds to it).
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -135,3 +135,31 @@ async fn a_recreated_index_is_found_at_its_new_host() {
     assert_eq!(s.dimension, Some(2));
     assert_eq!(env.emulator.count("control", "describe_index"), 2);
 }
+
+#[tokio::test]
+async fn a_deleted_index_answers_not_found() {
+    let env = Env::start().await;
+    env.emulator
+        .create_index("gone", 4, "cosine")
+        .await
+        .unwrap();
+    env.vectors()
+        .describe_index_stats(req_for("gone", stats()))
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .delete(format!("{}/indexes/gone", env.emulator.url()))
+        .header("Api-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    // The cached host no longer answers; the gateway looks the index up again and Pinecone says it is gone.
+    let e = env
+        .vectors()
+        .describe_index_stats(req_for("gone", stats()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    assert!(e.message().contains("index `gone` not found"), "{e:?}");
+}
