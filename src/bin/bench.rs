@@ -129,6 +129,20 @@ fn gateway(control_plane: &str, config: &str) -> anyhow::Result<Gateway> {
     Ok(Gateway { child, addr })
 }
 
+/// The most arrivals in any one window (a strict sliding count, the benchmark's own).
+fn max_in_any_window(arrivals: &[std::time::Instant], window: Duration) -> usize {
+    let mut times = arrivals.to_vec();
+    times.sort();
+    let (mut most, mut first) = (0, 0);
+    for (last, t) in times.iter().enumerate() {
+        while *t - times[first] >= window {
+            first += 1;
+        }
+        most = most.max(last - first + 1);
+    }
+    most
+}
+
 fn rand_suffix() -> u32 {
     rand::random()
 }
@@ -444,8 +458,13 @@ async fn limiter(a: &Args) -> anyhow::Result<Value> {
     let limit = 100.0;
     let offered = 1000;
     let rate = offer_stats(&emu, &[c], offered, a).await?;
+    let busiest = max_in_any_window(
+        &emu.arrivals(INDEX, "describe_index_stats"),
+        Duration::from_secs(1),
+    );
     Ok(json!({
         "scenario": "c: limiter accuracy under 10x overload (describe_index_stats, 100/s per index)",
+        "max_in_any_one_second_window": busiest,
         "offered_per_second": offered,
         "limit_per_second": limit,
         "upstream_per_second": (rate * 10.0).round() / 10.0,
@@ -499,7 +518,9 @@ fn redis_server() -> anyhow::Result<RedisServer> {
 }
 
 async fn shared(a: &Args) -> anyhow::Result<Value> {
-    use pinecone_gateway::stack::limit::shared::{Bucket, RedisSettings, Shared, Verdict};
+    use pinecone_gateway::stack::limit::shared::{
+        Bucket, GuardVerdict, RedisSettings, Shared, Verdict,
+    };
     let redis = redis_server()?;
     let url = format!("redis://127.0.0.1:{}/", redis.port);
 
@@ -524,15 +545,40 @@ async fn shared(a: &Args) -> anyhow::Result<Value> {
             cost: 1,
         },
     ];
+    // The guard's cost grows with the requests in its window: spread over 100 keys, each holds about 100, as a
+    // bucket saturated at 100/s does.
+    let guard_keys: Vec<String> = (0..100)
+        .map(|i| {
+            format!(
+                "{}:sent:{i}",
+                decider.key(INDEX, "query", "requests", Some(NAMESPACE))
+            )
+        })
+        .collect();
+    let mut turn = 0usize;
     let mut cost = Histogram::<u64>::new(3)?;
+    let mut guard_cost = Histogram::<u64>::new(3)?;
     let end = Instant::now() + Duration::from_secs(a.warmup_secs + a.duration_secs);
     let measure_from = Instant::now() + Duration::from_secs(a.warmup_secs);
     while Instant::now() < end {
         let t = Instant::now();
         let v = decider.decide(&buckets, Duration::from_secs(1)).await;
         anyhow::ensure!(matches!(v, Some(Verdict::Go(_))), "Redis refused: {v:?}");
+        let decided = t.elapsed();
+        // The guard before sending and its stamp after the answer: the other two round trips of a call.
+        let g = Instant::now();
+        turn += 1;
+        let guards = [(guard_keys[turn % guard_keys.len()].clone(), u64::MAX / 2, 1)];
+        let Some(GuardVerdict::Admitted(guarded)) = decider
+            .guard(&guards, Duration::from_secs(1), Duration::from_secs(1))
+            .await
+        else {
+            anyhow::bail!("the guard refused");
+        };
+        decider.close(guarded).await;
         if t >= measure_from {
-            cost.record(t.elapsed().as_micros() as u64)?;
+            cost.record(decided.as_micros() as u64)?;
+            guard_cost.record(g.elapsed().as_micros() as u64)?;
         }
     }
 
@@ -552,9 +598,15 @@ async fn shared(a: &Args) -> anyhow::Result<Value> {
     }
     let limit = 100.0;
     let rate = offer_stats(&emu, &clients, 1000, a).await?;
+    let busiest = max_in_any_window(
+        &emu.arrivals(INDEX, "describe_index_stats"),
+        Duration::from_secs(1),
+    );
     Ok(json!({
         "scenario": "f: shared limits through Redis (redis mode)",
         "redis_decision": summary(&cost),
+        "redis_guard_and_stamp": summary(&guard_cost),
+        "max_in_any_one_second_window": busiest,
         "replicas": 3,
         "offered_per_second": 1000,
         "limit_per_second": limit,
