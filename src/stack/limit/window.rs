@@ -12,8 +12,13 @@
 //! outlast what a reservation assumed, a caller checks again when it wakes ([`Window::earliest_without`]) and waits
 //! longer if it must.
 //!
-//! The emulator uses the same type with [`Window::try_take`] to enforce Pinecone's limits.
+//! Cost: every call asks [`Window::earliest`], so it must not walk the whole window (at 10,000 calls per second a
+//! window holds 10,000 entries). The log is kept in order of instant with a running total; answers are pruned from
+//! the front, reservations still waiting sit at the back, and open requests are kept apart. A call walks only the
+//! entries that slid out since the last prune and the reservations still waiting, which are few unless the limit
+//! binds (and then the queue's own bound, `max_queue_len`, bounds the walk).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -22,18 +27,29 @@ struct Entry {
     at: Instant,
     cost: u64,
     ticket: u64,
-    /// Sent, answer not back yet: counted as now.
-    open: bool,
-    /// Sent (open or answered): it counts in the window that ends now, whatever its instant.
-    sent: bool,
+    /// Sent and answered: it counts in the window that ends now, whatever its instant.
+    answered: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Open {
+    ticket: u64,
+    cost: u64,
+    since: Instant,
 }
 
 #[derive(Debug)]
 pub struct Window {
     capacity: u64,
     period: Duration,
-    /// In order of `at`.
-    log: Vec<Entry>,
+    /// Reservations and answered requests, in order of `at`.
+    log: VecDeque<Entry>,
+    /// The sum of `cost` over `log`.
+    logged: u64,
+    /// Sent, answer not back yet: counted as now. As many as the calls in flight on this key.
+    open: Vec<Open>,
+    /// The sum of `cost` over `open`.
+    open_cost: u64,
     /// Nothing is granted before this (a 429 from Pinecone slows the whole key).
     blocked_until: Option<Instant>,
 }
@@ -43,7 +59,10 @@ impl Window {
         Window {
             capacity,
             period,
-            log: Vec::new(),
+            log: VecDeque::new(),
+            logged: 0,
+            open: Vec::new(),
+            open_cost: 0,
             blocked_until: None,
         }
     }
@@ -56,8 +75,13 @@ impl Window {
 
     /// Forgets what slid out of the window at `now`.
     pub fn prune(&mut self, now: Instant) {
-        let period = self.period;
-        self.log.retain(|e| e.open || e.at + period > now);
+        while let Some(e) = self.log.front() {
+            if e.at + self.period > now {
+                break;
+            }
+            self.logged -= e.cost;
+            self.log.pop_front();
+        }
         if self.blocked_until.is_some_and(|b| b <= now) {
             self.blocked_until = None;
         }
@@ -65,7 +89,7 @@ impl Window {
 
     /// True when nothing is reserved, open or blocked: the bucket can be dropped.
     pub fn is_idle(&self) -> bool {
-        self.log.is_empty() && self.blocked_until.is_none()
+        self.log.is_empty() && self.open.is_empty() && self.blocked_until.is_none()
     }
 
     /// The earliest instant at or after `now`, and not before the last reservation, at which `cost` fits; `None`
@@ -84,134 +108,190 @@ impl Window {
         if cost > self.capacity {
             return None;
         }
-        let mut times: Vec<(Instant, u64, bool)> = self
-            .log
-            .iter()
-            .filter(|e| Some(e.ticket) != ticket)
-            .map(|e| {
-                let t = if e.open { e.at.max(now) } else { e.at };
-                (t, e.cost, e.sent)
-            })
-            .collect();
-        times.sort_by_key(|&(t, _, _)| t);
         let mut start = now;
         if ticket.is_none()
-            && let Some(&(last, _, _)) = times.last()
+            && let Some(last) = self.log.back()
         {
-            start = start.max(last);
+            start = start.max(last.at);
         }
         if let Some(b) = self.blocked_until {
             start = start.max(b);
         }
-        // Later reservations are not in this window: they check against this one when they wake.
-        let inside: Vec<(Instant, u64)> = times
-            .into_iter()
-            .filter(|&(t, _, sent)| (sent || t <= start) && t + self.period > start)
-            .map(|(t, c, _)| (t, c))
-            .collect();
-        let used: u64 = inside.iter().map(|&(_, c)| c).sum();
+        // The window ending at `start` holds log[first..end] (less the reservations after `start`, which check
+        // against this one when they wake) and the open requests, which sort at `now`.
+        let first = self.log.partition_point(|e| e.at + self.period <= start);
+        let end = self.log.partition_point(|e| e.at <= start);
+        let mut used = self.logged;
+        used -= self.log.range(..first).map(|e| e.cost).sum::<u64>();
+        // Answered requests always count, even stamped an instant after a `now` read before their answer.
+        used -= self
+            .log
+            .range(end..)
+            .filter(|e| !e.answered)
+            .map(|e| e.cost)
+            .sum::<u64>();
+        let opens_inside = now + self.period > start;
+        if opens_inside {
+            used += self.open_cost;
+        }
+        let own_logged = ticket
+            .and_then(|t| {
+                self.log
+                    .range(first..end)
+                    .rev()
+                    .find(|e| e.ticket == t && !e.answered)
+            })
+            .map_or(0, |e| e.cost);
+        let own_open = match ticket {
+            Some(t) if opens_inside => self
+                .open
+                .iter()
+                .find(|o| o.ticket == t)
+                .map_or(0, |o| o.cost),
+            _ => 0,
+        };
+        used -= own_logged + own_open;
         if used + cost <= self.capacity {
             return Some(start);
         }
         // Slide forward until enough of the oldest entries have left the window. Open entries never leave: they
         // sort at `now` or later, so if only they remain the answer is a guess that the caller checks again.
         let mut excess = used + cost - self.capacity;
-        for (t, c) in inside {
-            excess = excess.saturating_sub(c);
-            if excess == 0 {
-                return Some((t + self.period).max(start));
+        let mut opens_left = if opens_inside {
+            self.open_cost - own_open
+        } else {
+            0
+        };
+        let answered_late = self.log.range(end..).filter(|e| e.answered);
+        for e in self.log.range(first..end).chain(answered_late) {
+            if opens_left > 0 && e.at > now {
+                excess = excess.saturating_sub(std::mem::take(&mut opens_left));
+                if excess == 0 {
+                    return Some((now + self.period).max(start));
+                }
             }
+            if Some(e.ticket) == ticket && !e.answered {
+                continue;
+            }
+            excess = excess.saturating_sub(e.cost);
+            if excess == 0 {
+                return Some((e.at + self.period).max(start));
+            }
+        }
+        if opens_left > 0 && excess <= opens_left {
+            return Some((now + self.period).max(start));
         }
         None
     }
 
     /// Reserves `cost` at `at` (from [`Window::earliest`]).
     pub fn reserve(&mut self, at: Instant, cost: u64, ticket: u64) {
-        let pos = self.log.partition_point(|e| e.at <= at);
-        self.log.insert(
-            pos,
-            Entry {
-                at,
-                cost,
-                ticket,
-                open: false,
-                sent: false,
-            },
-        );
+        self.insert(Entry {
+            at,
+            cost,
+            ticket,
+            answered: false,
+        });
+    }
+
+    fn insert(&mut self, e: Entry) {
+        // Nearly always at the back: search from there.
+        let mut pos = self.log.len();
+        while pos > 0 && self.log[pos - 1].at > e.at {
+            pos -= 1;
+        }
+        self.logged += e.cost;
+        self.log.insert(pos, e);
+    }
+
+    /// Takes the reservation `ticket` out of the log. Reservations due now sit near the back.
+    fn take(&mut self, ticket: u64) -> Option<Entry> {
+        let pos = self
+            .log
+            .iter()
+            .rposition(|e| e.ticket == ticket && !e.answered)?;
+        let e = self.log.remove(pos)?;
+        self.logged -= e.cost;
+        Some(e)
     }
 
     /// Moves a waiting reservation to a later instant.
     pub fn postpone(&mut self, ticket: u64, at: Instant) {
-        if let Some(pos) = self.log.iter().position(|e| e.ticket == ticket) {
-            let mut e = self.log.remove(pos);
+        if let Some(mut e) = self.take(ticket) {
             e.at = at;
-            let pos = self.log.partition_point(|x| x.at <= at);
-            self.log.insert(pos, e);
+            self.insert(e);
         }
     }
 
     /// The reservation's request is being sent now.
     pub fn open(&mut self, ticket: u64, now: Instant) {
-        if let Some(e) = self.log.iter_mut().find(|e| e.ticket == ticket) {
-            e.open = true;
-            e.sent = true;
-            e.at = now;
+        if let Some(e) = self.take(ticket) {
+            self.open_cost += e.cost;
+            self.open.push(Open {
+                ticket,
+                cost: e.cost,
+                since: now,
+            });
         }
     }
 
     /// The request's answer came back at `now`: it counts from here until it slides out.
     pub fn close(&mut self, ticket: u64, now: Instant) {
-        if let Some(pos) = self.log.iter().position(|e| e.ticket == ticket) {
-            let mut e = self.log.remove(pos);
-            e.open = false;
-            e.at = e.at.max(now);
-            let pos = self.log.partition_point(|x| x.at <= e.at);
-            self.log.insert(pos, e);
+        if let Some(pos) = self.open.iter().position(|o| o.ticket == ticket) {
+            let o = self.open.swap_remove(pos);
+            self.open_cost -= o.cost;
+            self.insert(Entry {
+                at: o.since.max(now),
+                cost: o.cost,
+                ticket,
+                answered: true,
+            });
         }
     }
 
     /// Gives back a reservation that was not used.
     pub fn cancel(&mut self, ticket: u64) {
-        self.log.retain(|e| e.ticket != ticket);
+        if let Some(pos) = self.open.iter().position(|o| o.ticket == ticket) {
+            let o = self.open.swap_remove(pos);
+            self.open_cost -= o.cost;
+        } else {
+            self.take(ticket);
+        }
+    }
+
+    /// The reservations still waiting at `now`, latest first.
+    fn queued(&self, now: Instant) -> impl Iterator<Item = &Entry> {
+        self.log
+            .iter()
+            .rev()
+            .take_while(move |e| e.at > now)
+            .filter(|e| !e.answered)
     }
 
     /// Units reserved for instants after `now` by reservations matching `owner`.
     pub fn queued_after(&self, now: Instant, owner: impl Fn(u64) -> bool) -> u64 {
-        self.log
-            .iter()
-            .filter(|e| !e.open && e.at > now && owner(e.ticket))
+        self.queued(now)
+            .filter(|e| owner(e.ticket))
             .map(|e| e.cost)
             .sum()
     }
 
     /// The first instant after `now` at which a reservation matching `owner` is due.
     pub fn next_release(&self, now: Instant, owner: impl Fn(u64) -> bool) -> Option<Instant> {
-        self.log
-            .iter()
-            .find(|e| !e.open && e.at > now && owner(e.ticket))
+        self.queued(now)
+            .filter(|e| owner(e.ticket))
+            .last()
             .map(|e| e.at)
     }
 
     /// How many reservations wait for a later instant.
     pub fn waiting(&self, now: Instant) -> usize {
-        self.log.iter().filter(|e| !e.open && e.at > now).count()
+        self.queued(now).count()
     }
 
     /// Grants nothing before `until`.
     pub fn block_until(&mut self, until: Instant) {
         self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
-    }
-
-    /// Takes `cost` now if it fits now (the emulator's check: Pinecone counts arrivals).
-    pub fn try_take(&mut self, now: Instant, cost: u64) -> bool {
-        self.prune(now);
-        match self.earliest(now, cost) {
-            Some(at) if at <= now => {
-                self.reserve(now, cost, 0);
-                true
-            }
-            _ => false,
-        }
     }
 }
 
@@ -279,14 +359,17 @@ mod tests {
         assert_eq!(w.earliest(later, 1), Some(later + S));
     }
 
+    /// Grants the earliest turn for one unit at each step (as the limiter does) and checks every window.
     #[tokio::test(start_paused = true)]
-    async fn try_take_never_exceeds_any_window() {
+    async fn granted_turns_never_exceed_any_window() {
         let start = Instant::now();
         let mut w = Window::new(5, S);
         let mut taken = vec![];
         for step in 0..300u64 {
             let now = start + Duration::from_millis(step * 10);
-            if w.try_take(now, 1) {
+            w.prune(now);
+            if w.earliest(now, 1) == Some(now) {
+                w.reserve(now, 1, step);
                 taken.push(now);
             }
         }
@@ -299,6 +382,178 @@ mod tests {
             );
         }
         assert_eq!(taken.len(), 15);
+    }
+
+    /// The straightforward window (every entry collected and sorted on each question): the referee for the one
+    /// above, which answers without walking the window.
+    struct Naive {
+        capacity: u64,
+        period: Duration,
+        // (at, cost, ticket, open, sent)
+        log: Vec<(Instant, u64, u64, bool, bool)>,
+        blocked_until: Option<Instant>,
+    }
+
+    impl Naive {
+        fn prune(&mut self, now: Instant) {
+            let period = self.period;
+            self.log.retain(|e| e.3 || e.0 + period > now);
+            if self.blocked_until.is_some_and(|b| b <= now) {
+                self.blocked_until = None;
+            }
+        }
+        fn earliest_without(
+            &self,
+            now: Instant,
+            cost: u64,
+            ticket: Option<u64>,
+        ) -> Option<Instant> {
+            if cost > self.capacity {
+                return None;
+            }
+            let mut times: Vec<(Instant, u64, bool)> = self
+                .log
+                .iter()
+                .filter(|e| Some(e.2) != ticket)
+                .map(|e| (if e.3 { e.0.max(now) } else { e.0 }, e.1, e.4))
+                .collect();
+            times.sort_by_key(|t| t.0);
+            let mut start = now;
+            if ticket.is_none()
+                && let Some(&(last, _, _)) = times.last()
+            {
+                start = start.max(last);
+            }
+            if let Some(b) = self.blocked_until {
+                start = start.max(b);
+            }
+            let inside: Vec<(Instant, u64)> = times
+                .into_iter()
+                .filter(|&(t, _, sent)| (sent || t <= start) && t + self.period > start)
+                .map(|(t, c, _)| (t, c))
+                .collect();
+            let used: u64 = inside.iter().map(|&(_, c)| c).sum();
+            if used + cost <= self.capacity {
+                return Some(start);
+            }
+            let mut excess = used + cost - self.capacity;
+            for (t, c) in inside {
+                excess = excess.saturating_sub(c);
+                if excess == 0 {
+                    return Some((t + self.period).max(start));
+                }
+            }
+            None
+        }
+        fn reserve(&mut self, at: Instant, cost: u64, ticket: u64) {
+            let pos = self.log.partition_point(|e| e.0 <= at);
+            self.log.insert(pos, (at, cost, ticket, false, false));
+        }
+        fn find(&self, ticket: u64) -> Option<usize> {
+            self.log.iter().position(|e| e.2 == ticket)
+        }
+        fn postpone(&mut self, ticket: u64, at: Instant) {
+            if let Some(pos) = self.find(ticket) {
+                let mut e = self.log.remove(pos);
+                e.0 = at;
+                let pos = self.log.partition_point(|x| x.0 <= at);
+                self.log.insert(pos, e);
+            }
+        }
+        fn open(&mut self, ticket: u64, now: Instant) {
+            if let Some(pos) = self.find(ticket) {
+                let e = &mut self.log[pos];
+                (e.3, e.4, e.0) = (true, true, now);
+            }
+        }
+        fn close(&mut self, ticket: u64, now: Instant) {
+            if let Some(pos) = self.find(ticket) {
+                let mut e = self.log.remove(pos);
+                e.3 = false;
+                e.0 = e.0.max(now);
+                let pos = self.log.partition_point(|x| x.0 <= e.0);
+                self.log.insert(pos, e);
+            }
+        }
+    }
+
+    /// Random traffic on one key (reservations at their earliest turn, sends, answers, cancellations, postponements,
+    /// 429 pauses, time passing): after every step both windows give the same answers.
+    #[test]
+    fn agrees_with_the_straightforward_window() {
+        use proptest::prelude::*;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let step = (0u8..8, 0u64..400, 1u64..4);
+        proptest!(ProptestConfig::with_cases(300), |(steps in proptest::collection::vec(step, 1..200), capacity in 1u64..12)| {
+            let base = Instant::now();
+            let period = Duration::from_millis(1000);
+            let mut fast = Window::new(capacity, period);
+            let mut naive = Naive { capacity, period, log: vec![], blocked_until: None };
+            let mut now = base;
+            let mut next_ticket = 0u64;
+            // Tickets by state, as the limiter holds them.
+            let (mut reserved, mut opened): (Vec<u64>, Vec<u64>) = (vec![], vec![]);
+            for (kind, n, cost) in steps {
+                match kind {
+                    0 => now += Duration::from_millis(n),
+                    1 | 2 => {
+                        fast.prune(now);
+                        naive.prune(now);
+                        let got = fast.earliest(now, cost);
+                        prop_assert_eq!(got, naive.earliest_without(now, cost, None));
+                        if let Some(at) = got {
+                            fast.reserve(at, cost, next_ticket);
+                            naive.reserve(at, cost, next_ticket);
+                            reserved.push(next_ticket);
+                            next_ticket += 1;
+                        }
+                    }
+                    3 if !reserved.is_empty() => {
+                        let t = reserved.remove(n as usize % reserved.len());
+                        prop_assert_eq!(fast.earliest_without(now, 1, Some(t)), naive.earliest_without(now, 1, Some(t)));
+                        fast.open(t, now);
+                        naive.open(t, now);
+                        opened.push(t);
+                    }
+                    4 if !opened.is_empty() => {
+                        let t = opened.remove(n as usize % opened.len());
+                        fast.close(t, now);
+                        naive.close(t, now);
+                    }
+                    5 if !reserved.is_empty() => {
+                        let t = reserved.remove(n as usize % reserved.len());
+                        fast.cancel(t);
+                        naive.log.retain(|e| e.2 != t);
+                    }
+                    6 if !reserved.is_empty() => {
+                        let t = reserved[n as usize % reserved.len()];
+                        let at = now + Duration::from_millis(n * 3);
+                        fast.postpone(t, at);
+                        naive.postpone(t, at);
+                    }
+                    7 => {
+                        let until = now + Duration::from_millis(n);
+                        fast.block_until(until);
+                        naive.blocked_until = Some(naive.blocked_until.map_or(until, |b| b.max(until)));
+                    }
+                    _ => {}
+                }
+                for c in 1..=capacity + 1 {
+                    prop_assert_eq!(fast.earliest(now, c), naive.earliest_without(now, c, None), "cost {}", c);
+                }
+                for &t in &reserved {
+                    prop_assert_eq!(fast.earliest_without(now, 1, Some(t)), naive.earliest_without(now, 1, Some(t)));
+                }
+                let fast_waiting = fast.waiting(now);
+                let naive_waiting = naive.log.iter().filter(|e| !e.3 && e.0 > now).count();
+                prop_assert_eq!(fast_waiting, naive_waiting);
+            }
+        });
     }
 
     #[tokio::test(start_paused = true)]
