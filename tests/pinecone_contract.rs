@@ -14,13 +14,14 @@ use pinecone_gateway::pb::pinecone as p;
 use pinecone_gateway::stack::CallError;
 use pinecone_gateway::upstream::{Op, Reply, decode_answer};
 use pinecone_gateway::wire::control as c;
+use pinecone_gateway::wire::upsert::UpsertBody;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn op_of(operation: &str) -> Op {
     match operation {
-        "upsert" => Op::Upsert(Default::default()),
+        "upsert" => Op::Upsert(UpsertBody::encode(&Default::default())),
         "fetch" => Op::Fetch {
             ids: vec!["a".into()],
             namespace: "ns1".into(),

@@ -1,4 +1,5 @@
-//! The Pinecone API key and callers' tokens never appear in logs or metrics, even at trace level and on errors.
+//! The Pinecone API key and callers' tokens never appear in logs or metrics, even at trace level and on errors, and the key
+//! never follows a redirect to another host.
 mod common;
 use common::*;
 use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
@@ -85,4 +86,58 @@ async fn secrets_never_reach_logs_or_metrics() {
             "{secret} appeared in the metrics"
         );
     }
+}
+
+/// An answer that redirects elsewhere is not followed: the API key goes to the configured hosts only.
+#[tokio::test]
+async fn redirects_are_not_followed_with_the_key() {
+    use std::sync::{Arc, Mutex};
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_addr = elsewhere.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(format!("{headers:?}"));
+                "{}"
+            }
+        });
+        axum::serve(elsewhere, app).await.unwrap();
+    });
+    let redirecting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirecting_addr = redirecting.local_addr().unwrap();
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(move || async move {
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [("location", format!("http://{elsewhere_addr}/vectors/fetch"))],
+            )
+        });
+        axum::serve(redirecting, app).await.unwrap();
+    });
+    let env = Env::start_with(EnvOptions {
+        gateway_key: Some("pcsk-redirect-secret".into()),
+        config: Some(format!(
+            "[indexes.{INDEX}]\nhost = \"{redirecting_addr}\"\n"
+        )),
+        ..Default::default()
+    })
+    .await;
+    let e = env
+        .vectors()
+        .fetch(req(p::FetchRequest {
+            ids: vec!["a".into()],
+            namespace: "ns".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("307"), "{e:?}");
+    assert!(!e.message().contains("pcsk-redirect-secret"));
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
 }

@@ -86,7 +86,7 @@ fn build_upsert(mut r: p::UpsertRequest) -> Checked<Op> {
             v::metadata(&format!("vectors[{i}].metadata"), &struct_to_json(m))?;
         }
     }
-    Ok(Op::Upsert(r))
+    Ok(Op::Upsert(crate::wire::upsert::UpsertBody::encode(&r)))
 }
 
 fn build_delete(r: p::DeleteRequest) -> Checked<Op> {

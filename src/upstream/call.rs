@@ -10,7 +10,8 @@ use tokio::time::Instant;
 /// data plane is their JSON mapping.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    Upsert(p::UpsertRequest),
+    /// Encoded once by the API layer (wire::upsert): batching, the byte limit and the client share the encoding.
+    Upsert(crate::wire::upsert::UpsertBody),
     Fetch {
         ids: Vec<String>,
         namespace: String,

@@ -92,7 +92,8 @@ struct RestRequest {
     /// Path segments, each percent-encoded when the URL is built (the API refuses `.` and `..` before this).
     path: Vec<String>,
     query: Query,
-    body: Option<Vec<u8>>,
+    /// Shared, not copied, by every attempt.
+    body: Option<bytes::Bytes>,
 }
 
 impl RestRequest {
@@ -109,8 +110,8 @@ impl RestRequest {
         }
     }
 
-    fn body(mut self, body: Vec<u8>) -> Self {
-        self.body = Some(body);
+    fn body(mut self, body: impl Into<bytes::Bytes>) -> Self {
+        self.body = Some(body.into());
         self
     }
 
@@ -134,6 +135,9 @@ impl Upstream {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
+            // Pinecone does not redirect; a redirect would carry `Api-Key` (which reqwest does not know to strip)
+            // to whatever host the answer names. A 3xx is an answer like any other unexpected status.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("pinecone-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let hosts = Hosts::new(settings.control_plane.scheme(), settings.static_hosts);
@@ -173,7 +177,7 @@ impl Upstream {
         let items = match &call.op {
             Op::Fetch { ids, .. } => ids.len(),
             Op::Delete(d) => d.ids.len(),
-            Op::Upsert(u) => u.vectors.len(),
+            Op::Upsert(u) => u.len(),
             _ => 0,
         };
         if items > 0 {
@@ -484,7 +488,7 @@ fn translate(call: &UpstreamCall) -> (RestRequest, Decoder) {
     let index = call.index.as_str();
     match &call.op {
         Op::Upsert(b) => (
-            RestRequest::new(M::POST, &["vectors", "upsert"]).json(b),
+            RestRequest::new(M::POST, &["vectors", "upsert"]).body(b.body()),
             data!(Upsert),
         ),
         Op::Fetch { ids, namespace } => {

@@ -17,3 +17,4 @@ pub mod data;
 pub mod error;
 pub mod number;
 pub mod query;
+pub mod upsert;

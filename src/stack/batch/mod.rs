@@ -17,7 +17,6 @@
 use crate::pb::pinecone as p;
 use crate::stack::{CallError, CallFuture};
 use crate::upstream::{Op, Reply, UpstreamCall};
-use crate::wire::data as w;
 use crate::wire::query::encoded_id_len;
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -75,34 +74,6 @@ pub fn split_ids(ids: Vec<String>, max: usize, budget: Option<usize>) -> Vec<Vec
         bytes += len;
         if let Some(b) = out.last_mut() {
             b.push(id);
-        }
-    }
-    out
-}
-
-/// Splits vectors into batches of at most `max` vectors and `max_bytes` of JSON.
-pub fn split_vectors(
-    vectors: Vec<p::Vector>,
-    namespace: &str,
-    max: usize,
-    max_bytes: usize,
-) -> Vec<Vec<p::Vector>> {
-    // `{"vectors":[…],"namespace":"…"}` around the records, a comma between them.
-    let overhead = serde_json::to_vec(namespace).map_or(64, |b| b.len() + 32);
-    let mut out: Vec<Vec<p::Vector>> = Vec::new();
-    let mut bytes = overhead;
-    for v in vectors {
-        let len = w::encode(&v).len() + 1;
-        let full = out
-            .last()
-            .is_none_or(|b| b.len() >= max || (bytes + len > max_bytes && !b.is_empty()));
-        if full {
-            out.push(Vec::new());
-            bytes = overhead;
-        }
-        bytes += len;
-        if let Some(b) = out.last_mut() {
-            b.push(v);
         }
     }
     out
@@ -183,22 +154,13 @@ fn plan(call: &UpstreamCall, s: &BatchSettings) -> Option<Vec<(UpstreamCall, Vec
             )
         }
         Op::Upsert(u) => {
-            let batches = split_vectors(
-                u.vectors.clone(),
-                &u.namespace,
-                s.max_upsert_vectors,
-                s.max_upsert_bytes,
-            );
+            let batches = u.split(s.max_upsert_vectors, s.max_upsert_bytes);
             (batches.len() > 1).then(|| {
                 batches
                     .into_iter()
                     .map(|b| {
-                        let ids = b.iter().map(|v| v.id.clone()).collect();
-                        let op = Op::Upsert(p::UpsertRequest {
-                            vectors: b,
-                            namespace: u.namespace.clone(),
-                        });
-                        (with_op(op), ids)
+                        let ids = b.ids().to_vec();
+                        (with_op(Op::Upsert(b)), ids)
                     })
                     .collect()
             })
@@ -338,16 +300,16 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let batches = split_vectors(vectors, "ns", 1000, 2_000_000);
+        let u = crate::wire::upsert::UpsertBody::encode(&p::UpsertRequest {
+            vectors,
+            namespace: "ns".into(),
+        });
+        let batches = u.split(1000, 2_000_000);
         for b in &batches {
-            let body = p::UpsertRequest {
-                vectors: b.clone(),
-                namespace: "ns".into(),
-            };
-            assert!(w::encode(&body).len() <= 2_000_000);
+            assert!(b.body().len() <= 2_000_000);
             assert!(b.len() <= 1000);
         }
-        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 2500);
+        assert_eq!(batches.iter().map(|b| b.len()).sum::<usize>(), 2500);
         assert!(
             batches[0].len() < 1000,
             "200 floats of 11 JSON bytes make ~2.2 KB a vector: the byte cap splits before the count cap"

@@ -482,7 +482,7 @@ struct SharedCall {
 fn namespace_of(call: &UpstreamCall) -> &str {
     use crate::upstream::Op;
     let ns = match &call.op {
-        Op::Upsert(r) => r.namespace.as_str(),
+        Op::Upsert(r) => r.namespace(),
         Op::Fetch { namespace, .. } => namespace.as_str(),
         Op::FetchByMetadata(r) => r.namespace.as_str(),
         Op::Delete(r) => r.namespace.as_str(),

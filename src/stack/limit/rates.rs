@@ -231,10 +231,7 @@ pub fn costs(op: &Op) -> (u64, u64) {
     match op {
         Op::Delete(d) if !d.ids.is_empty() => (d.ids.len() as u64, 0),
         Op::Update(u) if u.filter.is_none() => (1, 0),
-        Op::Upsert(u) => (
-            0,
-            serde_json::to_vec(u).map(|b| b.len() as u64).unwrap_or(0),
-        ),
+        Op::Upsert(u) => (0, u.body_len() as u64),
         _ => (0, 0),
     }
 }

@@ -76,11 +76,8 @@ fn touch(op: &Op) -> Option<(&str, Touch<'_>)> {
             Touch::Ids(Access::Use, ids.iter().map(String::as_str).collect()),
         )),
         Op::Upsert(u) => Some((
-            u.namespace.as_str(),
-            Touch::Ids(
-                Access::Use,
-                u.vectors.iter().map(|v| v.id.as_str()).collect(),
-            ),
+            u.namespace(),
+            Touch::Ids(Access::Use, u.ids().iter().map(String::as_str).collect()),
         )),
         Op::Update(u) if u.filter.is_none() && !u.id.is_empty() => Some((
             u.namespace.as_str(),

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::pb::pinecone as w;
+use crate::wire::upsert::UpsertBody;
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -42,14 +43,7 @@ impl Service<UpstreamCall> for Held {
             Op::Fetch { ids, .. } => format!("fetch {}", ids.join(",")),
             Op::Delete(d) if d.delete_all => "delete all".to_string(),
             Op::Delete(d) => format!("delete {}", d.ids.join(",")),
-            Op::Upsert(u) => format!(
-                "upsert {}",
-                u.vectors
-                    .iter()
-                    .map(|v| v.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
+            Op::Upsert(u) => format!("upsert {}", u.ids().join(",")),
             other => other.name().to_string(),
         };
         self.arrived.lock().unwrap().push(label);
@@ -86,7 +80,7 @@ fn delete(ids: &[&str]) -> UpstreamCall {
 }
 
 fn upsert(ids: &[&str]) -> UpstreamCall {
-    call(Op::Upsert(w::UpsertRequest {
+    call(Op::Upsert(UpsertBody::encode(&w::UpsertRequest {
         vectors: ids
             .iter()
             .map(|id| w::Vector {
@@ -96,7 +90,7 @@ fn upsert(ids: &[&str]) -> UpstreamCall {
             })
             .collect(),
         namespace: "ns".into(),
-    }))
+    })))
 }
 
 fn start(
