@@ -9,6 +9,12 @@ use pinecone_gateway::{server, telemetry};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// A call allocates a few dozen small buffers (headers, IDs, JSON); mimalloc serves them in about half the CPU of
+/// glibc's malloc, and returns memory to the system as readily (BENCHMARKS.md, "allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "pinecone-gateway",
@@ -16,6 +22,10 @@ use std::path::PathBuf;
     about = "A gRPC sidecar in front of Pinecone"
 )]
 struct Cli {
+    /// Threads that run calls. Default: the CPUs this process may use (its CPU affinity and cgroup quota); with one,
+    /// everything runs on one thread (no cross-thread wake-ups).
+    #[arg(long, global = true, env = "PINECONE_GATEWAY_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -140,10 +150,34 @@ const DEMO_INDEX: &str = "demo";
 /// How long an index restored from a backup initializes in the built-in emulator (`host: null`, not ready).
 const DEMO_RESTORE_INIT_MS: u64 = 2_000;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let threads = match cli.worker_threads {
+        Some(0) => {
+            eprintln!(
+                "error: --worker-threads (PINECONE_GATEWAY_WORKER_THREADS) must be at least 1, got 0"
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+    };
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     // One clear line for an operator, not a backtrace.
-    match run(Cli::parse()).await {
+    match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -211,7 +245,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
     let settings = file.settings(overrides.clone())?;
-    telemetry::init(settings.log_format, &settings.log_level);
+    let _log = telemetry::init(settings.log_format, &settings.log_level);
     let mut running = server::start(&settings).await?;
     let addr = running.addr;
     if let Some(emu) = &emulator {
@@ -311,7 +345,7 @@ impl Hangup {
 }
 
 async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
-    telemetry::init(LogFormat::Text, "info");
+    let _log = telemetry::init(LogFormat::Text, "info");
     let options = EmulatorOptions {
         api_key: args.api_key,
         enforce_limits: args.enforce_limits,

@@ -16,6 +16,30 @@ impl Drop for Child {
 
 #[tokio::test]
 async fn serve_with_the_emulator_answers_the_example_call() {
+    serve_and_fetch(&[]).await;
+}
+
+/// One worker thread: the gateway runs on a current-thread runtime (a sidecar given one CPU).
+#[tokio::test]
+async fn one_worker_thread_serves_too() {
+    serve_and_fetch(&["--worker-threads", "1"]).await;
+}
+
+#[test]
+fn zero_worker_threads_is_refused_by_name() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pinecone-gateway"))
+        .args(["serve", "--emulator", "--worker-threads", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--worker-threads") && stderr.contains("at least 1"),
+        "{stderr}"
+    );
+}
+
+async fn serve_and_fetch(extra: &[&str]) {
     let mut child = Child(
         Command::new(env!("CARGO_BIN_EXE_pinecone-gateway"))
             .args([
@@ -26,6 +50,7 @@ async fn serve_with_the_emulator_answers_the_example_call() {
                 "--admin-listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env_remove("PINECONE_API_KEY")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

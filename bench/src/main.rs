@@ -1,15 +1,21 @@
-//! The benchmark harness: runs the gateway (a child process, pinned to CPU 0) in front of the built-in emulator and
-//! measures it from this process (pinned to CPU 1), with HDR histograms, a warm-up, a bounded duration, a table on
-//! stdout and a JSON summary.
+//! The benchmark harness of pinecone-gateway.
 //!
-//!   cargo run --release --bin bench -- latency      # (a) added latency of a 10-ID fetch vs. straight REST, open loop
-//!   cargo run --release --bin bench -- throughput   # (b) max calls/s with limits out of the way, CPU per call, closed loop
-//!   cargo run --release --bin bench -- limiter      # (c) upstream rate vs. the limit under 10x overload, upstream 429s
-//!   cargo run --release --bin bench -- coalescing   # (d) records/s of 200 one-ID callers under 100 fetch/s, on vs. off
-//!   cargo run --release --bin bench -- memory       # (e) resident memory idle and under load
-//!   cargo run --release --bin bench -- shared       # (f) cost of a Redis decision; three replicas' combined rate
-//!   cargo run --release --bin bench -- all --json bench.json
+//!   bench proxies      # the gateway beside straight REST, nginx and a minimal translator: latency, calls/s, CPU per
+//!                      # call, latency at a fixed rate, memory (needs h2load and nginx: Debian's nghttp2-client, nginx)
+//!   bench limiter      # (c) upstream rate vs. the limit under 10x overload: the busiest second, 429s
+//!   bench coalescing   # (d) records/s of 200 one-ID callers under 100 fetch/s, on vs. off
+//!   bench shared       # (f) Redis round trips; three replicas' combined rate and busiest second (needs redis-server)
+//!   bench all --json bench/results/DATE.json
+//!
+//! The process under test is pinned to CPU 0; load generators and the upstream to CPU 1.
 #![forbid(unsafe_code)]
+
+/// The same allocator as the gateway, so the floor arm measures the same stack less the gateway's layers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod floor;
+mod proxies;
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
@@ -31,37 +37,41 @@ struct Args {
     /// Seconds of warm-up, not measured.
     #[arg(long, default_value_t = 2)]
     warmup_secs: u64,
-    /// Calls per second offered in the open-loop latency scenario.
+    /// Calls per second of the fixed-rate runs.
     #[arg(long, default_value_t = 1000)]
     rate: u64,
-    /// Concurrent callers in the closed-loop throughput scenario.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
     /// Write the summary here as JSON.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
-    /// Dimension of the benchmark index's vectors (8 keeps the gateway's own work in view; 1536 is a common
-    /// embedding size, where decoding the answer dominates).
-    #[arg(long, default_value_t = 8)]
-    dimension: usize,
-}
-
-/// `--dimension`, set once at start.
-static DIMENSION: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-
-fn dimension() -> usize {
-    DIMENSION.get().copied().unwrap_or(8)
+    /// `floor`: where to listen, and the upstream's control plane (every index is looked up at start).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    #[arg(long, default_value = "")]
+    upstream: String,
+    /// The gateway binary to measure (another build, for a before/after in one run). Default: the one beside this
+    /// harness.
+    #[arg(long)]
+    gateway_exe: Option<std::path::PathBuf>,
+    /// `upsert-large`: run the gateway under heaptrack and report bytes allocated per call (a build with
+    /// `--no-default-features`, whose allocator heaptrack sees).
+    #[arg(long)]
+    heaptrack: bool,
+    /// `proxies`: fetches of the serial run (the upsert workload makes a twentieth as many).
+    #[arg(long, default_value_t = 5000)]
+    serial_requests: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Scenario {
-    Latency,
-    Throughput,
+    Proxies,
     Limiter,
     Coalescing,
-    Memory,
     Shared,
+    /// A 1,000 x 1,536 upsert through the gateway alone: CPU per call, or with `--heaptrack` bytes allocated.
+    UpsertLarge,
     All,
+    /// Not a scenario: serves the floor arm (`--listen`, `--upstream`); `proxies` starts it.
+    Floor,
 }
 
 const INDEX: &str = "bench";
@@ -69,64 +79,26 @@ const NAMESPACE: &str = "ns";
 
 /// The gateway as a child process, so its CPU time and memory are its own.
 struct Gateway {
-    child: Child,
+    _proc: proxies::Proc,
     addr: String,
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn gateway(control_plane: &str, config: &str) -> anyhow::Result<Gateway> {
+fn gateway(a: &Args, control_plane: &str, config: &str) -> anyhow::Result<Gateway> {
     let dir = std::env::temp_dir().join(format!("pgw-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(format!("gateway-{}.toml", rand_suffix()));
-    std::fs::write(&file, config)?;
-    let exe = std::env::current_exe()?.with_file_name("pinecone-gateway");
-    let mut child = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(exe)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .args([
-            "--log-level",
-            "warn,pinecone_gateway=info",
-            "--control-plane-url",
-            control_plane,
-        ])
-        .args(["--default-index", INDEX, "--config"])
-        .arg(&file)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("the gateway exited"))??;
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && let Some(a) = v["addr"].as_str()
-        {
-            break a.to_string();
-        }
+    // Calls name no index: the scenario's index is the default.
+    std::fs::write(
+        &file,
+        format!("[upstream]\ndefault_index = \"{INDEX}\"\n{config}"),
+    )?;
+    let exe = match &a.gateway_exe {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe()?.with_file_name("pinecone-gateway"),
     };
-    // Keep draining its logs so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    Ok(Gateway { child, addr })
+    let (proc, addr) =
+        proxies::start_gateway(&exe, control_plane, &file, "warn,pinecone_gateway=info")?;
+    Ok(Gateway { _proc: proc, addr })
 }
 
 /// The most arrivals in any one window (a strict sliding count, the benchmark's own).
@@ -147,14 +119,6 @@ fn rand_suffix() -> u32 {
     rand::random()
 }
 
-/// Every rate limit switched off, for scenarios that measure the gateway itself.
-const NO_LIMITS: &str = "[limits.rates]\n\
-    upsert = { namespace_requests_per_second = 0, namespace_bytes_per_second = 0 }\n\
-    query = { namespace_requests_per_second = 0 }\n\
-    fetch = { index_requests_per_second = 0 }\n\
-    describe_index_stats = { index_requests_per_second = 0 }\n\
-    [server]\nmax_concurrent_calls = 100000\n";
-
 async fn emulator(enforce_limits: bool) -> anyhow::Result<Emulator> {
     let emu = Emulator::start(
         "127.0.0.1:0".parse()?,
@@ -164,7 +128,7 @@ async fn emulator(enforce_limits: bool) -> anyhow::Result<Emulator> {
         },
     )
     .await?;
-    emu.create_index(INDEX, dimension() as u32, "cosine")
+    emu.create_index(INDEX, 8, "cosine")
         .await
         .map_err(anyhow::Error::msg)?;
     Ok(emu)
@@ -178,236 +142,12 @@ async fn client(addr: &str) -> anyhow::Result<VectorServiceClient<Channel>> {
     ))
 }
 
-async fn seed(c: &mut VectorServiceClient<Channel>) -> anyhow::Result<()> {
-    let vectors = (0..100)
-        .map(|i| p::Vector {
-            id: format!("id-{i}"),
-            // Embedding-like values: every float needs its full precision on the wire.
-            values: (0..dimension())
-                .map(|j| ((i * dimension() + j) as f32 * 0.000_731).sin())
-                .collect(),
-            ..Default::default()
-        })
-        .collect();
-    c.upsert(p::UpsertRequest {
-        vectors,
-        namespace: NAMESPACE.into(),
-    })
-    .await?;
-    Ok(())
-}
-
-fn ten_ids() -> Vec<String> {
-    (0..10).map(|i| format!("id-{i}")).collect()
-}
-
 fn micros(h: &Histogram<u64>, q: f64) -> u64 {
     h.value_at_quantile(q)
 }
 
 fn summary(h: &Histogram<u64>) -> Value {
     json!({"count": h.len(), "p50_us": micros(h, 0.5), "p99_us": micros(h, 0.99), "p999_us": micros(h, 0.999), "max_us": h.max()})
-}
-
-/// Open loop: calls start on a fixed schedule whatever the answers do; latency counts from the scheduled start, so
-/// a slow answer cannot hide the calls queued behind it.
-async fn open_loop<F, Fut>(
-    rate: u64,
-    warmup: Duration,
-    duration: Duration,
-    call: F,
-) -> anyhow::Result<Histogram<u64>>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    let mut hist = Histogram::<u64>::new(3)?;
-    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
-    let start = tokio::time::Instant::now();
-    let end = start + warmup + duration;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut next = start;
-    while next < end {
-        tokio::time::sleep_until(next).await;
-        let scheduled = next;
-        let measured = scheduled >= start + warmup;
-        let fut = call();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let ok = fut.await.is_ok();
-            let _ = tx.send((measured, ok, scheduled.elapsed()));
-        });
-        next += interval;
-    }
-    drop(tx);
-    let mut errors = 0;
-    while let Some((measured, ok, took)) = rx.recv().await {
-        if measured {
-            if ok {
-                hist.record(took.as_micros() as u64)?;
-            } else {
-                errors += 1;
-            }
-        }
-    }
-    anyhow::ensure!(errors == 0, "{errors} calls failed");
-    Ok(hist)
-}
-
-async fn latency(a: &Args) -> anyhow::Result<Value> {
-    let emu = emulator(false).await?;
-    let gw = gateway(&emu.url(), NO_LIMITS)?;
-    let mut c = client(&gw.addr).await?;
-    seed(&mut c).await?;
-    let host = emu
-        .create_index("direct", dimension() as u32, "cosine")
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let warmup = Duration::from_secs(a.warmup_secs);
-    let duration = Duration::from_secs(a.duration_secs);
-
-    // Straight to the emulator's REST API: the same fetch, the same JSON, no gateway.
-    let http = reqwest::Client::new();
-    let query: String = ten_ids()
-        .iter()
-        .map(|i| format!("ids={i}&"))
-        .collect::<String>()
-        + "namespace=ns";
-    let url = format!("http://{host}/vectors/fetch?{query}");
-    // Both arms run at the same time, interleaved by half a period, so that they see the same machine: measured one
-    // after the other, the noise of a shared 2-core machine moved the difference by a millisecond either way.
-    let direct_arm = open_loop(a.rate, warmup, duration, || {
-        let http = http.clone();
-        let url = url.clone();
-        async move {
-            let r = http
-                .get(url)
-                .header("Api-Key", "k")
-                .header("X-Pinecone-Api-Version", "2025-10")
-                .send()
-                .await?;
-            anyhow::ensure!(r.status().is_success(), "{}", r.status());
-            r.bytes().await?;
-            Ok(())
-        }
-    });
-    let half_period = Duration::from_nanos(500_000_000 / a.rate.max(1));
-    let through_arm = async {
-        tokio::time::sleep(half_period).await;
-        open_loop(a.rate, warmup, duration, || {
-            let mut c = c.clone();
-            async move {
-                c.fetch(p::FetchRequest {
-                    ids: ten_ids(),
-                    namespace: NAMESPACE.into(),
-                })
-                .await?;
-                Ok(())
-            }
-        })
-        .await
-    };
-    let (direct, through) = tokio::join!(direct_arm, through_arm);
-    let (direct, through) = (direct?, through?);
-    let added = |q: f64| micros(&through, q) as i64 - micros(&direct, q) as i64;
-    Ok(json!({
-        "scenario": "a: added latency of a 10-ID fetch, open loop, both arms at once",
-        "rate_per_second": a.rate,
-        "direct_rest": summary(&direct),
-        "through_gateway": summary(&through),
-        "added_p50_us": added(0.5),
-        "added_p99_us": added(0.99),
-        "added_p999_us": added(0.999),
-    }))
-}
-
-/// CPU time (user + system) of a process, in seconds, from /proc.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    // Linux reports CPU time in clock ticks, 100 per second on every common configuration.
-    Ok(ticks / 100.0)
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS"))
-}
-
-/// Closed loop: `concurrency` callers, each sending its next call when the last one answers.
-async fn closed_loop(
-    c: &VectorServiceClient<Channel>,
-    concurrency: usize,
-    duration: Duration,
-) -> anyhow::Result<(Histogram<u64>, u64)> {
-    let end = Instant::now() + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let mut c = c.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new(3).expect("histogram");
-            let mut n = 0u64;
-            while Instant::now() < end {
-                let t = Instant::now();
-                if c.fetch(p::FetchRequest {
-                    ids: ten_ids(),
-                    namespace: NAMESPACE.into(),
-                })
-                .await
-                .is_ok()
-                {
-                    let _ = h.record(t.elapsed().as_micros() as u64);
-                    n += 1;
-                }
-            }
-            (h, n)
-        }));
-    }
-    let mut hist = Histogram::<u64>::new(3)?;
-    let mut calls = 0;
-    for t in tasks {
-        let (h, n) = t.await?;
-        hist.add(h)?;
-        calls += n;
-    }
-    Ok((hist, calls))
-}
-
-async fn throughput(a: &Args) -> anyhow::Result<Value> {
-    let emu = emulator(false).await?;
-    let gw = gateway(&emu.url(), NO_LIMITS)?;
-    let mut c = client(&gw.addr).await?;
-    seed(&mut c).await?;
-    closed_loop(&c, a.concurrency, Duration::from_secs(a.warmup_secs)).await?;
-    let cpu_before = cpu_seconds(gw.child.id())?;
-    let start = Instant::now();
-    let (hist, calls) =
-        closed_loop(&c, a.concurrency, Duration::from_secs(a.duration_secs)).await?;
-    let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(gw.child.id())? - cpu_before;
-    Ok(json!({
-        "scenario": "b: maximum throughput, limits out of the way, closed loop",
-        "concurrency": a.concurrency,
-        "calls": calls,
-        "calls_per_second": (calls as f64 / elapsed).round(),
-        "gateway_cpu_us_per_call": (cpu * 1e6 / calls.max(1) as f64).round(),
-        "latency": summary(&hist),
-        "gateway_rss_kib_after": rss_kib(gw.child.id())?,
-    }))
 }
 
 /// Offers `offered` describe_index_stats calls per second for the warm-up and the duration, spread over `clients`;
@@ -453,7 +193,7 @@ async fn offer_stats(
 async fn limiter(a: &Args) -> anyhow::Result<Value> {
     // Pinecone's limits enforced by the emulator; the gateway's defaults; 10x the describe_index_stats limit offered.
     let emu = emulator(true).await?;
-    let gw = gateway(&emu.url(), "")?;
+    let gw = gateway(a, &emu.url(), "")?;
     let c = client(&gw.addr).await?;
     let limit = 100.0;
     let offered = 1000;
@@ -588,9 +328,9 @@ async fn shared(a: &Args) -> anyhow::Result<Value> {
         "[limits]\nmode = \"redis\"\nreplicas = 3\n[limits.redis]\nurl = \"{url}\"\nkey_prefix = \"bench\"\n"
     );
     let gws = [
-        gateway(&emu.url(), &config)?,
-        gateway(&emu.url(), &config)?,
-        gateway(&emu.url(), &config)?,
+        gateway(a, &emu.url(), &config)?,
+        gateway(a, &emu.url(), &config)?,
+        gateway(a, &emu.url(), &config)?,
     ];
     let mut clients = Vec::new();
     for gw in &gws {
@@ -621,15 +361,12 @@ async fn shared(a: &Args) -> anyhow::Result<Value> {
 async fn one_id_callers(config: &str, a: &Args) -> anyhow::Result<Value> {
     const CALLERS: usize = 200;
     let emu = emulator(true).await?;
-    let gw = gateway(&emu.url(), config)?;
+    let gw = gateway(a, &emu.url(), config)?;
     let c = client(&gw.addr).await?;
     let vectors: Vec<p::Vector> = (0..CALLERS)
         .map(|i| p::Vector {
             id: format!("one-{i}"),
-            // Embedding-like values: every float needs its full precision on the wire.
-            values: (0..dimension())
-                .map(|j| ((i * dimension() + j) as f32 * 0.000_731).sin())
-                .collect(),
+            values: vec![0.5; 8],
             ..Default::default()
         })
         .collect();
@@ -702,57 +439,112 @@ async fn coalescing(a: &Args) -> anyhow::Result<Value> {
     }))
 }
 
-async fn memory(a: &Args) -> anyhow::Result<Value> {
-    let emu = emulator(false).await?;
-    let gw = gateway(&emu.url(), NO_LIMITS)?;
-    let mut c = client(&gw.addr).await?;
-    seed(&mut c).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = rss_kib(gw.child.id())?;
-    let (_, calls) = closed_loop(&c, a.concurrency, Duration::from_secs(a.duration_secs)).await?;
-    let loaded = rss_kib(gw.child.id())?;
-    Ok(json!({
-        "scenario": "e: resident memory of the gateway",
-        "idle_rss_kib": idle,
-        "after_load_rss_kib": loaded,
-        "load_calls": calls,
-        "load_concurrency": a.concurrency,
-    }))
-}
-
 fn print_table(v: &Value) {
     println!("\n## {}", v["scenario"].as_str().unwrap_or(""));
+    if let Some(arms) = v["arms"].as_array() {
+        println!(
+            "  {:<66} {:<18} {:>9} {:>9} {:>10} {:>9} {:>8} {:>8} {:>8} {:>7}",
+            "arm",
+            "workload",
+            "serial µs",
+            "CPU µs",
+            "load /s",
+            "CPU µs",
+            "p50 µs",
+            "p99 µs",
+            "p999 µs",
+            "RSS MB"
+        );
+        let cell = |a: &Value, k: &str| a[k].as_f64().map_or("–".to_string(), |x| x.to_string());
+        for a in arms {
+            let r = &a["at_rate"];
+            println!(
+                "  {:<66} {:<18} {:>9} {:>9} {:>10} {:>9} {:>8} {:>8} {:>8} {:>7}",
+                a["arm"].as_str().unwrap_or(""),
+                a["workload"].as_str().unwrap_or(""),
+                cell(a, "serial_mean_us"),
+                cell(a, "serial_cpu_us_per_call"),
+                cell(a, "load_calls_per_second"),
+                cell(a, "load_cpu_us_per_call"),
+                cell(r, "p50_us"),
+                cell(r, "p99_us"),
+                cell(r, "p999_us"),
+                cell(a, "rss_after_mb"),
+            );
+        }
+    }
     if let Some(obj) = v.as_object() {
-        for (k, val) in obj.iter().filter(|(k, _)| *k != "scenario") {
-            println!("  {k:<28} {val}");
+        for (k, val) in obj.iter().filter(|(k, _)| *k != "scenario" && *k != "arms") {
+            println!("  {k:<48} {val}");
         }
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _ = DIMENSION.set(args.dimension);
-    // The load generator on the other core than the gateway.
+    if args.scenario == Scenario::Floor {
+        // The runtime the gateway picks with the same CPUs (src/main.rs): one thread on one CPU.
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let mut builder = if cpus == 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+        };
+        return builder
+            .enable_all()
+            .build()?
+            .block_on(floor::serve(args.listen, &args.upstream));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?
+        .block_on(scenarios(args))
+}
+
+async fn scenarios(args: Args) -> anyhow::Result<()> {
+    // The load generator on the other core than the process under test.
     let _ = Command::new("taskset")
         .args(["-p", "-c", "1", &std::process::id().to_string()])
         .output();
     let mut results = Vec::new();
     let all = args.scenario == Scenario::All;
-    if all || args.scenario == Scenario::Latency {
-        results.push(latency(&args).await?);
+    if all || args.scenario == Scenario::Proxies {
+        let exe = std::env::current_exe()?;
+        let plan = proxies::Plan {
+            serial_requests: args.serial_requests,
+            load_secs: args.duration_secs,
+            rate: args.rate,
+            rate_secs: args.duration_secs,
+            dir: std::env::temp_dir().join(format!("pgw-bench-proxies-{}", std::process::id())),
+        };
+        let gateway_exe = args
+            .gateway_exe
+            .clone()
+            .unwrap_or_else(|| exe.with_file_name("pinecone-gateway"));
+        let r =
+            tokio::task::spawn_blocking(move || proxies::run(&plan, &gateway_exe, &exe)).await??;
+        results.push(r);
     }
-    if all || args.scenario == Scenario::Throughput {
-        results.push(throughput(&args).await?);
+    if all || args.scenario == Scenario::UpsertLarge {
+        let exe = args.gateway_exe.clone().map_or_else(
+            || std::env::current_exe().map(|e| e.with_file_name("pinecone-gateway")),
+            Ok,
+        )?;
+        let dir = std::env::temp_dir().join(format!("pgw-bench-upsert-{}", std::process::id()));
+        let (calls, heaptrack) = ((args.serial_requests / 250).max(4), args.heaptrack);
+        results.push(
+            tokio::task::spawn_blocking(move || {
+                proxies::upsert_large(&exe, &dir, calls, heaptrack)
+            })
+            .await??,
+        );
     }
     if all || args.scenario == Scenario::Limiter {
         results.push(limiter(&args).await?);
     }
     if all || args.scenario == Scenario::Coalescing {
         results.push(coalescing(&args).await?);
-    }
-    if all || args.scenario == Scenario::Memory {
-        results.push(memory(&args).await?);
     }
     if all || args.scenario == Scenario::Shared {
         results.push(shared(&args).await?);
