@@ -7,9 +7,18 @@
 //! request; calls held back to keep a delete in order; calls in progress; limiter keys; in redis mode, whether limits fell back to the static share, Redis errors and
 //! the latency of Redis decisions.
 //! Labels never carry IDs, keys or tokens.
+//!
+//! The recorder keeps every histogram sample until something drains it into the buckets. Rendering `/metrics` does,
+//! but a gateway nobody scrapes would grow by every sample of every call (about 130 bytes a fetch, and more CPU per
+//! call as the pile grows: BENCHMARKS.md, "metrics upkeep"), so a thread of its own drains them every
+//! [`UPKEEP_PERIOD`] for the life of the process, as the recorder itself lives.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How often unscraped histogram samples are folded into their buckets (the exporter's own default).
+pub const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
 
 pub const CALLS: &str = "pinecone_gateway_calls_total";
 pub const CALL_SECONDS: &str = "pinecone_gateway_call_duration_seconds";
@@ -61,7 +70,13 @@ pub fn install() -> Option<PrometheusHandle> {
                     )
                 });
             match builder.and_then(|b| b.install_recorder()) {
-                Ok(h) => Some(h),
+                Ok(h) => {
+                    let upkeep = h.clone();
+                    if let Err(e) = spawn_upkeep(UPKEEP_PERIOD, move || upkeep.run_upkeep()) {
+                        tracing::warn!(error = %e, "metrics upkeep thread not started; samples are drained only when /metrics is scraped");
+                    }
+                    Some(h)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed");
                     None
@@ -69,4 +84,52 @@ pub fn install() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// Runs `upkeep` every `period` on a thread of its own, for the life of the process. A thread, not a task: the
+/// recorder is process-wide and outlives any one runtime (tests start many).
+fn spawn_upkeep(
+    period: Duration,
+    upkeep: impl Fn() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(period);
+                upkeep();
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upkeep_runs_again_and_again_without_a_scrape() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        spawn_upkeep(Duration::from_millis(1), move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
+        for _ in 0..3 {
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("upkeep ran");
+        }
+    }
+
+    #[test]
+    fn the_installed_recorder_has_its_upkeep_thread() {
+        assert!(install().is_some());
+        let threads = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "metrics-upkeep")
+            .count();
+        assert_eq!(
+            threads, 1,
+            "one upkeep thread for the process's one recorder"
+        );
+    }
 }
