@@ -104,6 +104,7 @@ impl OverrideArgs {
             log_format: self.log_format,
             log_level: self.log_level,
             redis_url: std::env::var("PINECONE_GATEWAY_REDIS_URL").ok(),
+            plaintext_http2: None,
         }
     }
 }
@@ -240,6 +241,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .get_or_insert_with(|| DEMO_INDEX.into());
         overrides.api_key = Some("emulator".into());
         overrides.api_key_file = None;
+        overrides.plaintext_http2 = Some(true);
         Some(emu)
     } else {
         None

@@ -148,9 +148,13 @@ impl VectorService for Floor {
 }
 
 /// Looks up every index of the control plane at `control_plane`, then serves until killed; prints `listening on
-/// ADDR` once bound.
-pub async fn serve(listen: SocketAddr, control_plane: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+/// ADDR` once bound. `http2`: h2c to the upstream, else HTTP/1.1.
+pub async fn serve(listen: SocketAddr, control_plane: &str, http2: bool) -> anyhow::Result<()> {
+    let mut http = reqwest::Client::builder();
+    if http2 {
+        http = http.http2_prior_knowledge();
+    }
+    let http = http.build()?;
     let list: serde_json::Value = serde_json::from_slice(
         &http
             .get(format!("{control_plane}/indexes"))

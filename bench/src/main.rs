@@ -48,6 +48,9 @@ struct Args {
     listen: std::net::SocketAddr,
     #[arg(long, default_value = "")]
     upstream: String,
+    /// `floor`: HTTP/2 without negotiation (h2c) to the upstream, as the gateway's `upstream.plaintext_http2`.
+    #[arg(long)]
+    http2: bool,
     /// The gateway binary to measure (another build, for a before/after in one run). Default: the one beside this
     /// harness.
     #[arg(long)]
@@ -490,10 +493,11 @@ fn main() -> anyhow::Result<()> {
         } else {
             tokio::runtime::Builder::new_multi_thread()
         };
-        return builder
-            .enable_all()
-            .build()?
-            .block_on(floor::serve(args.listen, &args.upstream));
+        return builder.enable_all().build()?.block_on(floor::serve(
+            args.listen,
+            &args.upstream,
+            args.http2,
+        ));
     }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

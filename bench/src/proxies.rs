@@ -211,7 +211,14 @@ fn h2load(extra: &[String], target: &Target) -> anyhow::Result<H2load> {
         text.lines()
             .find(|l| l.trim_start().starts_with(line_start))
             .map(str::to_string)
-            .with_context(|| format!("h2load printed no `{line_start}`:\n{text}"))
+            .with_context(|| {
+                format!(
+                    "h2load {} ({}) printed no `{line_start}`:\n{text}\n{}",
+                    target.args().join(" "),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
     };
     let finished = field("finished in")?;
     let per_second: f64 = finished
@@ -343,7 +350,10 @@ fn measure(
 
     let mut failed = serial.failed + load.failed;
     let at_rate = if w.at_rate {
-        let log = plan.dir.join(format!("{arm}-{}.log", w.name));
+        // Arm names may hold a `/` (HTTP/2), which a file name may not.
+        let log = plan
+            .dir
+            .join(format!("{arm}-{}.log", w.name).replace('/', "-"));
         let _ = std::fs::remove_file(&log);
         let rate = h2load(
             &[
@@ -485,6 +495,17 @@ const NO_LIMITS: &str = "[limits.rates]\n\
     fetch = { index_requests_per_second = 0 }\n\
     upsert = { namespace_requests_per_second = 0, namespace_bytes_per_second = 0 }\n\
     [coalescing]\nfetch = false\ndelete = false\n";
+
+/// The same, speaking HTTP/2 to the emulator (as to Pinecone over TLS, where ALPN picks it).
+const NO_LIMITS_H2: &str = "[limits.rates]\n\
+    fetch = { index_requests_per_second = 0 }\n\
+    upsert = { namespace_requests_per_second = 0, namespace_bytes_per_second = 0 }\n\
+    [coalescing]\nfetch = false\ndelete = false\n\
+    [upstream]\nplaintext_http2 = true\n";
+
+const FLOOR_H2: &str = "floor over HTTP/2 (h2c to the upstream)";
+const GW_H2: &str =
+    "gateway over HTTP/2 (h2c to the upstream), limits and coalescing off, logs at warn";
 
 const LIMITS_NOT_BINDING: &str = "[limits.rates]\n\
     fetch = { index_requests_per_second = 1000000 }\n\
@@ -696,19 +717,21 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
         )?;
     }
 
-    {
-        let (proc, lines) = spawn_pinned(
-            0,
-            bench_exe,
-            &[
-                "floor",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                &control_plane,
-            ],
-            Some("listening on"),
-        )?;
+    for (name, http2) in [
+        ("floor (minimal tonic + reqwest translator)", false),
+        (FLOOR_H2, true),
+    ] {
+        let mut args = vec![
+            "floor",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &control_plane,
+        ];
+        if http2 {
+            args.push("--http2");
+        }
+        let (proc, lines) = spawn_pinned(0, bench_exe, &args, Some("listening on"))?;
         let addr = lines
             .last()
             .and_then(|l| l.rsplit(' ').next())
@@ -716,7 +739,7 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
             .to_string();
         measure_arm(
             Arm {
-                name: "floor (minimal tonic + reqwest translator)".into(),
+                name: name.into(),
                 proc: Some(proc),
                 target: grpc(addr),
             },
@@ -735,6 +758,11 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
             "gateway, limits and coalescing off, a log line per call",
             NO_LIMITS,
             "info",
+        ),
+        (
+            GW_H2,
+            NO_LIMITS_H2,
+            "warn,pinecone_gateway=info,pinecone_gateway::api::record=warn",
         ),
         // Limits on but not binding (Pinecone's 100 fetches per second would measure Pinecone's limit, not the
         // gateway): their bookkeeping, coalescing and ordering are part of every call's cost.
@@ -785,6 +813,10 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
         "arms": results,
         "fetch_cpu_per_call_vs_floor": ratio(GW, "floor", FETCH, "load_cpu_us_per_call"),
         "fetch_cpu_per_call_vs_nginx": ratio(GW, "nginx", FETCH, "load_cpu_us_per_call"),
+        "fetch_cpu_per_call_vs_floor_both_http2": ratio(GW_H2, FLOOR_H2, FETCH, "load_cpu_us_per_call"),
+        "fetch_cpu_per_call_http2_vs_nginx": ratio(GW_H2, "nginx", FETCH, "load_cpu_us_per_call"),
+        "fetch_serial_minus_floor_both_http2_us": minus(get(GW_H2, FETCH, "serial_mean_us"), get(FLOOR_H2, FETCH, "serial_mean_us")),
+        "upsert_cpu_per_call_vs_floor_both_http2": ratio(GW_H2, FLOOR_H2, UPSERT, "load_cpu_us_per_call"),
         "fetch_cpu_per_call_with_logs_vs_nginx_with_logs": ratio(GW_LOGS, "nginx + access log", FETCH, "load_cpu_us_per_call"),
         "fetch_cpu_per_call_everything_on_vs_floor": ratio(GW_ALL, "floor", FETCH, "load_cpu_us_per_call"),
         "fetch_serial_minus_floor_us": minus(get(GW, FETCH, "serial_mean_us"), get("floor", FETCH, "serial_mean_us")),

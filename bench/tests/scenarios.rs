@@ -57,8 +57,8 @@ fn proxies_measures_every_arm_and_workload() {
     }
     let r = run("proxies");
     let arms = r["arms"].as_array().unwrap();
-    // 7 arms × 2 workloads.
-    assert_eq!(arms.len(), 14, "{r}");
+    // 9 arms × 2 workloads.
+    assert_eq!(arms.len(), 18, "{r}");
     for a in arms {
         assert!(a["load_calls_per_second"].as_f64().unwrap() > 0.0, "{a}");
         assert!(a["serial_mean_us"].as_f64().unwrap() > 0.0, "{a}");
@@ -73,6 +73,8 @@ fn proxies_measures_every_arm_and_workload() {
         "fetch_cpu_per_call_vs_floor",
         "fetch_cpu_per_call_vs_nginx",
         "upsert_cpu_per_call_vs_floor",
+        "fetch_cpu_per_call_vs_floor_both_http2",
+        "upsert_cpu_per_call_vs_floor_both_http2",
     ] {
         assert!(r[key].as_f64().is_some(), "{key}: {r}");
     }

@@ -80,7 +80,7 @@ pub(crate) struct Place {
 
 impl Drop for Place {
     fn drop(&mut self) {
-        metrics::gauge!(m::IN_FLIGHT).decrement(1.0);
+        m::gauge(m::IN_FLIGHT, &[]).decrement(1.0);
         self.call_ended.notify_waiters();
     }
 }
@@ -142,7 +142,7 @@ impl Gateway {
             .clone()
             .try_acquire_owned()
             .map_err(|_| GatewayError::Overloaded(self.max_in_flight))?;
-        metrics::gauge!(m::IN_FLIGHT).increment(1.0);
+        m::gauge(m::IN_FLIGHT, &[]).increment(1.0);
         Ok(Place {
             _permit: permit,
             call_ended: self.call_ended.clone(),

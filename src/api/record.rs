@@ -36,8 +36,8 @@ impl CallRecord {
         let elapsed = self.started.elapsed();
         let method = self.method;
         let attempts = self.ctx.attempts.load(std::sync::atomic::Ordering::Relaxed);
-        metrics::histogram!(m::CALL_SECONDS, "method" => method).record(elapsed.as_secs_f64());
-        metrics::counter!(m::CALLS, "method" => method, "code" => code_name(code)).increment(1);
+        m::histogram(m::CALL_SECONDS, &[("method", method)]).record(elapsed.as_secs_f64());
+        m::counter(m::CALLS, &[("method", method), ("code", code_name(code))]).increment(1);
         tracing::info!(
             method,
             index = self.index.as_str(),

@@ -73,6 +73,7 @@ pub fn render(s: &Settings) -> String {
     }
     up.insert("connect_timeout_ms".into(), ms(s.upstream.connect_timeout));
     up.insert("api_version".into(), s.upstream.api_version.into());
+    up.insert("plaintext_http2".into(), s.upstream.plaintext_http2.into());
     root.insert("upstream".into(), up.into());
 
     let mut limits = Table::new();

@@ -302,6 +302,10 @@ pub struct UpstreamSection {
     pub connect_timeout_ms: Option<u64>,
     /// Pinecone's REST API version, sent as `X-Pinecone-Api-Version`: "2025-10" or "2026-04" (the default).
     pub api_version: Option<String>,
+    /// Speak HTTP/2 without negotiation (h2c, "prior knowledge") to `http://` hosts: the built-in emulator, or a
+    /// local proxy that accepts it. Default false (HTTP/1.1), except with `serve --emulator`, whose emulator speaks
+    /// both. `https://` hosts negotiate HTTP/2 or HTTP/1.1 by ALPN whatever this says.
+    pub plaintext_http2: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -346,6 +350,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// PINECONE_GATEWAY_REDIS_URL: wins over `limits.redis.url` and `url_file`.
     pub redis_url: Option<String>,
+    /// Set by `serve --emulator` (its emulator speaks h2c) unless the file says otherwise.
+    pub plaintext_http2: Option<bool>,
 }
 
 /// Validated settings.
@@ -761,6 +767,11 @@ impl FileConfig {
                 static_hosts,
                 connect_timeout: Duration::from_millis(connect_timeout_ms),
                 api_version,
+                plaintext_http2: self
+                    .upstream
+                    .plaintext_http2
+                    .or(o.plaintext_http2)
+                    .unwrap_or(false),
             },
             log_format: o.log_format.or(self.log.format).unwrap_or_default(),
             log_level: o

@@ -64,6 +64,8 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     /// Sent as `X-Pinecone-Api-Version`; one of [`API_VERSIONS`].
     pub api_version: &'static str,
+    /// HTTP/2 without negotiation to `http://` hosts (h2c); `https://` negotiates by ALPN either way.
+    pub plaintext_http2: bool,
 }
 
 /// The REST client. Cheap to clone.
@@ -75,6 +77,9 @@ pub struct Upstream {
 #[derive(Debug)]
 struct Inner {
     http: reqwest::Client,
+    /// For `http://` hosts when `plaintext_http2` is on: one connection carries every request at once, which costs
+    /// a quarter less CPU per fetch than HTTP/1.1's connection per request in flight (BENCHMARKS.md).
+    h2c: Option<reqwest::Client>,
     control_plane: Url,
     api_key: ApiKey,
     api_version: &'static str,
@@ -132,18 +137,26 @@ impl RestRequest {
 
 impl Upstream {
     pub fn new(settings: UpstreamSettings) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            // Pinecone does not redirect; a redirect would carry `Api-Key` (which reqwest does not know to strip)
-            // to whatever host the answer names. A 3xx is an answer like any other unexpected status.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("pinecone-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(settings.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                // Pinecone does not redirect; a redirect would carry `Api-Key` (which reqwest does not know to
+                // strip) to whatever host the answer names. A 3xx is an answer like any other unexpected status.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("pinecone-gateway/", env!("CARGO_PKG_VERSION")))
+        };
+        let http = builder().build()?;
+        // A client of its own: prior knowledge would also restrict TLS to h2 by ALPN.
+        let h2c = settings
+            .plaintext_http2
+            .then(|| builder().http2_prior_knowledge().build())
+            .transpose()?;
         let hosts = Hosts::new(settings.control_plane.scheme(), settings.static_hosts);
         Ok(Upstream {
             inner: Arc::new(Inner {
                 http,
+                h2c,
                 control_plane: settings.control_plane,
                 api_key: settings.api_key,
                 api_version: settings.api_version,
@@ -328,15 +341,23 @@ impl Inner {
         ctx.attempts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = self.execute_once(base, rest, deadline, ctx).await;
-        let outcome: std::borrow::Cow<'static, str> = match &result {
-            Ok(a) => a.status.to_string().into(),
+        let outcome = match &result {
+            Ok(a) => m::status_label(a.status),
             Err(UpstreamError::Connect { .. }) => "connect_error".into(),
             Err(UpstreamError::Broken { .. }) => "broken".into(),
             Err(UpstreamError::Timeout) => "timeout".into(),
             Err(_) => "error".into(),
         };
-        metrics::counter!(m::UPSTREAM, "operation" => operation, "status" => outcome).increment(1);
-        metrics::histogram!(m::UPSTREAM_SECONDS, "operation" => operation)
+        match outcome {
+            std::borrow::Cow::Borrowed(status) => {
+                m::counter(m::UPSTREAM, &[("operation", operation), ("status", status)])
+            }
+            std::borrow::Cow::Owned(status) => {
+                metrics::counter!(m::UPSTREAM, "operation" => operation, "status" => status)
+            }
+        }
+        .increment(1);
+        m::histogram(m::UPSTREAM_SECONDS, &[("operation", operation)])
             .record(started.elapsed().as_secs_f64());
         result
     }
@@ -368,8 +389,11 @@ impl Inner {
         if !rest.query.is_empty() {
             url.set_query(Some(rest.query.as_str()));
         }
-        let mut req = self
-            .http
+        let client = match &self.h2c {
+            Some(h2c) if base.scheme() == "http" => h2c,
+            _ => &self.http,
+        };
+        let mut req = client
             .request(rest.method.clone(), url)
             .timeout(remaining)
             .header("Api-Key", self.api_key.expose())
