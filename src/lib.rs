@@ -1,12 +1,14 @@
 //! pinecone-gateway: a gRPC sidecar in front of Pinecone.
 //!
 //! A call travels `api/` (validate, route) → the tower stack over `upstream::Upstream` (REST) → Pinecone or the
-//! built-in `emulator/`; errors come back through one map (`api::status::to_status`). See design.md in the repository
-//! for the picture.
+//! built-in `emulator/`; errors come back through one map (`api::status::to_status`). What travels, and what can
+//! fail upstream, is `call`: every layer speaks it, and only the innermost knows HTTP. See docs/design.md for the
+//! picture.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod api;
+pub mod call;
 pub mod config;
 pub mod emulator;
 pub mod filter;

@@ -3,9 +3,9 @@
 use super::convert as cv;
 use super::validate::{self as v, Checked, Invalid};
 use super::{Gateway, Target, expect_empty, expect_reply};
+use crate::call::Op;
 use crate::pb::gateway as g;
 use crate::pb::gateway::backup_service_server::BackupService;
-use crate::upstream::Op;
 use crate::wire::control as c;
 use tonic::{Request, Response, Status};
 

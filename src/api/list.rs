@@ -8,10 +8,10 @@
 use super::record::CallRecord;
 use super::validate as v;
 use super::{Gateway, GatewayError, expect_reply, route, status};
+use crate::call::{Op, UpstreamCall};
 use crate::pb::gateway as g;
 use crate::pb::gateway::list_service_server::ListService;
 use crate::pb::pinecone as p;
-use crate::upstream::{Op, UpstreamCall};
 use std::pin::Pin;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;

@@ -22,10 +22,10 @@ pub use backup::BackupApi;
 pub use list::ListApi;
 pub use vector::VectorApi;
 
+use crate::call::{Op, Reply, UpstreamCall};
 use crate::stack::CallError;
 pub use crate::stack::UpstreamService;
 use crate::telemetry::metrics as m;
-use crate::upstream::{Op, Reply, UpstreamCall};
 use record::CallRecord;
 use std::sync::Arc;
 use std::time::Duration;
@@ -218,7 +218,7 @@ fn expect_empty(reply: Reply, op: &'static str) -> Result<(), GatewayError> {
 macro_rules! expect_reply {
     ($reply:expr, $variant:ident, $op:expr) => {
         match $reply {
-            $crate::upstream::Reply::$variant(r) => Ok(r),
+            $crate::call::Reply::$variant(r) => Ok(r),
             _ => Err($crate::api::GatewayError::UnexpectedReply($op)),
         }
     };

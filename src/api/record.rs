@@ -3,8 +3,8 @@
 //! deadline passes; the record then says CANCELLED, or DEADLINE_EXCEEDED when the deadline had passed).
 
 use super::{GatewayError, route, status};
+use crate::call::CallContext;
 use crate::telemetry::metrics as m;
-use crate::upstream::CallContext;
 use std::time::Instant;
 
 pub(crate) struct CallRecord {

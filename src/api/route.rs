@@ -39,7 +39,7 @@ pub fn index(md: &MetadataMap, default_index: Option<&str>) -> Result<String, In
 }
 
 /// The call's request id and W3C trace context.
-pub fn context(md: &MetadataMap) -> crate::upstream::CallContext {
+pub fn context(md: &MetadataMap) -> crate::call::CallContext {
     let usable = |key: &str| {
         md.get(key)
             .and_then(|v| v.to_str().ok())
@@ -52,7 +52,7 @@ pub fn context(md: &MetadataMap) -> crate::upstream::CallContext {
         .unwrap_or_else(crate::telemetry::new_id);
     // version-traceid-parentid-flags, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
     let traceparent = usable("traceparent").filter(|t| t.len() == 55 && t.split('-').count() == 4);
-    crate::upstream::CallContext {
+    crate::call::CallContext {
         request_id,
         traceparent,
         attempts: Default::default(),

@@ -9,8 +9,8 @@
 //! RESOURCE_EXHAUSTED with retry advice, never UNAVAILABLE.
 
 use super::GatewayError;
+use crate::call::UpstreamError;
 use crate::stack::CallError;
-use crate::upstream::UpstreamError;
 use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -33,6 +33,10 @@ pub fn to_status(err: GatewayError) -> Status {
             Duration::from_millis(100),
         ),
         GatewayError::Call(CallError::Limited(r)) => throttled(r.to_string(), r.retry_after),
+        GatewayError::Call(e @ CallError::DeadlineWhileWaiting { .. }) => {
+            Status::deadline_exceeded(e.to_string())
+        }
+        GatewayError::Call(e @ CallError::Abandoned) => Status::unavailable(e.to_string()),
         GatewayError::Call(CallError::Partial {
             done,
             total,
@@ -184,6 +188,25 @@ mod tests {
         )));
         assert_eq!(s.code(), Code::Unavailable);
         assert!(s.message().contains("`restored`") && s.message().contains("Initializing"));
+    }
+
+    #[test]
+    fn local_failures_say_they_are_local() {
+        let s = to_status(GatewayError::Call(CallError::DeadlineWhileWaiting {
+            waiting_for: "its coalesced request",
+        }));
+        assert_eq!(s.code(), Code::DeadlineExceeded);
+        assert!(
+            s.message().contains("waited for its coalesced request"),
+            "{s:?}"
+        );
+        assert!(!s.message().contains("Pinecone"), "{s:?}");
+        let s = to_status(GatewayError::Call(CallError::Abandoned));
+        assert_eq!(s.code(), Code::Unavailable);
+        assert!(
+            s.message().contains("abandoned the coalesced request"),
+            "{s:?}"
+        );
     }
 
     #[test]

@@ -5,9 +5,9 @@
 use super::convert::{non_empty_sparse, non_empty_struct, struct_to_json};
 use super::validate::{self as v, Checked, Invalid};
 use super::{Gateway, GatewayError, Target, expect_empty, expect_reply};
+use crate::call::{Op, Reply};
 use crate::pb::pinecone as p;
 use crate::pb::pinecone::vector_service_server::VectorService;
-use crate::upstream::{Op, Reply};
 use crate::wire::data as w;
 use tonic::{Request, Response, Status};
 

@@ -12,7 +12,7 @@ pub mod limit;
 pub mod order;
 pub mod retry;
 
-use crate::upstream::{Reply, UpstreamCall, UpstreamError};
+use crate::call::{Reply, UpstreamCall, UpstreamError};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -24,6 +24,14 @@ pub enum CallError {
     /// Refused locally by the rate limiter; never sent.
     #[error(transparent)]
     Limited(#[from] limit::Rejection),
+    /// The caller's deadline passed while the call waited in the gateway, before or without an answer from
+    /// Pinecone: behind an earlier call on the same IDs (`order`), or for its coalesced request (`coalesce`).
+    #[error("the deadline passed while the call waited for {waiting_for}")]
+    DeadlineWhileWaiting { waiting_for: &'static str },
+    /// The gateway dropped the coalesced request this call was part of before it answered (the gateway is
+    /// stopping); Pinecone may or may not have received it.
+    #[error("the gateway abandoned the coalesced request before Pinecone answered")]
+    Abandoned,
     /// Some batches of a split call failed after their retries; the others were applied.
     #[error("{done} of {total} IDs done; {} failed: {cause}", failed_ids.len())]
     Partial {

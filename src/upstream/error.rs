@@ -1,41 +1,6 @@
-//! What can go wrong upstream. The messages never contain the API key: it only ever travels in a header.
+//! Error answers read into [`UpstreamError`] (the type is the call vocabulary's: `crate::call::error`).
 
-/// An upstream failure.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum UpstreamError {
-    /// Pinecone answered with an error status; `message` is Pinecone's own.
-    #[error("Pinecone answered {status}: {message}")]
-    Status {
-        status: u16,
-        message: String,
-        /// The gRPC status a data-plane error body names (`{"code": 5, …}`): what Pinecone's own gRPC API answers.
-        grpc_code: Option<i32>,
-        /// Pinecone's `Retry-After`, when it sent one.
-        retry_after: Option<std::time::Duration>,
-    },
-    /// No connection could be made: the request cannot have reached Pinecone.
-    #[error("cannot reach Pinecone at {host}: {detail}")]
-    Connect { host: String, detail: String },
-    /// The connection broke after the request may have been sent: Pinecone may have applied it.
-    #[error("connection to Pinecone at {host} failed: {detail}")]
-    Broken { host: String, detail: String },
-    /// The caller's deadline passed before Pinecone answered.
-    #[error("no answer from Pinecone before the deadline")]
-    Timeout,
-    /// The index exists but has no host yet (it is initializing, e.g. being restored from a backup); nothing was
-    /// sent. The host is looked up again on the next call.
-    #[error(
-        "index `{index}` has no host yet (its state is {state}); calls to it work once it is ready \
-         (poll BackupService.DescribeIndex)"
-    )]
-    NotReady { index: String, state: String },
-    /// Pinecone answered 2xx with a body that is not the documented shape.
-    #[error("malformed answer from Pinecone for {operation}: {detail}")]
-    Malformed {
-        operation: &'static str,
-        detail: String,
-    },
-}
+use crate::call::UpstreamError;
 
 impl UpstreamError {
     /// An error answer whose body Pinecone (or a proxy in front of it) wrote.

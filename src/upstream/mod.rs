@@ -5,12 +5,10 @@
 //! JSON shapes ([`crate::wire`]); nothing about limits or retries, which belong to the tower stack above it. Every
 //! request is bounded by the call's deadline.
 
-pub mod call;
 pub mod error;
 pub mod hosts;
 
-pub use call::{CallContext, Op, Reply, UpstreamCall};
-pub use error::UpstreamError;
+pub use crate::call::{CallContext, Op, Reply, UpstreamCall, UpstreamError};
 
 use crate::telemetry::metrics as m;
 use crate::wire::control as c;
@@ -187,14 +185,9 @@ impl Upstream {
         let inner = &self.inner;
         let op_name = call.op.name();
         // What one upstream request carries, after batching and coalescing.
-        let items = match &call.op {
-            Op::Fetch { ids, .. } => ids.len(),
-            Op::Delete(d) => d.ids.len(),
-            Op::Upsert(u) => u.len(),
-            _ => 0,
-        };
+        let items = call.op.ids().len();
         if items > 0 {
-            metrics::histogram!(m::BATCH_SIZE, "operation" => op_name).record(items as f64);
+            m::histogram(m::BATCH_SIZE, &[("operation", op_name)]).record(items as f64);
         }
         let (rest, decode) = translate(&call);
         if !call.op.is_data_plane() {

@@ -14,9 +14,9 @@
 //!
 //! Knobs: [`BatchSettings`].
 
+use crate::call::{Op, Reply, UpstreamCall};
 use crate::pb::pinecone as p;
 use crate::stack::{CallError, CallFuture};
-use crate::upstream::{Op, Reply, UpstreamCall};
 use crate::wire::query::encoded_id_len;
 use futures::StreamExt;
 use std::collections::HashSet;

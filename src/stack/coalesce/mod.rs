@@ -24,11 +24,11 @@
 #[cfg(test)]
 mod tests;
 
+use crate::call::{CallContext, Op, Reply, UpstreamCall};
 use crate::pb::pinecone as p;
 use crate::stack::limit::Limiter;
 use crate::stack::{CallError, CallFuture, Reloadable};
 use crate::telemetry::metrics as m;
-use crate::upstream::{CallContext, Op, Reply, UpstreamCall, UpstreamError};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -233,22 +233,6 @@ fn op_for(kind: Kind, namespace: &str, ids: Vec<String>) -> Op {
     }
 }
 
-fn ids_of(op: &Op) -> &[String] {
-    match op {
-        Op::Fetch { ids, .. } => ids,
-        Op::Delete(d) => &d.ids,
-        _ => &[],
-    }
-}
-
-fn namespace_of(op: &Op) -> &str {
-    match op {
-        Op::Fetch { namespace, .. } => namespace,
-        Op::Delete(d) => &d.namespace,
-        _ => "",
-    }
-}
-
 fn record(kind: Kind, ids: usize, callers: usize) {
     metrics::histogram!(m::COALESCE_IDS, "operation" => kind.name()).record(ids as f64);
     metrics::histogram!(m::COALESCE_CALLERS, "operation" => kind.name()).record(callers as f64);
@@ -413,7 +397,10 @@ where
         };
         let key = GroupKey {
             index: call.index.clone(),
-            namespace: crate::wire::data::normalize_namespace(namespace_of(&call.op)).to_string(),
+            namespace: crate::wire::data::normalize_namespace(
+                call.op.namespace().unwrap_or_default(),
+            )
+            .to_string(),
             kind,
         };
         let now = Instant::now();
@@ -432,7 +419,7 @@ where
             tat: now,
             batches: VecDeque::new(),
             driving: false,
-            namespace: namespace_of(&call.op).to_string(),
+            namespace: call.op.namespace().unwrap_or_default().to_string(),
         });
         if !group.driving
             && self
@@ -443,13 +430,13 @@ where
         {
             group.take_turn(now, spacing);
             drop(groups);
-            record(kind, ids_of(&call.op).len(), 1);
+            record(kind, call.op.ids().len(), 1);
             return Box::pin(self.inner.clone().oneshot(call));
         }
         let (tx, rx) = oneshot::channel();
         let deadline = call.deadline;
         let member = Member {
-            ids: crate::stack::batch::dedup(ids_of(&call.op)),
+            ids: crate::stack::batch::dedup(call.op.ids()),
             deadline,
             ctx: call.ctx,
             tx,
@@ -470,12 +457,11 @@ where
         Box::pin(async move {
             match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(CallError::Upstream(UpstreamError::Broken {
-                    host: String::new(),
-                    detail: "the gateway abandoned the coalesced request".into(),
-                })),
+                Ok(Err(_)) => Err(CallError::Abandoned),
                 // Dropping the receiver takes the caller out of its batch if it was not sent yet.
-                Err(_) => Err(CallError::Upstream(UpstreamError::Timeout)),
+                Err(_) => Err(CallError::DeadlineWhileWaiting {
+                    waiting_for: "its coalesced request",
+                }),
             }
         })
     }

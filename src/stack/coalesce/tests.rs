@@ -2,6 +2,7 @@
 //! fixed set of records and can be told to fail requests carrying a given ID.
 
 use super::*;
+use crate::call::UpstreamError;
 use crate::pb::pinecone as w;
 use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
 use crate::stack::limit::{LimitLayer, LimitSettings};
@@ -27,7 +28,7 @@ impl Service<UpstreamCall> for Upstream {
     }
 
     fn call(&mut self, call: UpstreamCall) -> CallFuture {
-        let ids = ids_of(&call.op).to_vec();
+        let ids = call.op.ids().to_vec();
         self.seen
             .lock()
             .unwrap()
@@ -261,7 +262,12 @@ async fn a_batch_whose_callers_all_left_is_not_sent() {
         ..fetch(&["late"])
     };
     let r = spawn(&svc, short).await.unwrap();
-    assert_eq!(r, Err(CallError::Upstream(UpstreamError::Timeout)));
+    assert_eq!(
+        r,
+        Err(CallError::DeadlineWhileWaiting {
+            waiting_for: "its coalesced request"
+        })
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(upstream.requests(), [vec!["x"]]);
 }

@@ -21,9 +21,9 @@ pub mod rates;
 pub mod shared;
 pub mod window;
 
+use crate::call::{Reply, UpstreamCall, UpstreamError};
 use crate::stack::{CallError, CallFuture};
 use crate::telemetry::metrics as m;
-use crate::upstream::{Reply, UpstreamCall, UpstreamError};
 use rates::{OpClass, RateTable, Scope, Unit};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -479,22 +479,11 @@ struct SharedCall {
     spacing: Duration,
 }
 
+/// The namespace's key ("" and "__default__" are one namespace, so one key); "" outside any namespace.
 fn namespace_of(call: &UpstreamCall) -> &str {
-    use crate::upstream::Op;
-    let ns = match &call.op {
-        Op::Upsert(r) => r.namespace(),
-        Op::Fetch { namespace, .. } => namespace.as_str(),
-        Op::FetchByMetadata(r) => r.namespace.as_str(),
-        Op::Delete(r) => r.namespace.as_str(),
-        Op::List(r) => r.namespace.as_str(),
-        Op::Query(r) => r.namespace.as_str(),
-        Op::Update(r) => r.namespace.as_str(),
-        Op::DescribeNamespace(n) | Op::DeleteNamespace(n) => n.as_str(),
-        Op::CreateNamespace(r) => r.name.as_str(),
-        _ => return "",
-    };
-    // "" and "__default__" are one namespace, so one key.
-    crate::wire::data::normalize_namespace(ns)
+    call.op
+        .namespace()
+        .map_or("", crate::wire::data::normalize_namespace)
 }
 
 /// A reserved turn. Dropped before it is used, it gives the reservation back.

@@ -1,7 +1,7 @@
 //! Pinecone's documented per-second limits, by operation class, scope and unit; the gateway's defaults, every one
 //! overridable globally and per index. Where Pinecone's pages disagree the stricter value is the default.
 
-use crate::upstream::Op;
+use crate::call::Op;
 use std::collections::HashMap;
 
 /// Operations that share limits.

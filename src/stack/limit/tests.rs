@@ -2,8 +2,8 @@
 
 use super::rates::{ClassRates, OpClass, RateTable};
 use super::*;
+use crate::call::Op;
 use crate::pb::pinecone as w;
-use crate::upstream::Op;
 use std::sync::Mutex as StdMutex;
 
 /// Records (instant, call) as calls arrive; answers Empty, or a 429 when told to.

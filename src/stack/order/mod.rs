@@ -15,9 +15,9 @@
 #[cfg(test)]
 mod tests;
 
+use crate::call::{Op, Reply, UpstreamCall};
 use crate::stack::{CallError, CallFuture};
 use crate::telemetry::metrics as m;
-use crate::upstream::{Op, Reply, UpstreamCall, UpstreamError};
 use futures::FutureExt;
 use futures::future::Shared;
 use std::collections::HashMap;
@@ -251,7 +251,9 @@ where
                 metrics::counter!(m::ORDER_WAITS, "operation" => call.op.name()).increment(1);
                 let all = futures::future::join_all(waits);
                 if tokio::time::timeout_at(call.deadline, all).await.is_err() {
-                    return Err(CallError::Upstream(UpstreamError::Timeout));
+                    return Err(CallError::DeadlineWhileWaiting {
+                        waiting_for: "an earlier call on the same IDs (a delete and a use of one ID keep their order)",
+                    });
                 }
             }
             let result = inner.oneshot(call).await;

@@ -17,9 +17,9 @@
 //!
 //! Knobs: [`RetrySettings`].
 
+use crate::call::{Op, Reply, UpstreamCall, UpstreamError};
 use crate::stack::{CallError, CallFuture};
 use crate::telemetry::metrics as m;
-use crate::upstream::{Op, Reply, UpstreamCall, UpstreamError};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -57,37 +57,15 @@ impl Default for RetrySettings {
     }
 }
 
-/// Whether repeating the operation leaves the same result as doing it once.
-pub fn idempotent(op: &Op, settings: &RetrySettings) -> bool {
-    match op {
-        Op::Upsert(_)
-        | Op::Fetch { .. }
-        | Op::FetchByMetadata(_)
-        | Op::List(_)
-        | Op::Query(_)
-        | Op::DescribeIndexStats(_)
-        | Op::ListNamespaces(_)
-        | Op::DescribeNamespace(_)
-        | Op::DescribeIndex
-        | Op::ListIndexBackups(_)
-        | Op::ListProjectBackups(_)
-        | Op::DescribeBackup(_)
-        | Op::ListRestoreJobs(_)
-        | Op::DescribeRestoreJob(_) => true,
-        Op::Update(u) => u.filter.is_none() || settings.retry_unsafe_writes,
-        Op::Delete(d) => (!d.delete_all && d.filter.is_none()) || settings.retry_unsafe_writes,
-        Op::CreateNamespace(_)
-        | Op::DeleteNamespace(_)
-        | Op::CreateBackup(_)
-        | Op::DeleteBackup(_)
-        | Op::CreateIndexFromBackup { .. } => false,
-    }
-}
-
 /// Whether this failure of this call may be retried, and the least wait Pinecone asked for.
 pub fn retryable(op: &Op, err: &CallError, settings: &RetrySettings) -> Option<Duration> {
-    let CallError::Upstream(e) = err else {
-        return None;
+    let e = match err {
+        CallError::Upstream(e) => e,
+        // Like a connection that broke: the request may have reached Pinecone.
+        CallError::Abandoned if op.is_idempotent(settings.retry_unsafe_writes) => {
+            return Some(Duration::ZERO);
+        }
+        _ => return None,
     };
     match e {
         UpstreamError::Status {
@@ -97,11 +75,14 @@ pub fn retryable(op: &Op, err: &CallError, settings: &RetrySettings) -> Option<D
         } => Some(retry_after.unwrap_or_default()),
         UpstreamError::Connect { .. } => Some(Duration::ZERO),
         UpstreamError::Status { status, .. }
-            if matches!(status, 500 | 502 | 503 | 504) && idempotent(op, settings) =>
+            if matches!(status, 500 | 502 | 503 | 504)
+                && op.is_idempotent(settings.retry_unsafe_writes) =>
         {
             Some(Duration::ZERO)
         }
-        UpstreamError::Broken { .. } if idempotent(op, settings) => Some(Duration::ZERO),
+        UpstreamError::Broken { .. } if op.is_idempotent(settings.retry_unsafe_writes) => {
+            Some(Duration::ZERO)
+        }
         _ => None,
     }
 }

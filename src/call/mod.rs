@@ -1,0 +1,277 @@
+//! The vocabulary of a call, shared by the gRPC surface (`api/`), every layer of the tower stack (`stack/`) and the
+//! REST client (`upstream/`): the value that travels down ([`UpstreamCall`]: one Pinecone operation, the index it
+//! targets, the caller's deadline), what comes back ([`Reply`]) and what can fail upstream ([`UpstreamError`]).
+//! What a layer needs to know of an operation (its namespace, its IDs, whether it may be repeated) is asked of the
+//! [`Op`] here rather than re-derived by a `match` in each layer. Nothing here knows about tonic or HTTP.
+
+pub mod error;
+pub use error::UpstreamError;
+
+use crate::pb::pinecone as p;
+use crate::wire::control as c;
+use tokio::time::Instant;
+
+/// One Pinecone operation with its request. Data-plane requests are the generated messages of the proto the gateway
+/// serves, validated and normalised (an empty filter, metadata or sparse vector is absent), since Pinecone's REST
+/// data plane is their JSON mapping.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Encoded once by the API layer (wire::upsert): batching, the byte limit and the client share the encoding.
+    Upsert(crate::wire::upsert::UpsertBody),
+    Fetch {
+        ids: Vec<String>,
+        namespace: String,
+    },
+    FetchByMetadata(p::FetchByMetadataRequest),
+    Delete(p::DeleteRequest),
+    List(p::ListRequest),
+    Query(p::QueryRequest),
+    Update(p::UpdateRequest),
+    DescribeIndexStats(p::DescribeIndexStatsRequest),
+    ListNamespaces(p::ListNamespacesRequest),
+    DescribeNamespace(String),
+    CreateNamespace(p::CreateNamespaceRequest),
+    DeleteNamespace(String),
+    DescribeIndex,
+    CreateBackup(c::CreateBackupRequest),
+    ListIndexBackups(c::PageParams),
+    ListProjectBackups(c::PageParams),
+    DescribeBackup(String),
+    DeleteBackup(String),
+    CreateIndexFromBackup {
+        backup_id: String,
+        request: c::CreateIndexFromBackupRequest,
+    },
+    ListRestoreJobs(c::PageParams),
+    DescribeRestoreJob(String),
+}
+
+impl Op {
+    /// A stable name for logs, metrics and limits.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Upsert(_) => "upsert",
+            Op::Fetch { .. } => "fetch",
+            Op::FetchByMetadata(_) => "fetch_by_metadata",
+            Op::Delete(_) => "delete",
+            Op::List(_) => "list",
+            Op::Query(_) => "query",
+            Op::Update(_) => "update",
+            Op::DescribeIndexStats(_) => "describe_index_stats",
+            Op::ListNamespaces(_) => "list_namespaces",
+            Op::DescribeNamespace(_) => "describe_namespace",
+            Op::CreateNamespace(_) => "create_namespace",
+            Op::DeleteNamespace(_) => "delete_namespace",
+            Op::DescribeIndex => "describe_index",
+            Op::CreateBackup(_) => "create_backup",
+            Op::ListIndexBackups(_) => "list_index_backups",
+            Op::ListProjectBackups(_) => "list_project_backups",
+            Op::DescribeBackup(_) => "describe_backup",
+            Op::DeleteBackup(_) => "delete_backup",
+            Op::CreateIndexFromBackup { .. } => "create_index_from_backup",
+            Op::ListRestoreJobs(_) => "list_restore_jobs",
+            Op::DescribeRestoreJob(_) => "describe_restore_job",
+        }
+    }
+
+    /// The namespace the operation works in, as the caller wrote it ("" is the default namespace, as is
+    /// `__default__`: `wire::data::normalize_namespace` makes them one); None for operations outside any namespace.
+    pub fn namespace(&self) -> Option<&str> {
+        Some(match self {
+            Op::Upsert(r) => r.namespace(),
+            Op::Fetch { namespace, .. } => namespace,
+            Op::FetchByMetadata(r) => &r.namespace,
+            Op::Delete(r) => &r.namespace,
+            Op::List(r) => &r.namespace,
+            Op::Query(r) => &r.namespace,
+            Op::Update(r) => &r.namespace,
+            Op::DescribeNamespace(n) | Op::DeleteNamespace(n) => n,
+            Op::CreateNamespace(r) => &r.name,
+            // Index-wide (stats, the namespace list) and control-plane operations.
+            _ => return None,
+        })
+    }
+
+    /// The record IDs a fetch, a delete by ID or an upsert names, in the caller's order (duplicates kept);
+    /// empty for every other operation.
+    pub fn ids(&self) -> &[String] {
+        match self {
+            Op::Fetch { ids, .. } => ids,
+            Op::Delete(d) => &d.ids,
+            Op::Upsert(u) => u.ids(),
+            _ => &[],
+        }
+    }
+
+    /// Whether doing the operation twice leaves the same result as doing it once, so that a failure that may have
+    /// reached Pinecone can be retried. A delete or update by metadata filter (or delete all) is not: records
+    /// written between the two attempts would be changed too; `unsafe_writes_too` (`retry.retry_unsafe_writes`)
+    /// counts them in anyway. Creating and deleting namespaces, backups and indexes never is.
+    pub fn is_idempotent(&self, unsafe_writes_too: bool) -> bool {
+        match self {
+            Op::Upsert(_)
+            | Op::Fetch { .. }
+            | Op::FetchByMetadata(_)
+            | Op::List(_)
+            | Op::Query(_)
+            | Op::DescribeIndexStats(_)
+            | Op::ListNamespaces(_)
+            | Op::DescribeNamespace(_)
+            | Op::DescribeIndex
+            | Op::ListIndexBackups(_)
+            | Op::ListProjectBackups(_)
+            | Op::DescribeBackup(_)
+            | Op::ListRestoreJobs(_)
+            | Op::DescribeRestoreJob(_) => true,
+            Op::Update(u) => u.filter.is_none() || unsafe_writes_too,
+            Op::Delete(d) => (!d.delete_all && d.filter.is_none()) || unsafe_writes_too,
+            Op::CreateNamespace(_)
+            | Op::DeleteNamespace(_)
+            | Op::CreateBackup(_)
+            | Op::DeleteBackup(_)
+            | Op::CreateIndexFromBackup { .. } => false,
+        }
+    }
+
+    /// Whether the operation goes to an index's data plane (and so needs its host).
+    pub fn is_data_plane(&self) -> bool {
+        !matches!(
+            self,
+            Op::DescribeIndex
+                | Op::CreateBackup(_)
+                | Op::ListIndexBackups(_)
+                | Op::ListProjectBackups(_)
+                | Op::DescribeBackup(_)
+                | Op::DeleteBackup(_)
+                | Op::CreateIndexFromBackup { .. }
+                | Op::ListRestoreJobs(_)
+                | Op::DescribeRestoreJob(_)
+        )
+    }
+}
+
+/// What a call carries for tracing: its request id, the caller's W3C trace context, and how many upstream requests
+/// it took (shared by the batches and retries of one call).
+#[derive(Clone, Debug, Default)]
+pub struct CallContext {
+    pub request_id: String,
+    pub traceparent: Option<String>,
+    pub attempts: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// A call on its way upstream.
+#[derive(Clone, Debug)]
+pub struct UpstreamCall {
+    /// The index it targets; empty for project-wide control-plane calls (list project backups, restore jobs…).
+    pub index: String,
+    pub op: Op,
+    /// When the caller stops waiting; the upstream request must end by then.
+    pub deadline: Instant,
+    pub ctx: CallContext,
+}
+
+/// Pinecone's answer, one variant per response shape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    Upsert(p::UpsertResponse),
+    Fetch(p::FetchResponse),
+    FetchByMetadata(p::FetchByMetadataResponse),
+    List(p::ListResponse),
+    Query(p::QueryResponse),
+    Update(p::UpdateResponse),
+    DescribeIndexStats(p::DescribeIndexStatsResponse),
+    ListNamespaces(p::ListNamespacesResponse),
+    Namespace(p::NamespaceDescription),
+    /// Operations whose answer carries nothing (delete, delete namespace, delete backup).
+    Empty,
+    Index(c::IndexModel),
+    Backup(c::BackupModel),
+    Backups(c::BackupList),
+    Restore(c::CreateIndexFromBackupResponse),
+    RestoreJob(c::RestoreJobModel),
+    RestoreJobs(c::RestoreJobList),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upsert(ns: &str, ids: &[&str]) -> Op {
+        Op::Upsert(crate::wire::upsert::UpsertBody::encode(&p::UpsertRequest {
+            vectors: ids
+                .iter()
+                .map(|id| p::Vector {
+                    id: id.to_string(),
+                    values: vec![1.0],
+                    ..Default::default()
+                })
+                .collect(),
+            namespace: ns.into(),
+        }))
+    }
+
+    #[test]
+    fn namespace_is_the_callers_and_none_outside_namespaces() {
+        let fetch = Op::Fetch {
+            ids: vec!["a".into()],
+            namespace: "ns".into(),
+        };
+        assert_eq!(fetch.namespace(), Some("ns"));
+        assert_eq!(upsert("", &["a"]).namespace(), Some(""));
+        assert_eq!(
+            Op::CreateNamespace(p::CreateNamespaceRequest {
+                name: "new".into(),
+                ..Default::default()
+            })
+            .namespace(),
+            Some("new")
+        );
+        assert_eq!(Op::DeleteNamespace("gone".into()).namespace(), Some("gone"));
+        assert_eq!(Op::DescribeIndex.namespace(), None);
+        assert_eq!(Op::DescribeIndexStats(Default::default()).namespace(), None);
+    }
+
+    #[test]
+    fn ids_are_those_named_in_the_callers_order() {
+        let fetch = Op::Fetch {
+            ids: vec!["b".into(), "a".into(), "b".into()],
+            namespace: String::new(),
+        };
+        assert_eq!(fetch.ids(), ["b", "a", "b"]);
+        assert_eq!(upsert("ns", &["x", "y"]).ids(), ["x", "y"]);
+        let delete = Op::Delete(p::DeleteRequest {
+            ids: vec!["d".into()],
+            ..Default::default()
+        });
+        assert_eq!(delete.ids(), ["d"]);
+        assert!(Op::Query(Default::default()).ids().is_empty());
+    }
+
+    #[test]
+    fn writes_by_filter_are_not_idempotent_unless_allowed() {
+        let by_filter = Op::Delete(p::DeleteRequest {
+            filter: Some(Default::default()),
+            ..Default::default()
+        });
+        assert!(!by_filter.is_idempotent(false));
+        assert!(by_filter.is_idempotent(true));
+        let all = Op::Delete(p::DeleteRequest {
+            delete_all: true,
+            ..Default::default()
+        });
+        assert!(!all.is_idempotent(false));
+        let by_id = Op::Delete(p::DeleteRequest {
+            ids: vec!["a".into()],
+            ..Default::default()
+        });
+        assert!(by_id.is_idempotent(false));
+        let update = Op::Update(p::UpdateRequest {
+            filter: Some(Default::default()),
+            ..Default::default()
+        });
+        assert!(!update.is_idempotent(false));
+        assert!(upsert("ns", &["a"]).is_idempotent(false));
+        assert!(!Op::CreateBackup(Default::default()).is_idempotent(true));
+        assert!(!Op::DeleteNamespace("ns".into()).is_idempotent(true));
+    }
+}
