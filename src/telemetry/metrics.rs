@@ -41,6 +41,9 @@ pub const ORDER_WAITS: &str = "pinecone_gateway_order_waits_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// The upkeep thread of the installed recorder, once started.
+static UPKEEP_THREAD: OnceLock<std::thread::Thread> = OnceLock::new();
+
 /// Installs the recorder once; later calls return the same handle (None if another recorder was installed first).
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
@@ -72,8 +75,13 @@ pub fn install() -> Option<PrometheusHandle> {
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(h) => {
                     let upkeep = h.clone();
-                    if let Err(e) = spawn_upkeep(UPKEEP_PERIOD, move || upkeep.run_upkeep()) {
-                        tracing::warn!(error = %e, "metrics upkeep thread not started; samples are drained only when /metrics is scraped");
+                    match spawn_upkeep(UPKEEP_PERIOD, move || upkeep.run_upkeep()) {
+                        Ok(thread) => {
+                            let _ = UPKEEP_THREAD.set(thread.thread().clone());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "metrics upkeep thread not started; samples are drained only when /metrics is scraped");
+                        }
                     }
                     Some(h)
                 }
@@ -258,14 +266,14 @@ mod tests {
     #[test]
     fn the_installed_recorder_has_its_upkeep_thread() {
         assert!(install().is_some());
-        let threads = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .filter(|name| name.trim() == "metrics-upkeep")
-            .count();
+        let first = UPKEEP_THREAD.get().map(|t| t.id());
         assert_eq!(
-            threads, 1,
-            "one upkeep thread for the process's one recorder"
+            UPKEEP_THREAD.get().and_then(|t| t.name()),
+            Some("metrics-upkeep")
         );
+        // (The thread names itself once it runs, so /proc/self/task may not show the name yet: asking the handle
+        // does not race.) Installing again starts no second thread.
+        assert!(install().is_some());
+        assert_eq!(UPKEEP_THREAD.get().map(|t| t.id()), first);
     }
 }
