@@ -44,7 +44,7 @@ enum Command {
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file with the same flags and environment as `serve`, and print the effective
-    /// configuration, secrets masked. Exits non-zero, with one line naming the key, on an invalid one.
+    /// configuration, secrets masked. Exits non-zero on an invalid one, with one line per problem, each naming its key.
     Check {
         /// The file to check.
         file: PathBuf,

@@ -153,9 +153,9 @@ pub fn upstream_stack(
     )
 }
 
-/// Binds `settings.listen` and serves.
+/// Binds `settings.server.listen` and serves.
 pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
-    let listener = TcpListener::bind(settings.listen).await?;
+    let listener = TcpListener::bind(settings.server.listen).await?;
     let addr = listener.local_addr()?;
     let client = Upstream::new(settings.upstream.clone())?;
     let limiter = Limiter::new(settings.limits.clone());
@@ -168,17 +168,17 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
             coalescing.clone(),
         ),
         settings.default_index.clone(),
-        settings.default_timeout,
-        settings.max_concurrent_calls,
+        settings.server.default_timeout,
+        settings.server.max_concurrent_calls,
     )
     .with_auth(settings.auth.clone());
     let vector = VectorServiceServer::new(VectorApi::new(gw.clone()))
-        .max_decoding_message_size(settings.max_message_bytes)
+        .max_decoding_message_size(settings.server.max_message_bytes)
         .max_encoding_message_size(MAX_ANSWER_BYTES);
     let backup = BackupServiceServer::new(BackupApi::new(gw.clone()))
-        .max_decoding_message_size(settings.max_message_bytes);
+        .max_decoding_message_size(settings.server.max_message_bytes);
     let list = ListServiceServer::new(ListApi::new(gw.clone()))
-        .max_decoding_message_size(settings.max_message_bytes);
+        .max_decoding_message_size(settings.server.max_message_bytes);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for s in SERVICES {
@@ -191,10 +191,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         health.clone(),
         ready.clone(),
         client.clone(),
-        settings.upstream_unhealthy_after,
+        settings.server.upstream_unhealthy_after,
         draining_rx.clone(),
     ));
-    let admin_addr = match settings.admin_listen {
+    let admin_addr = match settings.server.admin_listen {
         Some(listen) => Some(crate::admin::start(listen, ready_rx, admin_stop_rx).await?),
         None => None,
     };
@@ -210,7 +210,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
 
     let (stop, stopped) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &settings.tls {
+    if let Some(tls) = &settings.server.tls {
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
         let mut config =
             ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
@@ -221,7 +221,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     }
     let server = builder
         .layer(crate::api::size::SizeLayer::new(
-            crate::api::size::Budget::new(settings.max_buffered_request_bytes),
+            crate::api::size::Budget::new(settings.server.max_buffered_request_bytes),
         ))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -251,7 +251,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         draining,
         stop,
         task,
-        grace: settings.drain_grace,
+        grace: settings.server.drain_grace,
     })
 }
 

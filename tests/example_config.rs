@@ -11,7 +11,7 @@ fn example_config_is_valid() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(settings.listen.to_string(), "127.0.0.1:5081");
+    assert_eq!(settings.server.listen.to_string(), "127.0.0.1:5081");
     assert_eq!(settings.default_index.as_deref(), Some("docs-example"));
     assert_eq!(settings.log_format, LogFormat::Json);
     assert!(settings.upstream.static_hosts.contains_key("docs-example"));
@@ -27,5 +27,5 @@ fn example_config_is_valid() {
         Some(100)
     );
     assert_eq!(settings.retry.max_attempts, 4);
-    assert_eq!(settings.batching.fetch_url_budget_bytes, 8192);
+    assert_eq!(settings.batching.caps.fetch_url_budget_bytes, 8192);
 }

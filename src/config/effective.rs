@@ -30,20 +30,23 @@ fn rates_table(r: &ClassRates) -> Table {
 pub fn render(s: &Settings) -> String {
     let mut root = Table::new();
     let mut server = Table::new();
-    server.insert("listen".into(), s.listen.to_string().into());
-    server.insert("default_timeout_ms".into(), ms(s.default_timeout));
-    server.insert("max_concurrent_calls".into(), int(s.max_concurrent_calls));
-    server.insert("drain_grace_ms".into(), ms(s.drain_grace));
+    server.insert("listen".into(), s.server.listen.to_string().into());
+    server.insert("default_timeout_ms".into(), ms(s.server.default_timeout));
+    server.insert(
+        "max_concurrent_calls".into(),
+        int(s.server.max_concurrent_calls),
+    );
+    server.insert("drain_grace_ms".into(), ms(s.server.drain_grace));
     server.insert(
         "upstream_unhealthy_after_ms".into(),
-        ms(s.upstream_unhealthy_after),
+        ms(s.server.upstream_unhealthy_after),
     );
-    server.insert("max_message_bytes".into(), int(s.max_message_bytes));
+    server.insert("max_message_bytes".into(), int(s.server.max_message_bytes));
     server.insert(
         "max_buffered_request_bytes".into(),
-        int(s.max_buffered_request_bytes),
+        int(s.server.max_buffered_request_bytes),
     );
-    if let Some(tls) = &s.tls {
+    if let Some(tls) = &s.server.tls {
         let mut t = Table::new();
         let path = |p: &std::path::Path| p.display().to_string().into();
         t.insert("cert_file".into(), path(&tls.cert_file));
@@ -56,8 +59,8 @@ pub fn render(s: &Settings) -> String {
     root.insert("server".into(), server.into());
 
     let mut admin = Table::new();
-    admin.insert("enabled".into(), s.admin_listen.is_some().into());
-    if let Some(a) = s.admin_listen {
+    admin.insert("enabled".into(), s.server.admin_listen.is_some().into());
+    if let Some(a) = s.server.admin_listen {
         admin.insert("listen".into(), a.to_string().into());
     }
     root.insert("admin".into(), admin.into());
@@ -206,16 +209,19 @@ pub fn render(s: &Settings) -> String {
     root.insert("retry".into(), retry.into());
 
     let mut batching = Table::new();
-    batching.insert("max_ids".into(), int(s.batching.max_ids));
+    batching.insert("max_ids".into(), int(s.batching.caps.max_ids));
     batching.insert(
         "fetch_url_budget_bytes".into(),
-        int(s.batching.fetch_url_budget_bytes),
+        int(s.batching.caps.fetch_url_budget_bytes),
     );
     batching.insert(
         "max_upsert_vectors".into(),
-        int(s.batching.max_upsert_vectors),
+        int(s.batching.caps.max_upsert_vectors),
     );
-    batching.insert("max_upsert_bytes".into(), int(s.batching.max_upsert_bytes));
+    batching.insert(
+        "max_upsert_bytes".into(),
+        int(s.batching.caps.max_upsert_bytes),
+    );
     batching.insert(
         "max_concurrent_batches".into(),
         int(s.batching.max_concurrent_batches),

@@ -42,6 +42,32 @@ pub enum CallError {
     },
 }
 
+/// What one upstream request may carry: Pinecone's documented caps, and how much of a fetch's URL its IDs may take.
+/// Batching splits calls to fit them and coalescing merges calls up to them: one value serves both (the
+/// configuration's `batching.*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestCaps {
+    /// IDs per upstream fetch or delete (Pinecone: 1,000).
+    pub max_ids: usize,
+    /// Bytes of `ids=…&` query parameters per upstream fetch (common request-line limits are 8–16 KB).
+    pub fetch_url_budget_bytes: usize,
+    /// Vectors per upstream upsert (Pinecone: 1,000).
+    pub max_upsert_vectors: usize,
+    /// JSON bytes per upstream upsert (Pinecone: 2 MB).
+    pub max_upsert_bytes: usize,
+}
+
+impl Default for RequestCaps {
+    fn default() -> Self {
+        RequestCaps {
+            max_ids: 1000,
+            fetch_url_budget_bytes: 8 * 1024,
+            max_upsert_vectors: 1000,
+            max_upsert_bytes: 2_000_000,
+        }
+    }
+}
+
 /// Settings a layer reads per call and a reload (SIGHUP) replaces whole; each call reads one consistent copy.
 pub struct Reloadable<T>(std::sync::Arc<std::sync::RwLock<std::sync::Arc<T>>>);
 

@@ -12,11 +12,11 @@
 //! [`CallError::Partial`], saying how many IDs were done and which failed; repeating the call is safe for fetch,
 //! delete and upsert. Calls that fit one request pass through untouched.
 //!
-//! Knobs: [`BatchSettings`].
+//! Knobs: [`BatchSettings`] (the caps, [`RequestCaps`], are shared with the coalescer).
 
 use crate::call::{Op, Reply, UpstreamCall};
 use crate::pb::pinecone as p;
-use crate::stack::{CallError, CallFuture};
+use crate::stack::{CallError, CallFuture, RequestCaps};
 use crate::wire::query::encoded_id_len;
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -26,14 +26,8 @@ use tower::{Layer, Service, ServiceExt};
 
 #[derive(Clone, Debug)]
 pub struct BatchSettings {
-    /// IDs per upstream fetch or delete (Pinecone: 1,000).
-    pub max_ids: usize,
-    /// Bytes of `ids=…&` query parameters per upstream fetch (common request-line limits are 8–16 KB).
-    pub fetch_url_budget_bytes: usize,
-    /// Vectors per upstream upsert (Pinecone: 1,000).
-    pub max_upsert_vectors: usize,
-    /// JSON bytes per upstream upsert (Pinecone: 2 MB).
-    pub max_upsert_bytes: usize,
+    /// What one upstream request may carry.
+    pub caps: RequestCaps,
     /// Batches of one call in flight at once.
     pub max_concurrent_batches: usize,
 }
@@ -41,10 +35,7 @@ pub struct BatchSettings {
 impl Default for BatchSettings {
     fn default() -> Self {
         BatchSettings {
-            max_ids: 1000,
-            fetch_url_budget_bytes: 8 * 1024,
-            max_upsert_vectors: 1000,
-            max_upsert_bytes: 2_000_000,
+            caps: RequestCaps::default(),
             max_concurrent_batches: 8,
         }
     }
@@ -119,7 +110,11 @@ fn plan(call: &UpstreamCall, s: &BatchSettings) -> Option<Vec<(UpstreamCall, Vec
     };
     match &call.op {
         Op::Fetch { ids, namespace } => {
-            let batches = split_ids(dedup(ids), s.max_ids, Some(s.fetch_url_budget_bytes));
+            let batches = split_ids(
+                dedup(ids),
+                s.caps.max_ids,
+                Some(s.caps.fetch_url_budget_bytes),
+            );
             (batches.len() > 1 || batches.iter().map(Vec::len).sum::<usize>() < ids.len()).then(
                 || {
                     batches
@@ -136,7 +131,7 @@ fn plan(call: &UpstreamCall, s: &BatchSettings) -> Option<Vec<(UpstreamCall, Vec
             )
         }
         Op::Delete(d) if !d.ids.is_empty() && d.filter.is_none() && !d.delete_all => {
-            let batches = split_ids(dedup(&d.ids), s.max_ids, None);
+            let batches = split_ids(dedup(&d.ids), s.caps.max_ids, None);
             (batches.len() > 1 || batches.iter().map(Vec::len).sum::<usize>() < d.ids.len()).then(
                 || {
                     batches
@@ -154,7 +149,7 @@ fn plan(call: &UpstreamCall, s: &BatchSettings) -> Option<Vec<(UpstreamCall, Vec
             )
         }
         Op::Upsert(u) => {
-            let batches = u.split(s.max_upsert_vectors, s.max_upsert_bytes);
+            let batches = u.split(s.caps.max_upsert_vectors, s.caps.max_upsert_bytes);
             (batches.len() > 1).then(|| {
                 batches
                     .into_iter()

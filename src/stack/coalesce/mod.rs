@@ -7,7 +7,7 @@
 //! opens a new one when the last is full (`max_ids` IDs, or the fetch URL budget); the group's driver sends the
 //! oldest batch at its next turn with every ID gathered by then. Duplicate IDs are sent once.
 //!
-//! A turn is free when the limiter could take the call now ([`Limiter::next_turn`]) *and* the group's pace allows
+//! A turn is free when the limiter could take the call now ([`Turns::next_turn`], the limiter's one window onto its state for this layer) *and* the group's pace allows
 //! it: a group sends at most `burst_requests` requests back to back, then one per even spacing of its strictest
 //! request limit (10.2 ms for 100/s). That is the limiter's own rate, spread out, so that a burst of lone calls cannot
 //! spend a whole second's turns on one ID each and leave the queue waiting for the next second.
@@ -26,8 +26,8 @@ mod tests;
 
 use crate::call::{CallContext, Op, Reply, UpstreamCall};
 use crate::pb::pinecone as p;
-use crate::stack::limit::Limiter;
-use crate::stack::{CallError, CallFuture, Reloadable};
+use crate::stack::limit::Turns;
+use crate::stack::{CallError, CallFuture, Reloadable, RequestCaps};
 use crate::telemetry::metrics as m;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -52,10 +52,8 @@ pub struct CoalesceSettings {
     pub per_index: HashMap<String, Switches>,
     /// Requests a group may send back to back before it keeps to the even spacing of its limit.
     pub burst_requests: u32,
-    /// IDs per upstream request (Pinecone: 1,000); shared with the batching layer.
-    pub max_ids: usize,
-    /// Bytes of encoded `ids=` parameters per upstream fetch; shared with the batching layer.
-    pub fetch_url_budget_bytes: usize,
+    /// What one merged request may carry (IDs, the fetch URL budget): the batching layer's own caps.
+    pub caps: RequestCaps,
 }
 
 impl Default for CoalesceSettings {
@@ -67,8 +65,7 @@ impl Default for CoalesceSettings {
             },
             per_index: HashMap::new(),
             burst_requests: 10,
-            max_ids: 1000,
-            fetch_url_budget_bytes: 8 * 1024,
+            caps: RequestCaps::default(),
         }
     }
 }
@@ -77,13 +74,13 @@ impl CoalesceSettings {
     fn applies(&self, call: &UpstreamCall) -> Option<Kind> {
         let on = self.per_index.get(&call.index).unwrap_or(&self.enabled);
         match &call.op {
-            Op::Fetch { ids, .. } if on.fetch && ids.len() < self.max_ids => Some(Kind::Fetch),
+            Op::Fetch { ids, .. } if on.fetch && ids.len() < self.caps.max_ids => Some(Kind::Fetch),
             Op::Delete(d)
                 if on.delete
                     && !d.delete_all
                     && d.filter.is_none()
                     && !d.ids.is_empty()
-                    && d.ids.len() < self.max_ids =>
+                    && d.ids.len() < self.caps.max_ids =>
             {
                 Some(Kind::Delete)
             }
@@ -153,8 +150,8 @@ impl Pending {
 
     fn fits(&self, ids: &[String], kind: Kind, s: &CoalesceSettings) -> bool {
         let (n, bytes) = self.growth(ids, kind);
-        self.ids.len() + n <= s.max_ids
-            && (kind == Kind::Delete || self.url_bytes + bytes <= s.fetch_url_budget_bytes)
+        self.ids.len() + n <= s.caps.max_ids
+            && (kind == Kind::Delete || self.url_bytes + bytes <= s.caps.fetch_url_budget_bytes)
     }
 
     fn add(&mut self, member: Member, kind: Kind) {
@@ -206,7 +203,7 @@ impl Group {
 
 struct Shared<S> {
     inner: S,
-    limiter: Arc<Limiter>,
+    limiter: Arc<dyn Turns>,
     settings: Reloadable<CoalesceSettings>,
     groups: Mutex<HashMap<GroupKey, Group>>,
     /// Calls since idle groups were last dropped.
@@ -469,13 +466,13 @@ where
 
 #[derive(Clone)]
 pub struct CoalesceLayer {
-    limiter: Arc<Limiter>,
+    limiter: Arc<dyn Turns>,
     settings: Reloadable<CoalesceSettings>,
 }
 
 impl CoalesceLayer {
     /// `settings` may be a [`Reloadable`] that a reload replaces.
-    pub fn new(limiter: Arc<Limiter>, settings: impl Into<Reloadable<CoalesceSettings>>) -> Self {
+    pub fn new(limiter: Arc<dyn Turns>, settings: impl Into<Reloadable<CoalesceSettings>>) -> Self {
         CoalesceLayer {
             limiter,
             settings: settings.into(),

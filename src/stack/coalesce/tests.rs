@@ -4,6 +4,7 @@
 use super::*;
 use crate::call::UpstreamError;
 use crate::pb::pinecone as w;
+use crate::stack::limit::Limiter;
 use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
 use crate::stack::limit::{LimitLayer, LimitSettings};
 use std::sync::Mutex as StdMutex;
@@ -292,7 +293,10 @@ async fn batches_keep_to_the_id_cap() {
     let (svc, upstream) = stack(
         10,
         CoalesceSettings {
-            max_ids: 10,
+            caps: crate::stack::RequestCaps {
+                max_ids: 10,
+                ..Default::default()
+            },
             ..one_burst()
         },
     );

@@ -380,40 +380,6 @@ impl Limiter {
         }))
     }
 
-    /// The earliest instant at which `call` would find room in every bucket it takes from, without reserving it
-    /// (turns already reserved by others come first). The coalescer asks this to decide whether to send now or
-    /// let calls accumulate.
-    /// `now` is the caller's reading of the clock, so that "free now" compares equal to it.
-    pub fn next_turn(&self, call: &UpstreamCall, now: Instant) -> Instant {
-        let (_, needs) = self.needs(call);
-        let mut state = self.lock();
-        let mut at = now;
-        for n in &needs {
-            if let Some(w) = state.buckets.get_mut(&n.key) {
-                w.prune(now);
-                // A cost that never fits is the limiter's to reject, not a reason to hold the call back.
-                if let Some(t) = w.earliest(now, n.cost) {
-                    at = at.max(t);
-                }
-            }
-        }
-        at
-    }
-
-    /// The even spacing of `call`'s strictest request limit (its window over its rate), or `None` when no request
-    /// limit applies to it.
-    pub fn request_spacing(&self, call: &UpstreamCall) -> Option<Duration> {
-        let s = self.settings();
-        let period = Duration::from_secs(1) + s.window_margin;
-        s.rates
-            .rates(&call.index, OpClass::of(&call.op))
-            .buckets()
-            .filter(|(_, unit, _)| *unit == Unit::Requests)
-            .map(|(_, _, rate)| (rate / s.share.max(1)).max(1))
-            .min()
-            .map(|rate| period / rate.min(u32::MAX as u64) as u32)
-    }
-
     /// The call's buckets in Redis at the full rates, with its needs (for messages), or None when no limit applies.
     fn shared_buckets(&self, shared: &shared::Shared, call: &UpstreamCall) -> Option<SharedCall> {
         let (class, needs) = self.needs_divided(call, 1);
@@ -477,6 +443,55 @@ struct SharedCall {
     period: Duration,
     /// The longest even spacing among the call's buckets: how often a waiting call asks the guard again.
     spacing: Duration,
+}
+
+/// What the coalescer may ask of the limiter, and all it may ask: when a call could have its turn, and how far
+/// apart a call's turns are kept. Neither reserves anything; the call itself still passes the limit layer.
+pub trait Turns: Send + Sync + 'static {
+    /// The earliest instant at which `call` would find room in every bucket it takes from, without reserving it
+    /// (turns already reserved by others come first). `now` is the caller's reading of the clock, so that "free
+    /// now" compares equal to it.
+    fn next_turn(&self, call: &UpstreamCall, now: Instant) -> Instant;
+
+    /// The even spacing of `call`'s strictest request limit (its window over its rate), or `None` when no request
+    /// limit applies to it.
+    fn request_spacing(&self, call: &UpstreamCall) -> Option<Duration>;
+}
+
+impl Turns for Limiter {
+    /// The earliest instant at which `call` would find room in every bucket it takes from, without reserving it
+    /// (turns already reserved by others come first). The coalescer asks this to decide whether to send now or
+    /// let calls accumulate.
+    /// `now` is the caller's reading of the clock, so that "free now" compares equal to it.
+    fn next_turn(&self, call: &UpstreamCall, now: Instant) -> Instant {
+        let (_, needs) = self.needs(call);
+        let mut state = self.lock();
+        let mut at = now;
+        for n in &needs {
+            if let Some(w) = state.buckets.get_mut(&n.key) {
+                w.prune(now);
+                // A cost that never fits is the limiter's to reject, not a reason to hold the call back.
+                if let Some(t) = w.earliest(now, n.cost) {
+                    at = at.max(t);
+                }
+            }
+        }
+        at
+    }
+
+    /// The even spacing of `call`'s strictest request limit (its window over its rate), or `None` when no request
+    /// limit applies to it.
+    fn request_spacing(&self, call: &UpstreamCall) -> Option<Duration> {
+        let s = self.settings();
+        let period = Duration::from_secs(1) + s.window_margin;
+        s.rates
+            .rates(&call.index, OpClass::of(&call.op))
+            .buckets()
+            .filter(|(_, unit, _)| *unit == Unit::Requests)
+            .map(|(_, _, rate)| (rate / s.share.max(1)).max(1))
+            .min()
+            .map(|rate| period / rate.min(u32::MAX as u64) as u32)
+    }
 }
 
 /// The namespace's key ("" and "__default__" are one namespace, so one key); "" outside any namespace.

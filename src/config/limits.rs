@@ -1,0 +1,238 @@
+//! `[limits]` and `[indexes.NAME.limits]`: how the gateway keeps to Pinecone's rate limits, alone or with other
+//! replicas (a static share, or Redis).
+
+use super::{ConfigError, IndexSection, Problems, at_least, invalid};
+use crate::stack::limit::LimitSettings;
+use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
+use crate::stack::limit::shared::RedisSettings;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the gateway keeps to Pinecone's rate limits.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// The longest a call waits for its turn before it is rejected. Default 10000.
+    pub max_queue_wait_ms: Option<u64>,
+    /// At most this many calls wait on one limit key. Default 1000.
+    pub max_queue_len: Option<usize>,
+    /// Time kept free for the upstream call when judging whether a turn fits the caller's deadline. Default 50.
+    pub expected_upstream_ms: Option<u64>,
+    /// Added to the one-second window against network jitter. Default 20.
+    pub window_margin_ms: Option<u64>,
+    /// How far ahead one namespace may reserve a limit it shares with the rest of its index. Default 1000.
+    pub namespace_share_ms: Option<u64>,
+    /// At most this many limit keys are tracked. Default 100000.
+    pub max_keys: Option<usize>,
+    /// Global overrides of the default rates, by operation class.
+    #[serde(default)]
+    pub rates: BTreeMap<String, RateSection>,
+    /// "local" (one replica, the default), "static-share" (every limit divided by `replicas`) or "redis" (limits
+    /// shared through Redis; the static share while Redis is unreachable).
+    pub mode: Option<LimitMode>,
+    /// How many replicas share the limits: the divisor of the static share. Default 1.
+    pub replicas: Option<u64>,
+    /// Where Redis is, in redis mode.
+    pub redis: Option<RedisSection>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitMode {
+    #[default]
+    Local,
+    StaticShare,
+    Redis,
+}
+
+/// Redis for shared limits.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://[:password@]host:port[/db]`, or `rediss://` for TLS. Prefer `url_file` or PINECONE_GATEWAY_REDIS_URL
+    /// when it holds a password.
+    pub url: Option<String>,
+    /// A file holding the URL (a mounted Secret).
+    pub url_file: Option<PathBuf>,
+    /// The longest a limit decision may take before the replica falls back to its static share. Default 50.
+    pub timeout_ms: Option<u64>,
+    /// How often a replica that fell back tries Redis again. Default 1000.
+    pub reconnect_interval_ms: Option<u64>,
+    /// Prefixes every key. Default "pgw".
+    pub key_prefix: Option<String>,
+    /// A Redis Cluster (as managed Redis offerings run): `url` lists seed nodes, separated by commas, and the
+    /// gateway follows the cluster's slots. Default false.
+    pub cluster: Option<bool>,
+}
+
+/// Per-second rates of one operation class. 0 switches a limit off.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RateSection {
+    pub namespace_requests_per_second: Option<u64>,
+    pub index_requests_per_second: Option<u64>,
+    pub namespace_records_per_second: Option<u64>,
+    pub index_records_per_second: Option<u64>,
+    pub namespace_bytes_per_second: Option<u64>,
+}
+
+/// One table of rates by class; an unknown class is recorded and skipped.
+fn class_rates(
+    key: &str,
+    table: &BTreeMap<String, RateSection>,
+    p: &mut Problems,
+) -> HashMap<OpClass, ClassRates> {
+    let mut out = HashMap::new();
+    for (name, r) in table {
+        let Some(class) = OpClass::parse(name) else {
+            let known: Vec<_> = OpClass::ALL.iter().map(|c| c.name()).collect();
+            p.push(invalid(
+                &format!("{key}.{name}"),
+                format!("unknown operation class; known: {}", known.join(", ")),
+            ));
+            continue;
+        };
+        out.insert(
+            class,
+            ClassRates {
+                namespace_requests: r.namespace_requests_per_second,
+                index_requests: r.index_requests_per_second,
+                namespace_records: r.namespace_records_per_second,
+                index_records: r.index_records_per_second,
+                namespace_bytes: r.namespace_bytes_per_second,
+            },
+        );
+    }
+    out
+}
+
+fn redis_settings(
+    mode: LimitMode,
+    section: Option<&RedisSection>,
+    env_url: Option<String>,
+) -> Result<Option<RedisSettings>, ConfigError> {
+    let default = RedisSection::default();
+    let r = section.unwrap_or(&default);
+    if mode != LimitMode::Redis {
+        if section.is_some() {
+            return Err(invalid(
+                "limits.redis",
+                "is only used with limits.mode = \"redis\"",
+            ));
+        }
+        return Ok(None);
+    }
+    let url = match (env_url.filter(|u| !u.is_empty()), &r.url, &r.url_file) {
+        (Some(u), _, _) => u,
+        (None, Some(_), Some(_)) => {
+            return Err(invalid("limits.redis.url", "set url or url_file, not both"));
+        }
+        (None, Some(u), None) => u.clone(),
+        (None, None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| {
+                invalid(
+                    "limits.redis.url_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?
+            .trim()
+            .to_string(),
+        (None, None, None) => {
+            return Err(invalid(
+                "limits.redis.url",
+                "mode = \"redis\" needs a Redis URL: limits.redis.url, url_file or PINECONE_GATEWAY_REDIS_URL",
+            ));
+        }
+    };
+    // The URL may hold a password: the message names the problem, never the URL.
+    let cluster = r.cluster.unwrap_or(false);
+    let urls: Vec<&str> = if cluster {
+        url.split(',').map(str::trim).collect()
+    } else {
+        vec![url.as_str()]
+    };
+    for u in urls {
+        redis::Client::open(u).map_err(|e| {
+            invalid(
+                "limits.redis.url",
+                format!("not a Redis URL (redis:// or rediss://): {:?}", e.kind()),
+            )
+        })?;
+    }
+    let ms = |key: &str, v: Option<u64>, default: u64| match v {
+        Some(0) => Err(invalid(key, "must be more than 0")),
+        v => Ok(Duration::from_millis(v.unwrap_or(default))),
+    };
+    Ok(Some(RedisSettings {
+        url,
+        cluster,
+        timeout: ms("limits.redis.timeout_ms", r.timeout_ms, 50)?,
+        reconnect_interval: ms(
+            "limits.redis.reconnect_interval_ms",
+            r.reconnect_interval_ms,
+            1000,
+        )?,
+        key_prefix: r.key_prefix.clone().unwrap_or_else(|| "pgw".into()),
+    }))
+}
+
+/// The limits settings: the global rates and each index's, the queue's bounds, the mode and its share or Redis.
+/// `env_redis_url` is PINECONE_GATEWAY_REDIS_URL, which wins over the file.
+pub(super) fn settings(
+    l: &LimitsSection,
+    indexes: &BTreeMap<String, IndexSection>,
+    env_redis_url: Option<String>,
+    p: &mut Problems,
+) -> LimitSettings {
+    let d = LimitSettings::default();
+    let rates = RateTable {
+        global: class_rates("limits.rates", &l.rates, p),
+        per_index: indexes
+            .iter()
+            .map(|(name, section)| {
+                (
+                    name.clone(),
+                    class_rates(&format!("indexes.{name}.limits"), &section.limits, p),
+                )
+            })
+            .collect(),
+    };
+    let mode = l.mode.unwrap_or_default();
+    let share = match (mode, l.replicas) {
+        (_, Some(0)) => p.refuse(invalid("limits.replicas", "must be at least 1"), 1),
+        (LimitMode::Local, Some(r)) if r > 1 => p.refuse(
+            invalid(
+                "limits.replicas",
+                "is only used with mode = \"static-share\" or \"redis\"",
+            ),
+            1,
+        ),
+        (LimitMode::Local, _) => 1,
+        (_, r) => r.unwrap_or(1),
+    };
+    let redis = p.or(redis_settings(mode, l.redis.as_ref(), env_redis_url), None);
+    let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
+    LimitSettings {
+        rates,
+        max_queue_wait: ms(l.max_queue_wait_ms, d.max_queue_wait),
+        max_queue_len: p.or(
+            at_least(
+                "limits.max_queue_len",
+                l.max_queue_len.unwrap_or(d.max_queue_len),
+                1,
+            ),
+            d.max_queue_len,
+        ),
+        expected_upstream: ms(l.expected_upstream_ms, d.expected_upstream),
+        window_margin: ms(l.window_margin_ms, d.window_margin),
+        namespace_share: ms(l.namespace_share_ms, d.namespace_share),
+        max_keys: p.or(
+            at_least("limits.max_keys", l.max_keys.unwrap_or(d.max_keys), 16),
+            d.max_keys,
+        ),
+        share,
+        redis,
+    }
+}
