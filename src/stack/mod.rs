@@ -11,6 +11,8 @@ pub mod coalesce;
 pub mod limit;
 pub mod order;
 pub mod retry;
+#[cfg(test)]
+pub mod testing;
 
 use crate::call::{Reply, UpstreamCall, UpstreamError};
 use tower::util::BoxCloneSyncService;
@@ -96,6 +98,53 @@ impl<T> Reloadable<T> {
 impl<T> From<T> for Reloadable<T> {
     fn from(value: T) -> Self {
         Reloadable::new(value)
+    }
+}
+
+/// What every middleware wraps: the next layer down, or the REST client at the bottom.
+pub trait Inner:
+    tower::Service<UpstreamCall, Response = Reply, Error = CallError, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Inner for T where
+    T: tower::Service<UpstreamCall, Response = Reply, Error = CallError, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// One middleware's work on one call. Every layer's service is a [`Stacked`] over its `Handle`.
+pub trait Handle: Clone + Send + 'static {
+    fn handle(&self, call: UpstreamCall) -> CallFuture;
+}
+
+/// The one `tower::Service` of the stack's middlewares: always ready, since a layer that waits (for a turn, for an
+/// earlier call, for a backoff) does so inside the call's future, where the caller's deadline bounds it; each call
+/// goes to the layer's [`Handle`].
+#[derive(Clone)]
+pub struct Stacked<H>(pub H);
+
+impl<H: Handle> tower::Service<UpstreamCall> for Stacked<H> {
+    type Response = Reply;
+    type Error = CallError;
+    type Future = CallFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), CallError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: UpstreamCall) -> CallFuture {
+        self.0.handle(call)
     }
 }
 

@@ -17,12 +17,12 @@
 use crate::call::{Op, Reply, UpstreamCall};
 use crate::pb::pinecone as p;
 use crate::stack::{CallError, CallFuture, RequestCaps};
+use crate::stack::{Handle, Inner, Stacked};
 use crate::wire::query::encoded_id_len;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 
 #[derive(Clone, Debug)]
 pub struct BatchSettings {
@@ -84,13 +84,13 @@ impl BatchLayer {
 }
 
 impl<S> Layer<S> for BatchLayer {
-    type Service = Batch<S>;
+    type Service = Stacked<Batch<S>>;
 
-    fn layer(&self, inner: S) -> Batch<S> {
-        Batch {
+    fn layer(&self, inner: S) -> Stacked<Batch<S>> {
+        Stacked(Batch {
             inner,
             settings: self.settings.clone(),
-        }
+        })
     }
 }
 
@@ -225,20 +225,8 @@ fn merge(
     }
 }
 
-impl<S> Service<UpstreamCall> for Batch<S>
-where
-    S: Service<UpstreamCall, Response = Reply, Error = CallError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: UpstreamCall) -> Self::Future {
+impl<S: Inner> Handle for Batch<S> {
+    fn handle(&self, call: UpstreamCall) -> CallFuture {
         let inner = self.inner.clone();
         let Some(batches) = plan(&call, &self.settings) else {
             return Box::pin(inner.oneshot(call));

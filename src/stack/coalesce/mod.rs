@@ -28,10 +28,10 @@ use crate::call::{CallContext, Op, Reply, UpstreamCall};
 use crate::pb::pinecone as p;
 use crate::stack::limit::Turns;
 use crate::stack::{CallError, CallFuture, Reloadable, RequestCaps};
+use crate::stack::{Handle, Inner, Stacked};
 use crate::telemetry::metrics as m;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -481,10 +481,10 @@ impl CoalesceLayer {
 }
 
 impl<S> Layer<S> for CoalesceLayer {
-    type Service = Coalesce<S>;
+    type Service = Stacked<Coalesce<S>>;
 
-    fn layer(&self, inner: S) -> Coalesce<S> {
-        Coalesce {
+    fn layer(&self, inner: S) -> Stacked<Coalesce<S>> {
+        Stacked(Coalesce {
             shared: Arc::new(Shared {
                 inner,
                 limiter: self.limiter.clone(),
@@ -492,7 +492,7 @@ impl<S> Layer<S> for CoalesceLayer {
                 groups: Mutex::new(HashMap::new()),
                 calls_since_sweep: std::sync::atomic::AtomicU32::new(0),
             }),
-        }
+        })
     }
 }
 
@@ -508,21 +508,8 @@ impl<S> Clone for Coalesce<S> {
     }
 }
 
-impl<S> Service<UpstreamCall> for Coalesce<S>
-where
-    S: Service<UpstreamCall, Response = Reply, Error = CallError> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        // Readiness is decided per call (its group's turn), in `call`.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: UpstreamCall) -> CallFuture {
+impl<S: Inner> Handle for Coalesce<S> {
+    fn handle(&self, call: UpstreamCall) -> CallFuture {
         self.shared.call(call)
     }
 }

@@ -2,93 +2,69 @@
 //! fixed set of records and can be told to fail requests carrying a given ID.
 
 use super::*;
-use crate::call::UpstreamError;
 use crate::pb::pinecone as w;
+use crate::stack::Stacked;
 use crate::stack::limit::Limiter;
 use crate::stack::limit::rates::{ClassRates, OpClass, RateTable};
 use crate::stack::limit::{LimitLayer, LimitSettings};
+use crate::stack::testing::{Fake, status};
 use std::sync::Mutex as StdMutex;
 
-/// (instant, IDs) of each request that reached the upstream.
-type Seen = Arc<StdMutex<Vec<(Instant, Vec<String>)>>>;
-
-#[derive(Clone, Default)]
+/// The fake upstream: a millisecond per request; a fetch finds a record (one read unit) for every ID that does not
+/// start with "missing"; a request carrying the poisoned ID fails with a 503.
+#[derive(Clone)]
 struct Upstream {
-    seen: Seen,
-    /// Requests carrying this ID fail with a 503.
+    fake: Fake,
     poison: Arc<StdMutex<Option<String>>>,
 }
 
-impl Service<UpstreamCall> for Upstream {
-    type Response = Reply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: UpstreamCall) -> CallFuture {
-        let ids = call.op.ids().to_vec();
-        self.seen
-            .lock()
-            .unwrap()
-            .push((Instant::now(), ids.clone()));
-        let poisoned = self
-            .poison
-            .lock()
-            .unwrap()
-            .as_ref()
-            .is_some_and(|p| ids.contains(p));
-        let is_fetch = matches!(call.op, Op::Fetch { .. });
-        Box::pin(async move {
-            // One millisecond of network.
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            if poisoned {
-                return Err(CallError::Upstream(UpstreamError::Status {
-                    grpc_code: None,
-                    status: 503,
-                    message: "unavailable".into(),
-                    retry_after: None,
-                }));
-            }
-            if !is_fetch {
-                return Ok(Reply::Empty);
-            }
-            // Records exist for IDs that do not start with "missing"; each costs one read unit.
-            let vectors: std::collections::HashMap<String, w::Vector> = ids
-                .iter()
-                .filter(|id| !id.starts_with("missing"))
-                .map(|id| {
-                    (
-                        id.clone(),
-                        w::Vector {
-                            id: id.clone(),
-                            values: vec![1.0],
-                            ..Default::default()
-                        },
-                    )
-                })
-                .collect();
-            Ok(Reply::Fetch(w::FetchResponse {
-                usage: Some(w::Usage {
-                    read_units: Some(vectors.len() as u32),
-                }),
-                vectors,
-                namespace: "ns".into(),
-            }))
-        })
-    }
-}
-
 impl Upstream {
+    fn new() -> Self {
+        let poison: Arc<StdMutex<Option<String>>> = Arc::default();
+        let poisoned = poison.clone();
+        let fake = Fake::builder()
+            .latency(Duration::from_millis(1))
+            .answer(move |call| {
+                let ids = call.op.ids();
+                if poisoned
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .is_some_and(|p| ids.contains(p))
+                {
+                    return status(503, None);
+                }
+                if !matches!(call.op, Op::Fetch { .. }) {
+                    return Ok(Reply::Empty);
+                }
+                let vectors: HashMap<String, w::Vector> = ids
+                    .iter()
+                    .filter(|id| !id.starts_with("missing"))
+                    .map(|id| {
+                        (
+                            id.clone(),
+                            w::Vector {
+                                id: id.clone(),
+                                values: vec![1.0],
+                                ..Default::default()
+                            },
+                        )
+                    })
+                    .collect();
+                Ok(Reply::Fetch(w::FetchResponse {
+                    usage: Some(w::Usage {
+                        read_units: Some(vectors.len() as u32),
+                    }),
+                    vectors,
+                    namespace: "ns".into(),
+                }))
+            })
+            .build();
+        Upstream { fake, poison }
+    }
+
     fn requests(&self) -> Vec<Vec<String>> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, ids)| ids.clone())
-            .collect()
+        self.fake.ids()
     }
 }
 
@@ -96,7 +72,10 @@ impl Upstream {
 fn stack(
     per_second: u64,
     settings: CoalesceSettings,
-) -> (Coalesce<crate::stack::limit::Limit<Upstream>>, Upstream) {
+) -> (
+    Stacked<Coalesce<Stacked<crate::stack::limit::Limit<Fake>>>>,
+    Upstream,
+) {
     let limits = LimitSettings {
         rates: RateTable {
             global: HashMap::from([
@@ -121,9 +100,9 @@ fn stack(
         ..LimitSettings::default()
     };
     let limiter = Limiter::new(limits);
-    let upstream = Upstream::default();
+    let upstream = Upstream::new();
     let svc = CoalesceLayer::new(limiter.clone(), settings)
-        .layer(LimitLayer::new(limiter).layer(upstream.clone()));
+        .layer(LimitLayer::new(limiter).layer(upstream.fake.clone()));
     (svc, upstream)
 }
 
@@ -184,7 +163,7 @@ async fn a_lone_call_goes_out_at_once() {
     let start = Instant::now();
     let f = fetched(spawn(&svc, fetch(&["a", "b"])).await.unwrap());
     assert_eq!(f.vectors.len(), 2);
-    let seen = upstream.seen.lock().unwrap().clone();
+    let seen = upstream.fake.arrivals();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].0, start, "no time added before sending");
 }
@@ -320,13 +299,7 @@ async fn the_pace_spreads_turns_over_the_second() {
     for h in handles {
         fetched(h.await.unwrap());
     }
-    let times: Vec<u128> = upstream
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, _)| (*t - start).as_millis())
-        .collect();
+    let times = upstream.fake.times_ms(start);
     // The limiter alone would allow all three at 0 ms; the pace sends the first alone and the others 100 ms later.
     assert_eq!(times, [0, 100]);
 }

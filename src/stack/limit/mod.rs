@@ -23,14 +23,14 @@ pub mod window;
 
 use crate::call::{Reply, UpstreamCall, UpstreamError};
 use crate::stack::{CallError, CallFuture};
+use crate::stack::{Handle, Inner, Stacked};
 use crate::telemetry::metrics as m;
 use rates::{OpClass, RateTable, Scope, Unit};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 use window::Window;
 
 /// How the limiter behaves.
@@ -753,13 +753,13 @@ impl LimitLayer {
 }
 
 impl<S> Layer<S> for LimitLayer {
-    type Service = Limit<S>;
+    type Service = Stacked<Limit<S>>;
 
-    fn layer(&self, inner: S) -> Limit<S> {
-        Limit {
+    fn layer(&self, inner: S) -> Stacked<Limit<S>> {
+        Stacked(Limit {
             inner,
             limiter: self.limiter.clone(),
-        }
+        })
     }
 }
 
@@ -770,21 +770,8 @@ pub struct Limit<S> {
     limiter: Arc<Limiter>,
 }
 
-impl<S> Service<UpstreamCall> for Limit<S>
-where
-    S: Service<UpstreamCall, Response = Reply, Error = CallError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        // Readiness is decided per call (its keys), in `call`.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: UpstreamCall) -> Self::Future {
+impl<S: Inner> Handle for Limit<S> {
+    fn handle(&self, call: UpstreamCall) -> CallFuture {
         let limiter = self.limiter.clone();
         let inner = self.inner.clone();
         Box::pin(async move {

@@ -4,51 +4,8 @@ use super::rates::{ClassRates, OpClass, RateTable};
 use super::*;
 use crate::call::Op;
 use crate::pb::pinecone as w;
-use std::sync::Mutex as StdMutex;
-
-/// Records (instant, call) as calls arrive; answers Empty, or a 429 when told to.
-#[derive(Clone, Default)]
-struct Recorder {
-    seen: Arc<StdMutex<Vec<(Instant, UpstreamCall)>>>,
-    throttle: Arc<StdMutex<Option<Duration>>>,
-}
-
-impl Service<UpstreamCall> for Recorder {
-    type Response = Reply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: UpstreamCall) -> Self::Future {
-        self.seen.lock().unwrap().push((Instant::now(), call));
-        let throttle = self.throttle.lock().unwrap().take();
-        Box::pin(async move {
-            match throttle {
-                Some(ra) => Err(CallError::Upstream(UpstreamError::Status {
-                    grpc_code: None,
-                    status: 429,
-                    message: "slow down".into(),
-                    retry_after: Some(ra),
-                })),
-                None => Ok(Reply::Empty),
-            }
-        })
-    }
-}
-
-impl Recorder {
-    fn times_ms(&self, start: Instant) -> Vec<u128> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(t, _)| (*t - start).as_millis())
-            .collect()
-    }
-}
+use crate::stack::Stacked;
+use crate::stack::testing::{Fake, status};
 
 fn settings(class: OpClass, rates: ClassRates) -> LimitSettings {
     LimitSettings {
@@ -86,13 +43,13 @@ fn delete(ns: &str, ids: usize) -> UpstreamCall {
     }
 }
 
-fn service(s: LimitSettings) -> (Limit<Recorder>, Recorder) {
-    let rec = Recorder::default();
+fn service(s: LimitSettings) -> (Stacked<Limit<Fake>>, Fake) {
+    let rec = Fake::default();
     (LimitLayer::new(Limiter::new(s)).layer(rec.clone()), rec)
 }
 
 /// Sends 25 fetches at once: 10 must go at 0 s, 10 at 1 s, 5 at 2 s.
-async fn assert_ten_per_second(svc: Limit<Recorder>, rec: Recorder) {
+async fn assert_ten_per_second(svc: Stacked<Limit<Fake>>, rec: Fake) {
     let start = Instant::now();
     let calls: Vec<_> = (0..25)
         .map(|_| svc.clone().oneshot(fetch("", 60_000)))
@@ -141,9 +98,7 @@ async fn first_come_first_served() {
         h.await.unwrap().unwrap();
     }
     let order: Vec<String> = rec
-        .seen
-        .lock()
-        .unwrap()
+        .arrivals()
         .iter()
         .map(|(_, c)| match &c.op {
             Op::Fetch { ids, .. } => ids[0].clone(),
@@ -177,7 +132,7 @@ async fn rejects_at_once_when_the_deadline_cannot_be_met() {
     );
     assert!(r.message.contains("deadline"), "{}", r.message);
     assert_eq!(r.retry_after, Duration::from_secs(1));
-    assert_eq!(rec.seen.lock().unwrap().len(), 1);
+    assert_eq!(rec.arrivals().len(), 1);
     // With time for it, the same call waits its turn.
     svc.clone().oneshot(fetch("", 5_000)).await.unwrap();
     assert_eq!(rec.times_ms(start), vec![0, 1000]);
@@ -300,7 +255,7 @@ async fn a_pinecone_429_slows_the_whole_key() {
         },
     ));
     let start = Instant::now();
-    *rec.throttle.lock().unwrap() = Some(Duration::from_millis(700));
+    rec.script([status(429, Some(Duration::from_millis(700)))]);
     let e = svc.clone().oneshot(fetch("", 60_000)).await.unwrap_err();
     assert!(matches!(
         e,
@@ -342,7 +297,7 @@ async fn idle_keys_are_evicted() {
     );
     s.max_keys = 16;
     let limiter = Limiter::new(s);
-    let svc = LimitLayer::new(limiter.clone()).layer(Recorder::default());
+    let svc = LimitLayer::new(limiter.clone()).layer(Fake::default());
     for i in 0..40 {
         let mut call = fetch("", 60_000);
         call.index = format!("idx-{i}");
@@ -403,7 +358,7 @@ async fn a_turn_that_is_now_is_not_slept_for() {
     let (unlimited, rec_unlimited) = service(settings(OpClass::Fetch, off));
     unlimited.oneshot(fetch("", 60_000)).await.unwrap();
     for r in [rec, rec_unlimited] {
-        let seen: Vec<Instant> = r.seen.lock().unwrap().iter().map(|(t, _)| *t).collect();
+        let seen: Vec<Instant> = r.arrivals().iter().map(|(t, _)| *t).collect();
         assert_eq!(seen, [start]);
     }
 }

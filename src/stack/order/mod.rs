@@ -15,16 +15,16 @@
 #[cfg(test)]
 mod tests;
 
-use crate::call::{Op, Reply, UpstreamCall};
+use crate::call::{Op, UpstreamCall};
 use crate::stack::{CallError, CallFuture};
+use crate::stack::{Handle, Inner, Stacked};
 use crate::telemetry::metrics as m;
 use futures::FutureExt;
 use futures::future::Shared;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use tokio::sync::oneshot;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Access {
@@ -211,13 +211,13 @@ impl OrderLayer {
 }
 
 impl<S> Layer<S> for OrderLayer {
-    type Service = Order<S>;
+    type Service = Stacked<Order<S>>;
 
-    fn layer(&self, inner: S) -> Order<S> {
-        Order {
+    fn layer(&self, inner: S) -> Stacked<Order<S>> {
+        Stacked(Order {
             inner,
             state: self.state.clone(),
-        }
+        })
     }
 }
 
@@ -227,21 +227,8 @@ pub struct Order<S> {
     state: Arc<Mutex<State>>,
 }
 
-impl<S> Service<UpstreamCall> for Order<S>
-where
-    S: Service<UpstreamCall, Response = Reply, Error = CallError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        // The inner service is driven with `oneshot`, which waits for its readiness.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: UpstreamCall) -> CallFuture {
+impl<S: Inner> Handle for Order<S> {
+    fn handle(&self, call: UpstreamCall) -> CallFuture {
         let inner = self.inner.clone();
         let Some((registration, waits)) = register(&self.state, &call) else {
             return Box::pin(inner.oneshot(call));

@@ -2,58 +2,14 @@
 //! answer.
 
 use super::*;
+use crate::call::Reply;
 use crate::pb::pinecone as w;
+use crate::stack::Stacked;
+use crate::stack::testing::Fake;
 use crate::wire::upsert::UpsertBody;
-use std::sync::Mutex as StdMutex;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
-
-#[derive(Clone)]
-struct Held {
-    /// The name and IDs of each request, in the order they reached it.
-    arrived: Arc<StdMutex<Vec<String>>>,
-    answers: Arc<Semaphore>,
-}
-
-impl Held {
-    fn new() -> Self {
-        Held {
-            arrived: Arc::default(),
-            answers: Arc::new(Semaphore::new(0)),
-        }
-    }
-
-    fn arrived(&self) -> Vec<String> {
-        self.arrived.lock().unwrap().clone()
-    }
-}
-
-impl Service<UpstreamCall> for Held {
-    type Response = Reply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: UpstreamCall) -> CallFuture {
-        let label = match &call.op {
-            Op::Fetch { ids, .. } => format!("fetch {}", ids.join(",")),
-            Op::Delete(d) if d.delete_all => "delete all".to_string(),
-            Op::Delete(d) => format!("delete {}", d.ids.join(",")),
-            Op::Upsert(u) => format!("upsert {}", u.ids().join(",")),
-            other => other.name().to_string(),
-        };
-        self.arrived.lock().unwrap().push(label);
-        let answers = self.answers.clone();
-        Box::pin(async move {
-            answers.acquire().await.unwrap().forget();
-            Ok(Reply::Empty)
-        })
-    }
-}
+use tower::Service;
 
 fn call(op: Op) -> UpstreamCall {
     UpstreamCall {
@@ -94,7 +50,7 @@ fn upsert(ids: &[&str]) -> UpstreamCall {
 }
 
 fn start(
-    svc: &mut Order<Held>,
+    svc: &mut Stacked<Order<Fake>>,
     c: UpstreamCall,
 ) -> tokio::task::JoinHandle<Result<Reply, CallError>> {
     tokio::spawn(svc.call(c))
@@ -107,25 +63,25 @@ async fn settle() {
 
 #[tokio::test(start_paused = true)]
 async fn a_delete_waits_for_an_earlier_fetch_of_its_id() {
-    let held = Held::new();
+    let held = Fake::builder().held().build();
     let mut svc = OrderLayer::new().layer(held.clone());
     let f = start(&mut svc, fetch(&["a", "b"]));
     let d = start(&mut svc, delete(&["b"]));
     let other = start(&mut svc, fetch(&["c"]));
     settle().await;
-    assert_eq!(held.arrived(), ["fetch a,b", "fetch c"]);
-    held.answers.add_permits(1);
+    assert_eq!(held.labels(), ["fetch a,b", "fetch c"]);
+    held.release(1);
     f.await.unwrap().unwrap();
     settle().await;
-    assert_eq!(held.arrived(), ["fetch a,b", "fetch c", "delete b"]);
-    held.answers.add_permits(2);
+    assert_eq!(held.labels(), ["fetch a,b", "fetch c", "delete b"]);
+    held.release(2);
     d.await.unwrap().unwrap();
     other.await.unwrap().unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_fetch_or_upsert_waits_for_an_earlier_delete_and_a_later_delete_for_them() {
-    let held = Held::new();
+    let held = Fake::builder().held().build();
     let mut svc = OrderLayer::new().layer(held.clone());
     let d = start(&mut svc, delete(&["a"]));
     let u = start(&mut svc, upsert(&["a"]));
@@ -133,17 +89,17 @@ async fn a_fetch_or_upsert_waits_for_an_earlier_delete_and_a_later_delete_for_th
     let d2 = start(&mut svc, delete(&["a"]));
     settle().await;
     // The upsert and the fetch wait for the first delete; the second delete, accepted after them, waits for them.
-    assert_eq!(held.arrived(), ["delete a"]);
-    held.answers.add_permits(1);
+    assert_eq!(held.labels(), ["delete a"]);
+    held.release(1);
     settle().await;
-    assert_eq!(held.arrived(), ["delete a", "upsert a", "fetch a"]);
-    held.answers.add_permits(2);
+    assert_eq!(held.labels(), ["delete a", "upsert a", "fetch a"]);
+    held.release(2);
     settle().await;
     assert_eq!(
-        held.arrived(),
+        held.labels(),
         ["delete a", "upsert a", "fetch a", "delete a"]
     );
-    held.answers.add_permits(1);
+    held.release(1);
     for h in [d, u, f, d2] {
         h.await.unwrap().unwrap();
     }
@@ -151,7 +107,7 @@ async fn a_fetch_or_upsert_waits_for_an_earlier_delete_and_a_later_delete_for_th
 
 #[tokio::test(start_paused = true)]
 async fn calls_that_do_not_conflict_never_wait() {
-    let held = Held::new();
+    let held = Fake::builder().held().build();
     let mut svc = OrderLayer::new().layer(held.clone());
     let calls = [
         fetch(&["a"]),
@@ -162,8 +118,8 @@ async fn calls_that_do_not_conflict_never_wait() {
     ];
     let handles: Vec<_> = calls.into_iter().map(|c| start(&mut svc, c)).collect();
     settle().await;
-    assert_eq!(held.arrived().len(), 5);
-    held.answers.add_permits(5);
+    assert_eq!(held.labels().len(), 5);
+    held.release(5);
     for h in handles {
         h.await.unwrap().unwrap();
     }
@@ -171,21 +127,21 @@ async fn calls_that_do_not_conflict_never_wait() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_call_releases_its_ids() {
-    let held = Held::new();
+    let held = Fake::builder().held().build();
     let mut svc = OrderLayer::new().layer(held.clone());
     let f = start(&mut svc, fetch(&["a"]));
     let d = start(&mut svc, delete(&["a"]));
     settle().await;
     f.abort();
     settle().await;
-    assert_eq!(held.arrived(), ["fetch a", "delete a"]);
-    held.answers.add_permits(1);
+    assert_eq!(held.labels(), ["fetch a", "delete a"]);
+    held.release(1);
     d.await.unwrap().unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn delete_all_waits_for_every_earlier_use_of_its_namespace_and_later_ones_wait_for_it() {
-    let held = Held::new();
+    let held = Fake::builder().held().build();
     let mut svc = OrderLayer::new().layer(held.clone());
     let f = start(&mut svc, fetch(&["x"]));
     let all = start(
@@ -198,14 +154,14 @@ async fn delete_all_waits_for_every_earlier_use_of_its_namespace_and_later_ones_
     );
     let u = start(&mut svc, upsert(&["y"]));
     settle().await;
-    assert_eq!(held.arrived(), ["fetch x"]);
-    held.answers.add_permits(1);
+    assert_eq!(held.labels(), ["fetch x"]);
+    held.release(1);
     settle().await;
-    assert_eq!(held.arrived(), ["fetch x", "delete all"]);
-    held.answers.add_permits(1);
+    assert_eq!(held.labels(), ["fetch x", "delete all"]);
+    held.release(1);
     settle().await;
-    assert_eq!(held.arrived(), ["fetch x", "delete all", "upsert y"]);
-    held.answers.add_permits(1);
+    assert_eq!(held.labels(), ["fetch x", "delete all", "upsert y"]);
+    held.release(1);
     for h in [f, all, u] {
         h.await.unwrap().unwrap();
     }
@@ -213,7 +169,7 @@ async fn delete_all_waits_for_every_earlier_use_of_its_namespace_and_later_ones_
 
 #[tokio::test(start_paused = true)]
 async fn a_wait_past_the_deadline_ends_the_call() {
-    let held = Held::new();
+    let held = Fake::builder().held().build();
     let mut svc = OrderLayer::new().layer(held.clone());
     let _f = start(&mut svc, fetch(&["a"]));
     let d = start(
@@ -230,12 +186,12 @@ async fn a_wait_past_the_deadline_ends_the_call() {
         ),
         "a local wait, not an upstream timeout"
     );
-    assert_eq!(held.arrived(), ["fetch a"]);
+    assert_eq!(held.labels(), ["fetch a"]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn namespaces_and_indexes_are_apart() {
-    let held = Held::new();
+    let held = Fake::builder().held().build();
     let mut svc = OrderLayer::new().layer(held.clone());
     let _f = start(&mut svc, fetch(&["a"]));
     let other_ns = start(
@@ -254,8 +210,8 @@ async fn namespaces_and_indexes_are_apart() {
         },
     );
     settle().await;
-    assert_eq!(held.arrived().len(), 3);
-    held.answers.add_permits(3);
+    assert_eq!(held.labels().len(), 3);
+    held.release(3);
     other_ns.await.unwrap().unwrap();
     other_index.await.unwrap().unwrap();
 }

@@ -17,15 +17,15 @@
 //!
 //! Knobs: [`RetrySettings`].
 
-use crate::call::{Op, Reply, UpstreamCall, UpstreamError};
+use crate::call::{Op, UpstreamCall, UpstreamError};
 use crate::stack::{CallError, CallFuture};
+use crate::stack::{Handle, Inner, Stacked};
 use crate::telemetry::metrics as m;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, ServiceExt};
 
 #[derive(Clone, Debug)]
 pub struct RetrySettings {
@@ -108,14 +108,14 @@ impl RetryLayer {
 }
 
 impl<S> Layer<S> for RetryLayer {
-    type Service = Retry<S>;
+    type Service = Stacked<Retry<S>>;
 
-    fn layer(&self, inner: S) -> Retry<S> {
-        Retry {
+    fn layer(&self, inner: S) -> Stacked<Retry<S>> {
+        Stacked(Retry {
             inner,
             settings: self.settings.clone(),
             budget: self.budget.clone(),
-        }
+        })
     }
 }
 
@@ -135,20 +135,8 @@ fn backoff(settings: &RetrySettings, attempt: u32) -> Duration {
     cap.mul_f64(rand::random::<f64>())
 }
 
-impl<S> Service<UpstreamCall> for Retry<S>
-where
-    S: Service<UpstreamCall, Response = Reply, Error = CallError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: UpstreamCall) -> Self::Future {
+impl<S: Inner> Handle for Retry<S> {
+    fn handle(&self, call: UpstreamCall) -> CallFuture {
         let inner = self.inner.clone();
         let settings = self.settings.clone();
         let budget = self.budget.clone();

@@ -1,64 +1,18 @@
-//! Retries under tokio's paused clock, with an inner service that answers from a script.
+//! Retries under tokio's paused clock, over the fake upstream answering from a script.
 
 use super::*;
+use crate::call::Reply;
 use crate::pb::pinecone as w;
+use crate::stack::Stacked;
 use crate::stack::limit::Rejection;
+use crate::stack::testing::{Fake, status};
 use crate::wire::control as c;
-use std::collections::VecDeque;
-use std::sync::Mutex;
 
-#[derive(Clone, Default)]
-struct Script {
-    answers: Arc<Mutex<VecDeque<Result<Reply, CallError>>>>,
-    attempts: Arc<Mutex<Vec<Instant>>>,
-}
-
-impl Script {
-    fn new(answers: Vec<Result<Reply, CallError>>) -> Script {
-        Script {
-            answers: Arc::new(Mutex::new(answers.into())),
-            attempts: Arc::default(),
-        }
-    }
-
-    fn attempts_ms(&self, start: Instant) -> Vec<u128> {
-        self.attempts
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|t| (*t - start).as_millis())
-            .collect()
-    }
-}
-
-impl Service<UpstreamCall> for Script {
-    type Response = Reply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: UpstreamCall) -> Self::Future {
-        self.attempts.lock().unwrap().push(Instant::now());
-        let next = self
-            .answers
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(Ok(Reply::Empty));
-        Box::pin(async move { next })
-    }
-}
-
-fn status(code: u16, retry_after: Option<Duration>) -> Result<Reply, CallError> {
-    Err(CallError::Upstream(UpstreamError::Status {
-        grpc_code: None,
-        status: code,
-        message: "x".into(),
-        retry_after,
-    }))
+/// The fake upstream, answering `answers` in turn and then `Reply::Empty`.
+fn scripted(answers: Vec<Result<Reply, CallError>>) -> Fake {
+    let fake = Fake::default();
+    fake.script(answers);
+    fake
 }
 
 fn connect() -> Result<Reply, CallError> {
@@ -105,19 +59,19 @@ fn delete_by_filter() -> Op {
     })
 }
 
-fn retry(script: &Script, settings: RetrySettings) -> Retry<Script> {
+fn retry(script: &Fake, settings: RetrySettings) -> Stacked<Retry<Fake>> {
     RetryLayer::new(settings).layer(script.clone())
 }
 
 #[tokio::test(start_paused = true)]
 async fn idempotent_calls_are_retried_with_capped_jittered_backoff() {
-    let script = Script::new(vec![status(503, None), status(500, None), Ok(Reply::Empty)]);
+    let script = scripted(vec![status(503, None), status(500, None), Ok(Reply::Empty)]);
     let start = Instant::now();
     retry(&script, RetrySettings::default())
         .oneshot(call(fetch(), 10_000))
         .await
         .unwrap();
-    let t = script.attempts_ms(start);
+    let t = script.times_ms(start);
     assert_eq!(t.len(), 3);
     // Full jitter: each wait is at most base × 2^attempt (50 ms, then 100 ms).
     assert!(t[1] <= 50, "{t:?}");
@@ -127,23 +81,23 @@ async fn idempotent_calls_are_retried_with_capped_jittered_backoff() {
 #[tokio::test(start_paused = true)]
 async fn calls_that_may_have_been_applied_are_not_retried() {
     for op in [create_backup(), delete_by_filter()] {
-        let script = Script::new(vec![status(503, None), Ok(Reply::Empty)]);
+        let script = scripted(vec![status(503, None), Ok(Reply::Empty)]);
         let e = retry(&script, RetrySettings::default())
             .oneshot(call(op.clone(), 10_000))
             .await;
         assert!(e.is_err(), "{op:?}");
-        assert_eq!(script.attempts.lock().unwrap().len(), 1, "{op:?}");
-        let script = Script::new(vec![broken(), Ok(Reply::Empty)]);
+        assert_eq!(script.arrivals().len(), 1, "{op:?}");
+        let script = scripted(vec![broken(), Ok(Reply::Empty)]);
         assert!(
             retry(&script, RetrySettings::default())
                 .oneshot(call(op.clone(), 10_000))
                 .await
                 .is_err()
         );
-        assert_eq!(script.attempts.lock().unwrap().len(), 1, "{op:?}");
+        assert_eq!(script.arrivals().len(), 1, "{op:?}");
     }
     // Opt in for filter deletes.
-    let script = Script::new(vec![status(503, None), Ok(Reply::Empty)]);
+    let script = scripted(vec![status(503, None), Ok(Reply::Empty)]);
     let settings = RetrySettings {
         retry_unsafe_writes: true,
         ..Default::default()
@@ -157,14 +111,14 @@ async fn calls_that_may_have_been_applied_are_not_retried() {
 #[tokio::test(start_paused = true)]
 async fn refused_calls_are_retried_whatever_the_operation() {
     // Never connected: nothing reached Pinecone.
-    let script = Script::new(vec![connect(), Ok(Reply::Empty)]);
+    let script = scripted(vec![connect(), Ok(Reply::Empty)]);
     retry(&script, RetrySettings::default())
         .oneshot(call(create_backup(), 10_000))
         .await
         .unwrap();
-    assert_eq!(script.attempts.lock().unwrap().len(), 2);
+    assert_eq!(script.arrivals().len(), 2);
     // A 429: Pinecone refused it; wait at least its Retry-After.
-    let script = Script::new(vec![
+    let script = scripted(vec![
         status(429, Some(Duration::from_millis(700))),
         Ok(Reply::Empty),
     ]);
@@ -173,13 +127,13 @@ async fn refused_calls_are_retried_whatever_the_operation() {
         .oneshot(call(create_backup(), 10_000))
         .await
         .unwrap();
-    let t = script.attempts_ms(start);
+    let t = script.times_ms(start);
     assert!(t[1] >= 700, "{t:?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn retries_stay_inside_the_deadline() {
-    let script = Script::new(vec![
+    let script = scripted(vec![
         status(429, Some(Duration::from_secs(2))),
         Ok(Reply::Empty),
     ]);
@@ -188,20 +142,20 @@ async fn retries_stay_inside_the_deadline() {
         .oneshot(call(fetch(), 1_000))
         .await;
     assert!(e.is_err());
-    assert_eq!(script.attempts.lock().unwrap().len(), 1);
+    assert_eq!(script.arrivals().len(), 1);
     assert_eq!(Instant::now(), start, "gave up without waiting");
 }
 
 #[tokio::test(start_paused = true)]
 async fn attempts_are_capped_and_other_errors_are_final() {
-    let script = Script::new((0..10).map(|_| status(503, None)).collect());
+    let script = scripted((0..10).map(|_| status(503, None)).collect());
     assert!(
         retry(&script, RetrySettings::default())
             .oneshot(call(fetch(), 60_000))
             .await
             .is_err()
     );
-    assert_eq!(script.attempts.lock().unwrap().len(), 4);
+    assert_eq!(script.arrivals().len(), 4);
     for final_error in [
         status(400, None),
         status(404, None),
@@ -211,14 +165,14 @@ async fn attempts_are_capped_and_other_errors_are_final() {
             retry_after: Duration::from_millis(10),
         })),
     ] {
-        let script = Script::new(vec![final_error, Ok(Reply::Empty)]);
+        let script = scripted(vec![final_error, Ok(Reply::Empty)]);
         assert!(
             retry(&script, RetrySettings::default())
                 .oneshot(call(fetch(), 60_000))
                 .await
                 .is_err()
         );
-        assert_eq!(script.attempts.lock().unwrap().len(), 1);
+        assert_eq!(script.arrivals().len(), 1);
     }
 }
 
@@ -232,12 +186,12 @@ async fn the_budget_bounds_retries_during_an_outage() {
     };
     let layer = RetryLayer::new(settings);
     // Pinecone is down: every attempt fails.
-    let script = Script::new((0..10_000).map(|_| status(503, None)).collect());
+    let script = scripted((0..10_000).map(|_| status(503, None)).collect());
     let svc = layer.layer(script.clone());
     for _ in 0..100 {
         let _ = svc.clone().oneshot(call(fetch(), 60_000)).await;
     }
-    let attempts = script.attempts.lock().unwrap().len();
+    let attempts = script.arrivals().len();
     // 100 calls, and retries at most ~20% of them, not 9 retries each.
     assert!(attempts <= 125, "{attempts} attempts for 100 calls");
     assert!(attempts > 100, "some retries were allowed");
