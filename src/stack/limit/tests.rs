@@ -6,6 +6,7 @@ use crate::call::Op;
 use crate::pb::pinecone as w;
 use crate::stack::Stacked;
 use crate::stack::testing::{Fake, status};
+use std::collections::HashMap;
 
 fn settings(class: OpClass, rates: ClassRates) -> LimitSettings {
     LimitSettings {
