@@ -356,9 +356,9 @@ async fn three_replicas_hold_the_limit_when_redis_stops_mid_run() {
 
 #[tokio::test]
 async fn the_guard_counts_a_request_from_send_until_its_answer_and_one_window_more() {
-    use pinecone_gateway::stack::limit::shared::{GuardVerdict, RedisSettings, Shared};
+    use pinecone_gateway::stack::limit::shared::{GuardVerdict, RedisLimits, RedisSettings};
     let redis = RedisServer::start();
-    let shared = Shared::new(RedisSettings {
+    let shared = RedisLimits::new(RedisSettings {
         url: redis.url(),
         cluster: false,
         timeout: Duration::from_secs(1),

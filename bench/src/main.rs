@@ -262,13 +262,13 @@ fn redis_server() -> anyhow::Result<RedisServer> {
 
 async fn shared(a: &Args) -> anyhow::Result<Value> {
     use pinecone_gateway::stack::limit::shared::{
-        Bucket, GuardVerdict, RedisSettings, Shared, Verdict,
+        Bucket, GuardVerdict, RedisLimits, RedisSettings, Verdict,
     };
     let redis = redis_server()?;
     let url = format!("redis://127.0.0.1:{}/", redis.port);
 
     // The cost of one decision: the Lua script's round trip, one call at a time, two buckets as a namespaced call.
-    let decider = Shared::new(RedisSettings {
+    let decider = RedisLimits::new(RedisSettings {
         url: url.clone(),
         cluster: false,
         timeout: Duration::from_secs(1),

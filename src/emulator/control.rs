@@ -4,7 +4,7 @@
 
 use super::model as m;
 use super::store::{self, IndexData, Metric};
-use super::{EmuIndex, RestoreJob, Shared, lock, new_id, now_timestamp, read, write};
+use super::{EmuIndex, EmulatorState, RestoreJob, lock, new_id, now_timestamp, read, write};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-type S = State<Arc<Shared>>;
+type S = State<Arc<EmulatorState>>;
 
 /// A control-plane error answer.
 pub struct ControlError {
@@ -56,7 +56,7 @@ fn not_found(what: &str, name: &str) -> ControlError {
 
 type R<T> = Result<T, ControlError>;
 
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<EmulatorState>) -> Router {
     Router::new()
         .route("/indexes", get(list_indexes).post(create_index_route))
         .route("/indexes/{name}", get(describe_index).delete(delete_index))
@@ -98,7 +98,7 @@ fn index_name_ok(name: &str) -> bool {
 
 /// Creates an index and starts its data plane; `data` restores a snapshot, which initializes until `ready_at`.
 pub(super) async fn create_index(
-    shared: &Arc<Shared>,
+    shared: &Arc<EmulatorState>,
     req: m::CreateIndexIn,
     data: Option<IndexData>,
     ready_at: Option<Instant>,
@@ -187,7 +187,7 @@ async fn create_index_route(
     Ok((StatusCode::CREATED, Json(index.model())))
 }
 
-fn index(s: &Shared, name: &str) -> R<Arc<EmuIndex>> {
+fn index(s: &EmulatorState, name: &str) -> R<Arc<EmuIndex>> {
     read(&s.inner)
         .indexes
         .get(name)

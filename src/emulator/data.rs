@@ -7,7 +7,7 @@
 use super::limits::Class;
 use super::model as m;
 use super::store::{self, DataError, IndexData};
-use super::{EmuIndex, Shared, read, write};
+use super::{EmuIndex, EmulatorState, read, write};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -95,7 +95,7 @@ fn limit_param(pairs: &[(String, String)]) -> Result<Option<u32>, DataError> {
         .transpose()
 }
 
-pub(super) fn router(shared: Arc<Shared>, index: Arc<EmuIndex>) -> Router {
+pub(super) fn router(shared: Arc<EmulatorState>, index: Arc<EmuIndex>) -> Router {
     let scope = index.name.clone();
     Router::new()
         .route("/vectors/upsert", post(upsert))

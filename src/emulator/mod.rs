@@ -168,8 +168,8 @@ struct Inner {
     restore_jobs: BTreeMap<String, RestoreJob>,
 }
 
-/// Shared state of the emulator.
-pub(crate) struct Shared {
+/// EmulatorState state of the emulator.
+pub(crate) struct EmulatorState {
     inner: RwLock<Inner>,
     counts: Mutex<HashMap<(String, &'static str), u64>>,
     /// When each request arrived, per scope and operation (the latest 100,000): the tests count them in strict
@@ -197,7 +197,7 @@ pub(crate) struct Shared {
 /// A running emulator. Dropping it does not stop it; call [`Emulator::shutdown`].
 #[derive(Clone)]
 pub struct Emulator {
-    shared: Arc<Shared>,
+    shared: Arc<EmulatorState>,
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
 }
@@ -242,7 +242,7 @@ impl Emulator {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let tls = options.tls.as_ref().map(tls_acceptor).transpose()?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(EmulatorState {
             inner: RwLock::new(Inner::default()),
             counts: Mutex::new(HashMap::new()),
             arrivals: Mutex::new(HashMap::new()),
@@ -477,7 +477,7 @@ async fn serve(
 
 /// Counts a request under its scope and operation, before anything else looks at it.
 async fn count_requests(
-    State((shared, scope)): State<(Arc<Shared>, String)>,
+    State((shared, scope)): State<(Arc<EmulatorState>, String)>,
     req: Request,
     next: Next,
 ) -> Response {

@@ -201,7 +201,7 @@ impl Group {
     }
 }
 
-struct Shared<S> {
+struct Coalescer<S> {
     inner: S,
     limiter: Arc<dyn Turns>,
     settings: Reloadable<CoalesceSettings>,
@@ -210,7 +210,7 @@ struct Shared<S> {
     calls_since_sweep: std::sync::atomic::AtomicU32,
 }
 
-impl<S> Shared<S> {
+impl<S> Coalescer<S> {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupKey, Group>> {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -302,7 +302,7 @@ fn share(total: u32, members: &[Member]) -> Vec<u32> {
     parts
 }
 
-impl<S> Shared<S>
+impl<S> Coalescer<S>
 where
     S: Service<UpstreamCall, Response = Reply, Error = CallError> + Clone + Send + Sync + 'static,
     S::Future: Send,
@@ -485,7 +485,7 @@ impl<S> Layer<S> for CoalesceLayer {
 
     fn layer(&self, inner: S) -> Stacked<Coalesce<S>> {
         Stacked(Coalesce {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Coalescer {
                 inner,
                 limiter: self.limiter.clone(),
                 settings: self.settings.clone(),
@@ -497,7 +497,7 @@ impl<S> Layer<S> for CoalesceLayer {
 }
 
 pub struct Coalesce<S> {
-    shared: Arc<Shared<S>>,
+    shared: Arc<Coalescer<S>>,
 }
 
 impl<S> Clone for Coalesce<S> {

@@ -51,7 +51,7 @@ pub struct Limiter {
     settings: std::sync::RwLock<Arc<LimitSettings>>,
     state: Mutex<State>,
     /// Redis, in redis mode (fixed at start: a reload does not change the mode).
-    pub(super) shared: Option<Arc<shared::Shared>>,
+    pub(super) shared: Option<Arc<shared::RedisLimits>>,
 }
 
 pub(super) fn describe(n: &Need, class: OpClass) -> String {
@@ -82,7 +82,7 @@ impl Limiter {
         let shared = settings
             .redis
             .clone()
-            .and_then(|r| match shared::Shared::new(r) {
+            .and_then(|r| match shared::RedisLimits::new(r) {
                 Ok(s) => Some(Arc::new(s)),
                 Err(e) => {
                     tracing::error!(error = %e, "shared limits off");
@@ -132,7 +132,7 @@ impl Limiter {
 
     fn needs_divided(&self, call: &UpstreamCall, divisor: u64) -> (OpClass, Vec<Need>) {
         let class = OpClass::of(&call.op);
-        let namespace = namespace_of(call).to_string();
+        let namespace = namespace_key(call).to_string();
         let (records, bytes) = super::rates::costs(&call.op);
         let index = if class == OpClass::ControlPlane {
             String::new()
@@ -190,7 +190,7 @@ impl Limiter {
         }
         let s = self.settings();
         let period = Duration::from_secs(1) + s.window_margin;
-        let namespace = namespace_of(call).to_string();
+        let namespace = namespace_key(call).to_string();
         let spent_until = self.spent_until(period);
         let mut state = self.lock();
         let state = &mut *state;
@@ -314,7 +314,7 @@ impl Limiter {
     /// The call's buckets in Redis at the full rates, with its needs (for messages), or None when no limit applies.
     pub(super) fn shared_buckets(
         &self,
-        shared: &shared::Shared,
+        shared: &shared::RedisLimits,
         call: &UpstreamCall,
     ) -> Option<SharedCall> {
         let (class, needs) = self.needs_divided(call, 1);
@@ -417,7 +417,7 @@ impl Turns for Limiter {
 }
 
 /// The namespace's key ("" and "__default__" are one namespace, so one key); "" outside any namespace.
-fn namespace_of(call: &UpstreamCall) -> &str {
+fn namespace_key(call: &UpstreamCall) -> &str {
     call.op
         .namespace()
         .map_or("", crate::wire::data::normalize_namespace)

@@ -124,7 +124,7 @@ enum SharedTurn {
 /// Redis mode: the call's turn in the shared schedule, then the guard, waiting within what the call can afford.
 async fn shared_turn(
     limiter: &Limiter,
-    shared: &shared::Shared,
+    shared: &shared::RedisLimits,
     sc: &SharedCall,
     call: &UpstreamCall,
 ) -> SharedTurn {
@@ -226,7 +226,7 @@ pub struct Limit<S> {
 enum Granted {
     Shared {
         guarded: shared::Guarded,
-        shared: Arc<shared::Shared>,
+        shared: Arc<shared::RedisLimits>,
         keys: Vec<String>,
     },
     Local {

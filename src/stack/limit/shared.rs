@@ -234,7 +234,7 @@ impl Conn {
 }
 
 /// The Redis side of the limiter.
-pub struct Shared {
+pub struct RedisLimits {
     client: Client,
     settings: RedisSettings,
     conn: tokio::sync::Mutex<Option<Conn>>,
@@ -249,9 +249,9 @@ fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX)) as u64
 }
 
-impl Shared {
+impl RedisLimits {
     /// Checks the URL; connects on first use, so a gateway starts (degraded) while Redis is down.
-    pub fn new(settings: RedisSettings) -> Result<Shared, String> {
+    pub fn new(settings: RedisSettings) -> Result<RedisLimits, String> {
         let not_a_url =
             |e: redis::RedisError| format!("limits.redis.url is not a Redis URL ({:?})", e.kind());
         let client = if settings.cluster {
@@ -267,7 +267,7 @@ impl Shared {
         } else {
             Client::Single(redis::Client::open(settings.url.as_str()).map_err(not_a_url)?)
         };
-        Ok(Shared {
+        Ok(RedisLimits {
             client,
             settings,
             conn: tokio::sync::Mutex::new(None),

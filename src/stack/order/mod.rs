@@ -43,13 +43,13 @@ struct Entry {
 }
 
 #[derive(Default)]
-struct Namespace {
+struct NamespaceIds {
     by_id: HashMap<String, Vec<Entry>>,
     /// Deletes by filter and delete-all: they touch every ID.
     everything: Vec<Entry>,
 }
 
-impl Namespace {
+impl NamespaceIds {
     fn is_empty(&self) -> bool {
         self.by_id.is_empty() && self.everything.is_empty()
     }
@@ -59,7 +59,7 @@ type Key = (String, String);
 
 #[derive(Default)]
 struct State {
-    namespaces: HashMap<Key, Namespace>,
+    namespaces: HashMap<Key, NamespaceIds>,
     next_seq: u64,
 }
 
