@@ -79,6 +79,34 @@ async fn idempotent_calls_are_retried_with_capped_jittered_backoff() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_abandoned_coalesced_request_is_retried_like_a_broken_connection() {
+    // A fetch may be repeated: it goes again and succeeds.
+    let script = scripted(vec![Err(CallError::Abandoned), Ok(Reply::Empty)]);
+    retry(&script, RetrySettings::default())
+        .oneshot(call(fetch(), 10_000))
+        .await
+        .unwrap();
+    assert_eq!(script.arrivals().len(), 2);
+    // A write that may have been applied is not repeated.
+    let script = scripted(vec![Err(CallError::Abandoned), Ok(Reply::Empty)]);
+    let e = retry(&script, RetrySettings::default())
+        .oneshot(call(create_backup(), 10_000))
+        .await;
+    assert_eq!(e, Err(CallError::Abandoned));
+    assert_eq!(script.arrivals().len(), 1);
+    // A wait that ran out in the gateway is not retried: the deadline has passed.
+    let waited = CallError::DeadlineWhileWaiting {
+        waiting_for: "its coalesced request",
+    };
+    let script = scripted(vec![Err(waited.clone()), Ok(Reply::Empty)]);
+    let e = retry(&script, RetrySettings::default())
+        .oneshot(call(fetch(), 10_000))
+        .await;
+    assert_eq!(e, Err(waited));
+    assert_eq!(script.arrivals().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn calls_that_may_have_been_applied_are_not_retried() {
     for op in [create_backup(), delete_by_filter()] {
         let script = scripted(vec![status(503, None), Ok(Reply::Empty)]);
