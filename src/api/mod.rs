@@ -30,7 +30,6 @@ use record::CallRecord;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tower::ServiceExt;
 
 /// Everything that can end a call with an error.
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +192,7 @@ impl Gateway {
 
     /// Sends one call down the stack.
     async fn call(&self, call: UpstreamCall) -> Result<Reply, GatewayError> {
-        Ok(self.upstream.clone().oneshot(call).await?)
+        Ok(self.upstream.send(call).await?)
     }
 }
 

@@ -12,7 +12,7 @@ pub(crate) struct CallRecord {
     pub index: String,
     namespace: String,
     started: Instant,
-    pub ctx: CallContext,
+    pub ctx: std::sync::Arc<CallContext>,
     /// When the caller stops waiting, once known.
     pub deadline: Option<tokio::time::Instant>,
     done: bool,
@@ -25,7 +25,7 @@ impl CallRecord {
             index: String::new(),
             namespace,
             started: Instant::now(),
-            ctx,
+            ctx: std::sync::Arc::new(ctx),
             deadline: None,
             done: false,
         }

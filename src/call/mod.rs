@@ -151,12 +151,12 @@ impl Op {
 }
 
 /// What a call carries for tracing: its request id, the caller's W3C trace context, and how many upstream requests
-/// it took (shared by the batches and retries of one call).
-#[derive(Clone, Debug, Default)]
+/// it took. One per caller's call, shared (an `Arc` in [`UpstreamCall`]) by its batches and retries.
+#[derive(Debug, Default)]
 pub struct CallContext {
     pub request_id: String,
     pub traceparent: Option<String>,
-    pub attempts: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    pub attempts: std::sync::atomic::AtomicU32,
 }
 
 /// A call on its way upstream.
@@ -167,7 +167,7 @@ pub struct UpstreamCall {
     pub op: Op,
     /// When the caller stops waiting; the upstream request must end by then.
     pub deadline: Instant,
-    pub ctx: CallContext,
+    pub ctx: std::sync::Arc<CallContext>,
 }
 
 /// Pinecone's answer, one variant per response shape.

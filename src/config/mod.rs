@@ -329,6 +329,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_no_header_can_carry_is_refused_without_showing_it() {
+        let bad = |key: &str| {
+            parse("")
+                .unwrap()
+                .settings(Overrides {
+                    api_key: Some(key.into()),
+                    ..Default::default()
+                })
+                .err()
+                .map(|e| e.to_string())
+        };
+        let e = bad("pc-s3cr\u{e9}t").expect("a non-ASCII key is refused");
+        assert!(e.contains("cannot carry") && !e.contains("s3cr"), "{e}");
+        assert!(bad("pc-s3cr\net").is_some());
+        assert_eq!(bad("pcsk_abc-DEF.123"), None);
+    }
+
+    #[test]
     fn flags_win_over_the_file() {
         let f = parse("[upstream]\ndefault_index = \"from-file\"\ncontrol_plane_url = \"http://127.0.0.1:1\"\n").unwrap();
         let s = f

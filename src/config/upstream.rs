@@ -108,6 +108,17 @@ pub(super) fn settings(
             String::new(),
         ),
     };
+    // Checked here, once: a key no header can carry would fail every request. The message never shows the key.
+    if !api_key
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        p.push(invalid(
+            "upstream.api_key_file",
+            "the Pinecone API key (PINECONE_API_KEY or upstream.api_key_file) has characters an HTTP header \
+             cannot carry (control characters or non-ASCII)",
+        ));
+    }
     let mut static_hosts = HashMap::new();
     for (name, section) in indexes {
         if let Err(e) = validate::index_name(&format!("indexes.{name}"), name) {

@@ -15,7 +15,6 @@ pub mod retry;
 pub mod testing;
 
 use crate::call::{Reply, UpstreamCall, UpstreamError};
-use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
 /// Everything the stack can fail with.
@@ -101,35 +100,40 @@ impl<T> From<T> for Reloadable<T> {
     }
 }
 
-/// What every middleware wraps: the next layer down, or the REST client at the bottom.
-pub trait Inner:
-    tower::Service<UpstreamCall, Response = Reply, Error = CallError, Future: Send>
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<T> Inner for T where
-    T: tower::Service<UpstreamCall, Response = Reply, Error = CallError, Future: Send>
-        + Clone
-        + Send
-        + Sync
-        + 'static
-{
+/// What every middleware wraps: the next layer down, or the REST client at the bottom ([`Client`]). A layer hands a
+/// call down with [`Inner::send`] and `&self`: no `poll_ready`, no `Oneshot`, and a clone (for a future that sends
+/// later, or more than once) is a reference count, since each layer's state sits behind the [`Stacked`]'s `Arc`.
+pub trait Inner: Clone + Send + Sync + 'static {
+    fn send(&self, call: UpstreamCall) -> CallFuture;
 }
 
 /// One middleware's work on one call. Every layer's service is a [`Stacked`] over its `Handle`.
-pub trait Handle: Clone + Send + 'static {
+pub trait Handle: Send + Sync + 'static {
     fn handle(&self, call: UpstreamCall) -> CallFuture;
 }
 
 /// The one `tower::Service` of the stack's middlewares: always ready, since a layer that waits (for a turn, for an
 /// earlier call, for a backoff) does so inside the call's future, where the caller's deadline bounds it; each call
 /// goes to the layer's [`Handle`].
-#[derive(Clone)]
-pub struct Stacked<H>(pub H);
+pub struct Stacked<H>(std::sync::Arc<H>);
+
+impl<H> Stacked<H> {
+    pub fn new(handle: H) -> Self {
+        Stacked(std::sync::Arc::new(handle))
+    }
+}
+
+impl<H> Clone for Stacked<H> {
+    fn clone(&self) -> Self {
+        Stacked(self.0.clone())
+    }
+}
+
+impl<H: Handle> Inner for Stacked<H> {
+    fn send(&self, call: UpstreamCall) -> CallFuture {
+        self.0.handle(call)
+    }
+}
 
 impl<H: Handle> tower::Service<UpstreamCall> for Stacked<H> {
     type Response = Reply;
@@ -148,12 +152,42 @@ impl<H: Handle> tower::Service<UpstreamCall> for Stacked<H> {
     }
 }
 
+/// The bottom of the stack: the REST client (any `tower::Service` of calls), its errors made [`CallError`]s.
+#[derive(Clone)]
+pub struct Client<S>(pub S);
+
+impl<S> Inner for Client<S>
+where
+    S: tower::Service<UpstreamCall, Response = Reply, Error = UpstreamError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    fn send(&self, call: UpstreamCall) -> CallFuture {
+        let client = self.0.clone();
+        Box::pin(async move { client.oneshot(call).await.map_err(CallError::Upstream) })
+    }
+}
+
 /// The future every layer of the stack returns.
 pub type CallFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, CallError>> + Send>>;
 
-/// What the gRPC surface sends calls to.
-pub type UpstreamService = BoxCloneSyncService<UpstreamCall, Reply, CallError>;
+/// What the gRPC surface sends calls to: the whole stack behind one reference count.
+#[derive(Clone)]
+pub struct UpstreamService(std::sync::Arc<dyn Fn(UpstreamCall) -> CallFuture + Send + Sync>);
+
+impl UpstreamService {
+    pub fn new(stack: impl Inner) -> Self {
+        UpstreamService(std::sync::Arc::new(move |call| stack.send(call)))
+    }
+
+    pub fn send(&self, call: UpstreamCall) -> CallFuture {
+        (self.0)(call)
+    }
+}
 
 /// Builds the stack over an upstream service.
 pub fn build<S>(
@@ -164,21 +198,15 @@ pub fn build<S>(
     coalescing: Reloadable<coalesce::CoalesceSettings>,
 ) -> UpstreamService
 where
-    S: tower::Service<UpstreamCall, Response = Reply, Error = UpstreamError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
+    Client<S>: Inner,
 {
-    let upstream = upstream.map_err(CallError::Upstream);
-    BoxCloneSyncService::new(
+    UpstreamService::new(
         ServiceBuilder::new()
             .layer(order::OrderLayer::new())
             .layer(batch::BatchLayer::new(batching))
             .layer(retry::RetryLayer::new(retry))
             .layer(coalesce::CoalesceLayer::new(limiter.clone(), coalescing))
             .layer(limit::LimitLayer::new(limiter))
-            .service(upstream),
+            .service(Client(upstream)),
     )
 }

@@ -8,7 +8,6 @@ use crate::call::{Op, Reply, UpstreamCall, UpstreamError};
 use crate::stack::{CallError, CallFuture};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -131,16 +130,8 @@ impl Fake {
     }
 }
 
-impl tower::Service<UpstreamCall> for Fake {
-    type Response = Reply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: UpstreamCall) -> CallFuture {
+impl crate::stack::Inner for Fake {
+    fn send(&self, call: UpstreamCall) -> CallFuture {
         let state = self.0.clone();
         let scripted = state.script.lock().unwrap().pop_front();
         let answer = scripted.unwrap_or_else(|| (state.answer)(&call));

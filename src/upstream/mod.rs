@@ -79,11 +79,13 @@ struct Inner {
     /// a quarter less CPU per fetch than HTTP/1.1's connection per request in flight (BENCHMARKS.md).
     h2c: Option<reqwest::Client>,
     control_plane: Url,
-    api_key: ApiKey,
-    api_version: &'static str,
+    /// The headers every request carries, made once (the key's value marked sensitive: it never prints).
+    headers: CommonHeaders,
     hosts: Hosts,
     /// Since when no connection to Pinecone has succeeded (None while the last attempt got an answer).
     failing_since: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Whether `failing_since` is set, so that an answered request does not take its lock.
+    failing: std::sync::atomic::AtomicBool,
     /// One host lookup at a time per index: concurrent first calls wait for it instead of each asking the control
     /// plane (whose limit is 20 requests/s per project).
     lookups: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -156,10 +158,10 @@ impl Upstream {
                 http,
                 h2c,
                 control_plane: settings.control_plane,
-                api_key: settings.api_key,
-                api_version: settings.api_version,
+                headers: common_headers(&settings.api_key, settings.api_version),
                 hosts,
                 failing_since: std::sync::Mutex::new(None),
+                failing: std::sync::atomic::AtomicBool::new(false),
                 lookups: std::sync::Mutex::new(HashMap::new()),
             }),
         })
@@ -221,10 +223,36 @@ impl Upstream {
     }
 }
 
+#[derive(Debug)]
+struct CommonHeaders {
+    /// None for a key that is not a valid header value: Pinecone then refuses the request (401, naming no key).
+    api_key: Option<reqwest::header::HeaderValue>,
+    api_version: reqwest::header::HeaderValue,
+}
+
+const API_KEY: reqwest::header::HeaderName = reqwest::header::HeaderName::from_static("api-key");
+const API_VERSION: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static("x-pinecone-api-version");
+const JSON: reqwest::header::HeaderValue =
+    reqwest::header::HeaderValue::from_static("application/json");
+
+fn common_headers(key: &ApiKey, api_version: &'static str) -> CommonHeaders {
+    let api_key = reqwest::header::HeaderValue::from_str(key.expose())
+        .ok()
+        .map(|mut v| {
+            v.set_sensitive(true);
+            v
+        });
+    CommonHeaders {
+        api_key,
+        api_version: reqwest::header::HeaderValue::from_static(api_version),
+    }
+}
+
 /// A raw answer: status and body bytes.
 struct Answer {
     status: u16,
-    body: Vec<u8>,
+    body: bytes::Bytes,
     retry_after: Option<Duration>,
 }
 
@@ -389,40 +417,50 @@ impl Inner {
         let mut req = client
             .request(rest.method.clone(), url)
             .timeout(remaining)
-            .header("Api-Key", self.api_key.expose())
-            .header("X-Pinecone-Api-Version", self.api_version)
-            .header("Accept", "application/json");
+            .header(API_VERSION, self.headers.api_version.clone())
+            .header(reqwest::header::ACCEPT, JSON);
+        if let Some(key) = &self.headers.api_key {
+            req = req.header(API_KEY, key.clone());
+        }
         if !ctx.request_id.is_empty() {
-            req = req.header("X-Request-Id", &ctx.request_id);
+            req = req.header("x-request-id", &ctx.request_id);
         }
         if let Some(tp) = &ctx.traceparent {
             req = req.header("traceparent", tp);
         }
         if let Some(body) = &rest.body {
             req = req
-                .header("Content-Type", "application/json")
+                .header(reqwest::header::CONTENT_TYPE, JSON)
                 .body(body.clone());
         }
-        let host = base.host_str().unwrap_or_default().to_string();
         let sent = req.send().await;
-        {
-            let mut failing = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
-            match &sent {
-                Err(e) if e.is_connect() => {
-                    failing.get_or_insert_with(tokio::time::Instant::now);
-                }
-                _ => *failing = None,
-            }
-        }
-        let resp = sent.map_err(|e| transport_error(&host, e))?;
+        self.note_connection(&sent);
+        let host = || base.host_str().unwrap_or_default();
+        let resp = sent.map_err(|e| transport_error(host(), e))?;
         let status = resp.status().as_u16();
         let retry_after = retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(|e| transport_error(&host, e))?;
+        let body = resp.bytes().await.map_err(|e| transport_error(host(), e))?;
         Ok(Answer {
             status,
-            body: body.to_vec(),
+            body,
             retry_after,
         })
+    }
+
+    /// Keeps `failing_since`: set by the first refused connection, cleared by any answer.
+    fn note_connection(&self, sent: &Result<reqwest::Response, reqwest::Error>) {
+        use std::sync::atomic::Ordering;
+        let refused = matches!(sent, Err(e) if e.is_connect());
+        if !refused && !self.failing.load(Ordering::Acquire) {
+            return;
+        }
+        let mut failing = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
+        if refused {
+            failing.get_or_insert_with(tokio::time::Instant::now);
+        } else {
+            *failing = None;
+        }
+        self.failing.store(refused, Ordering::Release);
     }
 }
 
@@ -604,14 +642,14 @@ pub fn decode_answer(
         index: String::new(),
         op: op.clone(),
         deadline: tokio::time::Instant::now(),
-        ctx: CallContext::default(),
+        ctx: Default::default(),
     };
     let (_, decode) = translate(&call);
     decode(
         op.name(),
         Answer {
             status,
-            body: body.to_vec(),
+            body: bytes::Bytes::copy_from_slice(body),
             retry_after,
         },
     )

@@ -22,7 +22,7 @@ use crate::wire::query::encoded_id_len;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
-use tower::{Layer, ServiceExt};
+use tower::Layer;
 
 #[derive(Clone, Debug)]
 pub struct BatchSettings {
@@ -87,7 +87,7 @@ impl<S> Layer<S> for BatchLayer {
     type Service = Stacked<Batch<S>>;
 
     fn layer(&self, inner: S) -> Stacked<Batch<S>> {
-        Stacked(Batch {
+        Stacked::new(Batch {
             inner,
             settings: self.settings.clone(),
         })
@@ -229,7 +229,7 @@ impl<S: Inner> Handle for Batch<S> {
     fn handle(&self, call: UpstreamCall) -> CallFuture {
         let inner = self.inner.clone();
         let Some(batches) = plan(&call, &self.settings) else {
-            return Box::pin(inner.oneshot(call));
+            return inner.send(call);
         };
         let concurrency = self.settings.max_concurrent_batches.max(1);
         Box::pin(async move {
@@ -237,7 +237,7 @@ impl<S: Inner> Handle for Batch<S> {
             let results: Vec<_> = futures::stream::iter(batches)
                 .map(move |(batch, ids)| {
                     let inner = inner.clone();
-                    async move { (ids, inner.oneshot(batch).await) }
+                    async move { (ids, inner.send(batch).await) }
                 })
                 .buffer_unordered(concurrency)
                 .collect()

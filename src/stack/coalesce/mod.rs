@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use tower::Layer;
 
 /// Which operations coalesce, for all indexes or one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +116,7 @@ struct GroupKey {
 struct Member {
     ids: Vec<String>,
     deadline: Instant,
-    ctx: CallContext,
+    ctx: Arc<CallContext>,
     tx: oneshot::Sender<Result<Reply, CallError>>,
 }
 
@@ -302,11 +302,7 @@ fn share(total: u32, members: &[Member]) -> Vec<u32> {
     parts
 }
 
-impl<S> Coalescer<S>
-where
-    S: Service<UpstreamCall, Response = Reply, Error = CallError> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-{
+impl<S: Inner> Coalescer<S> {
     /// Sends the group's batches, oldest first, each at its turn; ends when none is left.
     async fn drive(self: Arc<Self>, key: GroupKey, spacing: Duration) {
         loop {
@@ -331,7 +327,7 @@ where
                     index: key.index.clone(),
                     op: op_for(key.kind, &group.namespace, front.ids.clone()),
                     deadline: now,
-                    ctx: CallContext::default(),
+                    ctx: Default::default(),
                 };
                 let at = self
                     .limiter
@@ -374,7 +370,7 @@ where
             deadline,
             ctx: first.ctx.clone(),
         };
-        let result = self.inner.clone().oneshot(call).await;
+        let result = self.inner.send(call).await;
         // The first caller's context counted the upstream request; the others took part in it too.
         for m in members.iter().skip(1) {
             m.ctx
@@ -387,10 +383,10 @@ where
     fn call(self: &Arc<Self>, call: UpstreamCall) -> CallFuture {
         let settings = self.settings.get();
         let Some(kind) = settings.applies(&call) else {
-            return Box::pin(self.inner.clone().oneshot(call));
+            return self.inner.send(call);
         };
         let Some(spacing) = self.limiter.request_spacing(&call) else {
-            return Box::pin(self.inner.clone().oneshot(call));
+            return self.inner.send(call);
         };
         let key = GroupKey {
             index: call.index.clone(),
@@ -428,7 +424,7 @@ where
             group.take_turn(now, spacing);
             drop(groups);
             record(kind, call.op.ids().len(), 1);
-            return Box::pin(self.inner.clone().oneshot(call));
+            return self.inner.send(call);
         }
         let (tx, rx) = oneshot::channel();
         let deadline = call.deadline;
@@ -484,7 +480,7 @@ impl<S> Layer<S> for CoalesceLayer {
     type Service = Stacked<Coalesce<S>>;
 
     fn layer(&self, inner: S) -> Stacked<Coalesce<S>> {
-        Stacked(Coalesce {
+        Stacked::new(Coalesce {
             shared: Arc::new(Coalescer {
                 inner,
                 limiter: self.limiter.clone(),

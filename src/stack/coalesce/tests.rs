@@ -138,16 +138,11 @@ fn one_burst() -> CoalesceSettings {
     }
 }
 
-fn spawn<S>(svc: &S, call: UpstreamCall) -> tokio::task::JoinHandle<Result<Reply, CallError>>
-where
-    S: Service<UpstreamCall, Response = Reply, Error = CallError, Future = CallFuture>
-        + Clone
-        + Send
-        + 'static,
-{
-    let mut svc = svc.clone();
-    let fut = svc.call(call);
-    tokio::spawn(fut)
+fn spawn(
+    svc: &impl crate::stack::Inner,
+    call: UpstreamCall,
+) -> tokio::task::JoinHandle<Result<Reply, CallError>> {
+    tokio::spawn(svc.send(call))
 }
 
 fn fetched(r: Result<Reply, CallError>) -> w::FetchResponse {

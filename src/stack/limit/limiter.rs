@@ -559,13 +559,13 @@ pub(super) struct WaitingGauge;
 
 impl WaitingGauge {
     pub(super) fn new() -> Self {
-        metrics::gauge!(m::LIMIT_QUEUE).increment(1.0);
+        m::gauge(m::LIMIT_QUEUE, &[]).increment(1.0);
         WaitingGauge
     }
 }
 
 impl Drop for WaitingGauge {
     fn drop(&mut self) {
-        metrics::gauge!(m::LIMIT_QUEUE).decrement(1.0);
+        m::gauge(m::LIMIT_QUEUE, &[]).decrement(1.0);
     }
 }

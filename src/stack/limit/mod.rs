@@ -37,7 +37,7 @@ use rates::{OpClass, RateTable};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use tower::{Layer, ServiceExt};
+use tower::Layer;
 
 /// How the limiter behaves.
 #[derive(Clone, Debug)]
@@ -208,7 +208,7 @@ impl<S> Layer<S> for LimitLayer {
     type Service = Stacked<Limit<S>>;
 
     fn layer(&self, inner: S) -> Stacked<Limit<S>> {
-        Stacked(Limit {
+        Stacked::new(Limit {
             inner,
             limiter: self.limiter.clone(),
         })
@@ -251,13 +251,14 @@ impl Granted {
                     shared.block(&keys, pause).await;
                 }
             }
-            Granted::Local { sent, limiter } => {
-                let keys = sent.keys();
-                drop(sent);
-                if let Some(pause) = throttled_for(result) {
+            Granted::Local { sent, limiter } => match throttled_for(result) {
+                Some(pause) => {
+                    let keys = sent.keys();
+                    drop(sent);
                     limiter.slow_down(&keys, Instant::now() + pause);
                 }
-            }
+                None => drop(sent),
+            },
         }
     }
 }
@@ -327,7 +328,7 @@ impl<S: Inner> Handle for Limit<S> {
                 Some(granted) => granted?,
                 None => local_grant(&limiter, &call).await?,
             };
-            let result = inner.oneshot(call).await;
+            let result = inner.send(call).await;
             granted.answered(&result).await;
             result
         })

@@ -7,6 +7,7 @@ use crate::pb::pinecone as w;
 use crate::stack::Stacked;
 use crate::stack::testing::{Fake, status};
 use std::collections::HashMap;
+use tower::ServiceExt;
 
 fn settings(class: OpClass, rates: ClassRates) -> LimitSettings {
     LimitSettings {

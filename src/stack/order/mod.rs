@@ -21,10 +21,10 @@ use crate::stack::{Handle, Inner, Stacked};
 use crate::telemetry::metrics as m;
 use futures::FutureExt;
 use futures::future::Shared;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
-use tower::{Layer, ServiceExt};
+use tower::Layer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Access {
@@ -214,7 +214,7 @@ impl<S> Layer<S> for OrderLayer {
     type Service = Stacked<Order<S>>;
 
     fn layer(&self, inner: S) -> Stacked<Order<S>> {
-        Stacked(Order {
+        Stacked::new(Order {
             inner,
             state: self.state.clone(),
         })
@@ -231,7 +231,7 @@ impl<S: Inner> Handle for Order<S> {
     fn handle(&self, call: UpstreamCall) -> CallFuture {
         let inner = self.inner.clone();
         let Some((registration, waits)) = register(&self.state, &call) else {
-            return Box::pin(inner.oneshot(call));
+            return inner.send(call);
         };
         Box::pin(async move {
             if !waits.is_empty() {
@@ -243,7 +243,7 @@ impl<S: Inner> Handle for Order<S> {
                     });
                 }
             }
-            let result = inner.oneshot(call).await;
+            let result = inner.send(call).await;
             drop(registration);
             result
         })

@@ -24,8 +24,8 @@ use crate::telemetry::metrics as m;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tower::Layer;
 use tower::retry::budget::{Budget, TpsBudget};
-use tower::{Layer, ServiceExt};
 
 #[derive(Clone, Debug)]
 pub struct RetrySettings {
@@ -111,7 +111,7 @@ impl<S> Layer<S> for RetryLayer {
     type Service = Stacked<Retry<S>>;
 
     fn layer(&self, inner: S) -> Stacked<Retry<S>> {
-        Stacked(Retry {
+        Stacked::new(Retry {
             inner,
             settings: self.settings.clone(),
             budget: self.budget.clone(),
@@ -144,7 +144,7 @@ impl<S: Inner> Handle for Retry<S> {
             budget.deposit();
             let mut attempt = 0;
             loop {
-                let result = inner.clone().oneshot(call.clone()).await;
+                let result = inner.send(call.clone()).await;
                 let err = match result {
                     Ok(reply) => return Ok(reply),
                     Err(e) => e,

@@ -7,6 +7,7 @@ use crate::stack::Stacked;
 use crate::stack::limit::Rejection;
 use crate::stack::testing::{Fake, status};
 use crate::wire::control as c;
+use tower::ServiceExt;
 
 /// The fake upstream, answering `answers` in turn and then `Reply::Empty`.
 fn scripted(answers: Vec<Result<Reply, CallError>>) -> Fake {
