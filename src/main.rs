@@ -296,7 +296,7 @@ fn reload(running: &server::RunningGateway, path: Option<&std::path::Path>, over
     match FileConfig::read(path).and_then(|f| f.settings(overrides.clone())) {
         Ok(settings) => {
             running.reload(&settings);
-            tracing::info!(file = %path.display(), "configuration reloaded: limits, coalescing and per-index settings");
+            tracing::info!(file = %path.display(), "configuration reloaded: limits, coalescing, callers and per-index settings");
         }
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "configuration refused; keeping the old one")

@@ -9,6 +9,7 @@
 //! `server.drain_grace_ms` to finish; then the gRPC server closes. The admin listener (`/healthz` 200, `/metrics`)
 //! serves until the very end.
 
+use crate::api::caller::Callers;
 use crate::api::{BackupApi, Gateway, ListApi, UpstreamService, VectorApi};
 use crate::config::Settings;
 use crate::pb::gateway::backup_service_server::BackupServiceServer;
@@ -42,6 +43,7 @@ pub struct RunningGateway {
     pub addr: SocketAddr,
     limiter: Arc<Limiter>,
     coalescing: Reloadable<stack::coalesce::CoalesceSettings>,
+    callers: Callers,
     upstream: Upstream,
     /// The admin HTTP listener, when it is on.
     pub admin_addr: Option<SocketAddr>,
@@ -126,6 +128,7 @@ impl RunningGateway {
         }
         self.limiter.reload(limits);
         self.coalescing.set(settings.coalescing.clone());
+        self.callers.reload(&settings.callers);
         self.upstream
             .reload_hosts(settings.upstream.static_hosts.clone());
     }
@@ -160,6 +163,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     let client = Upstream::new(settings.upstream.clone())?;
     let limiter = Limiter::new(settings.limits.clone());
     let coalescing = Reloadable::new(settings.coalescing.clone());
+    let callers = Callers::new(&settings.callers);
     let gw = Gateway::new(
         upstream_stack(
             settings,
@@ -171,7 +175,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         settings.server.default_timeout,
         settings.server.max_concurrent_calls,
     )
-    .with_auth(settings.auth.clone());
+    .with_auth(settings.auth.clone())
+    .with_callers(callers.clone());
     let vector = VectorServiceServer::new(VectorApi::new(gw.clone()))
         .max_decoding_message_size(settings.server.max_message_bytes)
         .max_encoding_message_size(MAX_ANSWER_BYTES);
@@ -243,6 +248,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         admin_addr,
         limiter,
         coalescing,
+        callers,
         upstream: client,
         ready,
         admin_stop,

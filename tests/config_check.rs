@@ -32,6 +32,7 @@ fn the_example_configuration_is_valid_and_secrets_are_masked() {
     assert!(out.contains("[indexes.docs-example.limits.query]"), "{out}");
     assert!(out.contains("namespace_requests_per_second = 500"), "{out}");
     assert!(out.contains("api_key = \"*** (masked)\""), "{out}");
+    assert!(out.contains("[callers.backfill.classes.fetch]"), "{out}");
     assert!(!out.contains("test-only-secret-key-42") && !err.contains("test-only-secret-key-42"));
     // The effective output is itself a valid configuration file.
     let path = std::env::temp_dir().join(format!("pgw-effective-{}.toml", std::process::id()));

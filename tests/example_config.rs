@@ -27,5 +27,22 @@ fn example_config_is_valid() {
         Some(100)
     );
     assert_eq!(settings.retry.max_attempts, 4);
+    use pinecone_gateway::call::Priority;
+    let search = &settings.callers["search-service"];
+    assert_eq!(
+        (search.priority, search.max_priority, search.weight),
+        (Priority::Interactive, Priority::Interactive, 1)
+    );
+    assert_eq!(
+        search.quota.map(|q| (q.requests_per_second, q.burst)),
+        Some((200, 400))
+    );
+    let backfill = &settings.callers["backfill"];
+    assert_eq!(backfill.priority, Priority::Batch);
+    assert_eq!(backfill.class_quotas[&OpClass::Fetch].burst, 20);
+    assert!(
+        settings.limits.fair_queuing,
+        "naming callers turns fair queuing on"
+    );
     assert_eq!(settings.batching.caps.fetch_url_budget_bytes, 8192);
 }

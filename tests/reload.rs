@@ -1,4 +1,5 @@
-//! SIGHUP reloads `[limits]`, `[coalescing]` and `[indexes.*]` without a restart, raising and lowering alike; an
+//! SIGHUP reloads `[limits]`, `[coalescing]`, `[callers]` and `[indexes.*]` without a restart, raising and lowering
+//! alike; an
 //! invalid file is refused and the configuration in force stays (not the defaults); a change of `limits.mode` is
 //! not applied, and the log says so.
 mod common;
@@ -163,6 +164,57 @@ async fn sighup_switches_coalescing() {
         s.emulator.count(INDEX, "fetch") - before,
         30,
         "one each, once switched off"
+    );
+    s.gw.signal("-TERM");
+    assert_eq!(s.gw.exit().await.0, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_callers_priorities_and_quotas() {
+    let mut s = setup(100, "").await;
+    let stats = |caller: &str| {
+        let mut r = req_for(INDEX, p::DescribeIndexStatsRequest::default());
+        r.metadata_mut().insert("x-caller", caller.parse().unwrap());
+        r
+    };
+    for _ in 0..3 {
+        s.client
+            .describe_index_stats(stats("search"))
+            .await
+            .unwrap();
+    }
+    let callers =
+        "[callers.search]\npriority = \"interactive\"\nrequests_per_second = 1\nburst = 1\n";
+    s.reload(
+        &(config(&s.emulator, 100, "") + callers),
+        "configuration reloaded",
+    );
+    s.client
+        .describe_index_stats(stats("search"))
+        .await
+        .unwrap();
+    let e = s
+        .client
+        .describe_index_stats(stats("search"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    assert!(e.message().contains("callers.search"), "{}", e.message());
+    let metrics = scrape(&s.gw.admin).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "pinecone_gateway_caller_calls_total{caller=\"other\",priority=\"default\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "pinecone_gateway_caller_calls_total{caller=\"search\",priority=\"interactive\"}"
+        ),
+        2.0,
+        "the reloaded caller's priority"
     );
     s.gw.signal("-TERM");
     assert_eq!(s.gw.exit().await.0, Some(0));

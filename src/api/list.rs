@@ -49,20 +49,27 @@ impl ListService for ListApi {
             let r = req.get_ref();
             // The walk holds its place among the calls in progress until it ends.
             let place = self.gw.admit()?;
-            let caller = self.gw.auth.authenticate(req.metadata())?;
+            let token = self.gw.auth.authenticate(req.metadata())?;
+            let who = self
+                .gw
+                .callers
+                .identify(token.map(|t| t.name.as_str()), req.metadata())?;
             v::namespace("namespace", &r.namespace)?;
             v::limit("page_size", r.page_size, v::MAX_LIST_LIMIT)?;
             if let Some(prefix) = &r.prefix {
                 v::namespace("prefix", prefix)?;
             }
             let index = route::index(req.metadata(), self.gw.default_index.as_deref())?;
-            super::auth::Auth::authorize(caller, &index)?;
-            Ok((place, index))
+            super::auth::Auth::authorize(token, &index)?;
+            // The walk counts as one call of the caller's quota, however many pages it takes.
+            who.take_quota(crate::stack::limit::rates::OpClass::List)?;
+            Ok((place, index, who))
         })();
-        let (place, index) = match started {
+        let (place, index, who) = match started {
             Ok(ok) => ok,
             Err(e) => return record.finish::<PageStream>(Err(e)),
         };
+        record.set_caller(&who);
         record.index = index.clone();
         let ctx = record.ctx.clone();
         let r = req.into_inner();

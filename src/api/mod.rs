@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod backup;
+pub mod caller;
 pub mod codec;
 pub mod convert;
 mod list;
@@ -50,6 +51,12 @@ pub enum GatewayError {
     /// Every place for calls in progress is taken (`server.max_concurrent_calls`).
     #[error("the gateway is serving its maximum of {0} concurrent calls")]
     Overloaded(usize),
+    /// The caller is over its own quota (`[callers.NAME]`); nothing was sent.
+    #[error("{message}")]
+    Quota {
+        message: String,
+        retry_after: Duration,
+    },
     /// Pinecone answered with a shape that does not fit the operation.
     #[error("unexpected answer from Pinecone for {0}")]
     UnexpectedReply(&'static str),
@@ -69,6 +76,7 @@ pub struct Gateway {
     /// Woken each time a call in progress ends (the drain waits on it).
     call_ended: Arc<Notify>,
     auth: Arc<auth::Auth>,
+    callers: caller::Callers,
 }
 
 /// A call's place among the calls in progress; it frees the place, and says so, however the call ends.
@@ -100,7 +108,14 @@ impl Gateway {
             draining: Arc::default(),
             call_ended: Arc::default(),
             auth: Arc::default(),
+            callers: caller::Callers::default(),
         }
+    }
+
+    /// Gives configured callers their priorities, weights and quotas.
+    pub fn with_callers(mut self, callers: caller::Callers) -> Self {
+        self.callers = callers;
+        self
     }
 
     /// Requires caller tokens (none configured: off).
@@ -165,14 +180,17 @@ impl Gateway {
         record.deadline = Some(deadline);
         let result = async {
             let _place = self.admit()?;
-            let caller = self.auth.authenticate(&md)?;
+            let token = self.auth.authenticate(&md)?;
+            let who = self.callers.identify(token.map(|t| t.name.as_str()), &md)?;
+            record.set_caller(&who);
             let (target, op) = build(message)?;
+            who.take_quota(crate::stack::limit::rates::OpClass::of(&op))?;
             record.index = match target {
                 Target::FromMetadata => route::index(&md, self.default_index.as_deref())?,
                 Target::Index(name) => name,
                 Target::Project => String::new(),
             };
-            auth::Auth::authorize(caller, &record.index)?;
+            auth::Auth::authorize(token, &record.index)?;
             let call = UpstreamCall {
                 index: record.index.clone(),
                 op,

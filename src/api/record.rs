@@ -9,6 +9,8 @@ use std::time::Instant;
 
 pub(crate) struct CallRecord {
     method: &'static str,
+    /// As the caller named itself; empty until it is known.
+    caller: String,
     pub index: String,
     namespace: String,
     started: Instant,
@@ -22,12 +24,22 @@ impl CallRecord {
     pub fn new(method: &'static str, namespace: String, ctx: CallContext) -> Self {
         CallRecord {
             method,
+            caller: String::new(),
             index: String::new(),
             namespace,
             started: Instant::now(),
             ctx: std::sync::Arc::new(ctx),
             deadline: None,
             done: false,
+        }
+    }
+
+    /// Who makes the call: named in the log line, counted by label and priority, and carried to the limiter.
+    pub fn set_caller(&mut self, who: &super::caller::Identified) {
+        self.caller = who.name.clone();
+        // Before the call is sent, this record holds the only reference to its context.
+        if let Some(ctx) = std::sync::Arc::get_mut(&mut self.ctx) {
+            ctx.caller = who.caller.clone();
         }
     }
 
@@ -38,8 +50,18 @@ impl CallRecord {
         let attempts = self.ctx.attempts.load(std::sync::atomic::Ordering::Relaxed);
         m::histogram(m::CALL_SECONDS, &[("method", method)]).record(elapsed.as_secs_f64());
         m::counter(m::CALLS, &[("method", method), ("code", code_name(code))]).increment(1);
+        let caller = &self.ctx.caller;
+        m::counter(
+            m::CALLER_CALLS,
+            &[
+                ("caller", caller.label),
+                ("priority", caller.priority.name()),
+            ],
+        )
+        .increment(1);
         tracing::info!(
             method,
+            caller = self.caller.as_str(),
             index = self.index.as_str(),
             namespace = self.namespace.as_str(),
             status = code_name(code),

@@ -55,6 +55,7 @@ pub fn context(md: &MetadataMap) -> crate::call::CallContext {
     crate::call::CallContext {
         request_id,
         traceparent,
+        caller: Default::default(),
         attempts: Default::default(),
     }
 }

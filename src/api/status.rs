@@ -33,6 +33,10 @@ pub fn to_status(err: GatewayError) -> Status {
             Duration::from_millis(100),
         ),
         GatewayError::Call(CallError::Limited(r)) => throttled(r.to_string(), r.retry_after),
+        GatewayError::Quota {
+            message,
+            retry_after,
+        } => throttled(message, retry_after),
         GatewayError::Call(e @ CallError::DeadlineWhileWaiting { .. }) => {
             Status::deadline_exceeded(e.to_string())
         }

@@ -150,13 +150,63 @@ impl Op {
     }
 }
 
-/// What a call carries for tracing: its request id, the caller's W3C trace context, and how many upstream requests
-/// it took. One per caller's call, shared (an `Arc` in [`UpstreamCall`]) by its batches and retries.
+/// What a call carries for tracing and scheduling: its request id, the caller's W3C trace context, who calls and at
+/// which priority, and how many upstream requests it took. One per caller's call, shared (an `Arc` in
+/// [`UpstreamCall`]) by its batches and retries.
 #[derive(Debug, Default)]
 pub struct CallContext {
     pub request_id: String,
     pub traceparent: Option<String>,
+    pub caller: Caller,
     pub attempts: std::sync::atomic::AtomicU32,
+}
+
+/// Who makes a call, as the limiter's fair queue sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The configured caller's name, or `other` for every caller not configured (so the label set stays bounded);
+    /// interned, so that it labels metrics without an allocation per call.
+    pub label: &'static str,
+    pub priority: Priority,
+    /// Its share of turns among the callers waiting at the same priority (weighted fair queuing), at least 1.
+    pub weight: u32,
+}
+
+impl Default for Caller {
+    fn default() -> Self {
+        Caller {
+            label: OTHER_CALLER,
+            priority: Priority::Default,
+            weight: 1,
+        }
+    }
+}
+
+/// The label of every caller that is not configured.
+pub const OTHER_CALLER: &str = "other";
+
+/// Which waiting call takes a freed turn of a limit first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Batch,
+    Default,
+    Interactive,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::Interactive, Priority::Default, Priority::Batch];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Interactive => "interactive",
+            Priority::Default => "default",
+            Priority::Batch => "batch",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Priority> {
+        Priority::ALL.into_iter().find(|p| p.name() == s)
+    }
 }
 
 /// A call on its way upstream.

@@ -89,6 +89,10 @@ pub fn render(s: &Settings) -> String {
     limits.insert("window_margin_ms".into(), ms(s.limits.window_margin));
     limits.insert("namespace_share_ms".into(), ms(s.limits.namespace_share));
     limits.insert("max_keys".into(), int(s.limits.max_keys));
+    limits.insert(
+        "max_batch_starvation_ms".into(),
+        ms(s.limits.max_batch_starvation),
+    );
     let mode = match (&s.limits.redis, s.limits.share) {
         (Some(_), _) => "redis",
         (None, 1) => "local",
@@ -186,6 +190,35 @@ pub fn render(s: &Settings) -> String {
         auth.insert("tokens".into(), Value::Array(tokens));
     }
     root.insert("auth".into(), auth.into());
+
+    let quota = |t: &mut Table, q: &crate::api::caller::Quota| {
+        t.insert(
+            "requests_per_second".into(),
+            Value::Integer(q.requests_per_second.into()),
+        );
+        t.insert("burst".into(), Value::Integer(q.burst.into()));
+    };
+    let mut callers = Table::new();
+    for (name, c) in &s.callers {
+        let mut t = Table::new();
+        t.insert("priority".into(), c.priority.name().into());
+        t.insert("max_priority".into(), c.max_priority.name().into());
+        t.insert("weight".into(), Value::Integer(c.weight.into()));
+        if let Some(q) = &c.quota {
+            quota(&mut t, q);
+        }
+        let mut classes = Table::new();
+        for (class, q) in &c.class_quotas {
+            let mut ct = Table::new();
+            quota(&mut ct, q);
+            classes.insert(class.name().into(), ct.into());
+        }
+        if !classes.is_empty() {
+            t.insert("classes".into(), classes.into());
+        }
+        callers.insert(name.clone(), t.into());
+    }
+    root.insert("callers".into(), callers.into());
 
     let mut retry = Table::new();
     retry.insert(

@@ -26,6 +26,9 @@ pub struct LimitsSection {
     pub namespace_share_ms: Option<u64>,
     /// At most this many limit keys are tracked. Default 100000.
     pub max_keys: Option<usize>,
+    /// With `[callers]`, a call that has waited this long for a limit goes next whatever its priority, so batch
+    /// calls are slowed, never starved. Default 2000.
+    pub max_batch_starvation_ms: Option<u64>,
     /// Global overrides of the default rates, by operation class.
     #[serde(default)]
     pub rates: BTreeMap<String, RateSection>,
@@ -234,5 +237,8 @@ pub(super) fn settings(
         ),
         share,
         redis,
+        // Set from `[callers]` by the caller of this function.
+        fair_queuing: false,
+        max_batch_starvation: ms(l.max_batch_starvation_ms, d.max_batch_starvation),
     }
 }

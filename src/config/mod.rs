@@ -7,6 +7,7 @@
 
 mod auth;
 mod batching;
+mod callers;
 mod coalescing;
 pub mod effective;
 mod limits;
@@ -16,6 +17,7 @@ mod upstream;
 
 pub use auth::{AuthSection, TokenSection};
 pub use batching::BatchingSection;
+pub use callers::{CallerSection, QuotaSection};
 pub use coalescing::{CoalescingSection, IndexCoalescingSection};
 pub use limits::{LimitMode, LimitsSection, RateSection, RedisSection};
 pub use retry::RetrySection;
@@ -59,6 +61,9 @@ pub struct FileConfig {
     pub admin: AdminSection,
     #[serde(default)]
     pub auth: AuthSection,
+    /// The services that call the gateway, by name.
+    #[serde(default)]
+    pub callers: BTreeMap<String, CallerSection>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -109,6 +114,7 @@ pub struct Settings {
     pub batching: BatchSettings,
     pub coalescing: CoalesceSettings,
     pub auth: crate::api::auth::Auth,
+    pub callers: crate::api::caller::CallerSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +226,9 @@ impl FileConfig {
         let (upstream, default_index) =
             upstream::settings(&self.upstream, &self.indexes, &o, &mut p);
         let auth = auth::settings(&self.auth, &mut p);
-        let limits = limits::settings(&self.limits, &self.indexes, o.redis_url.clone(), &mut p);
+        let callers = callers::settings(&self.callers, &mut p);
+        let mut limits = limits::settings(&self.limits, &self.indexes, o.redis_url.clone(), &mut p);
+        limits.fair_queuing = !callers.is_empty();
         let retry = retry::settings(&self.retry, self.limits.expected_upstream_ms, &mut p);
         let batching = batching::settings(&self.batching, &mut p);
         let coalescing =
@@ -239,6 +247,7 @@ impl FileConfig {
             batching,
             coalescing,
             auth,
+            callers,
         })
     }
 }
@@ -326,6 +335,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("PINECONE_API_KEY"), "{e}");
+    }
+
+    #[test]
+    fn callers_are_validated_each_problem_named() {
+        let e = parse(
+            "[callers.a]\npriority = \"urgent\"\n\
+             [callers.b]\npriority = \"interactive\"\nmax_priority = \"batch\"\nweight = 0\n\
+             [callers.c]\nburst = 5\n[callers.c.classes.fetchez]\nrequests_per_second = 1\n\
+             [callers.other]\n[callers.d]\nrequests_per_second = 0\n",
+        )
+        .unwrap()
+        .settings(Overrides {
+            api_key: Some("k".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "callers.a.priority",
+            "callers.b.max_priority",
+            "callers.b.weight",
+            "callers.c.burst",
+            "callers.c.classes.fetchez",
+            "`callers.other`",
+            "callers.d.requests_per_second",
+        ] {
+            assert!(e.contains(key), "{key} missing from: {e}");
+        }
+        let s = parse("[callers.a]\n")
+            .unwrap()
+            .settings(Overrides {
+                api_key: Some("k".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(s.limits.fair_queuing);
+        assert!(
+            !parse("")
+                .unwrap()
+                .settings(Overrides {
+                    api_key: Some("k".into()),
+                    ..Default::default()
+                })
+                .unwrap()
+                .limits
+                .fair_queuing
+        );
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub const UPSTREAM_SECONDS: &str = "pinecone_gateway_upstream_duration_seconds";
 pub const LIMIT_WAITS: &str = "pinecone_gateway_rate_limit_waits_total";
 pub const LIMIT_WAIT_SECONDS: &str = "pinecone_gateway_rate_limit_wait_seconds";
 pub const LIMIT_REJECTIONS: &str = "pinecone_gateway_rate_limit_rejections_total";
+pub const CALLER_CALLS: &str = "pinecone_gateway_caller_calls_total";
+pub const CALLER_REFUSALS: &str = "pinecone_gateway_caller_refusals_total";
+pub const CALLER_LIMIT_WAITS: &str = "pinecone_gateway_caller_rate_limit_waits_total";
+pub const CALLER_LIMIT_WAIT_SECONDS: &str = "pinecone_gateway_caller_rate_limit_wait_seconds";
 pub const LIMIT_QUEUE: &str = "pinecone_gateway_rate_limit_waiting_calls";
 pub const LIMIT_KEYS: &str = "pinecone_gateway_rate_limit_keys";
 pub const LIMIT_DEGRADED: &str = "pinecone_gateway_rate_limit_degraded";
@@ -144,6 +148,21 @@ fn cached<H: Clone>(
 
 fn installed() -> bool {
     HANDLE.get().is_some_and(Option::is_some)
+}
+
+/// `s` as a `&'static str`, each distinct string leaked once for the life of the process: for label values from the
+/// configuration (caller names), whose set is bounded by what the configurations ever named.
+pub fn intern(s: &str) -> &'static str {
+    static INTERNED: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> =
+        std::sync::Mutex::new(None);
+    let mut set = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    let set = set.get_or_insert_with(Default::default);
+    if let Some(&known) = set.get(s) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(leaked);
+    leaked
 }
 
 /// The counter `name` with `labels` (at most two), from the per-thread cache.

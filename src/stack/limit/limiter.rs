@@ -52,6 +52,8 @@ pub struct Limiter {
     state: Mutex<State>,
     /// Redis, in redis mode (fixed at start: a reload does not change the mode).
     pub(super) shared: Option<Arc<shared::RedisLimits>>,
+    /// Where calls wait for a turn when fair queuing is on.
+    pub(super) fair: Arc<super::fair::FairQueues>,
 }
 
 pub(super) fn describe(n: &Need, class: OpClass) -> String {
@@ -93,6 +95,7 @@ impl Limiter {
             settings: std::sync::RwLock::new(Arc::new(settings)),
             state: Mutex::new(State::default()),
             shared,
+            fair: Arc::default(),
         })
     }
 

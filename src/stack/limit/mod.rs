@@ -3,7 +3,9 @@
 //!
 //! Each call takes from every bucket that applies to it ([`rates`]: per namespace and per index, in requests,
 //! records or bytes) all or nothing, by reserving the earliest instant at which all of them have room ([`window`]).
-//! It then sleeps until that instant (no polling) and goes on. Calls of one key are served first come, first served.
+//! It then sleeps until that instant (no polling) and goes on. Calls of one key are served first come, first served,
+//! unless the configuration names callers: then they wait in the [`fair`] queue of their limit, and only the call
+//! holding its next turn reserves (priorities, weighted shares, a starvation bound).
 //!
 //! States of a call: *reserved* (waiting for its instant; cancelling the call gives the reservation back),
 //! *released* (sent; it counts in its windows until it slides out), or *rejected* (RESOURCE_EXHAUSTED with retry
@@ -22,6 +24,7 @@
 //! sends the call, and tells the turn how it went ([`Granted`]); `rates.rs` is the table of Pinecone's limits and
 //! `window.rs` one bucket's sliding window.
 
+pub mod fair;
 mod limiter;
 pub mod rates;
 pub mod shared;
@@ -59,6 +62,11 @@ pub struct LimitSettings {
     pub share: u64,
     /// Shared limits in Redis; the local buckets (divided by `share`) are the fallback.
     pub redis: Option<shared::RedisSettings>,
+    /// Calls wait for a limit in the [`fair`] queue (priorities, weighted shares) rather than first come, first
+    /// served: on when the configuration names callers (`[callers]`).
+    pub fair_queuing: bool,
+    /// In the fair queue, a call that has waited this long goes next whatever its priority.
+    pub max_batch_starvation: Duration,
 }
 
 impl Default for LimitSettings {
@@ -73,6 +81,8 @@ impl Default for LimitSettings {
             max_keys: 100_000,
             share: 1,
             redis: None,
+            fair_queuing: false,
+            max_batch_starvation: Duration::from_secs(2),
         }
     }
 }
@@ -185,11 +195,106 @@ async fn shared_turn(
         }
     };
     if waited && matches!(turn, SharedTurn::Go(_)) {
-        metrics::counter!(m::LIMIT_WAITS, "class" => sc.class.name()).increment(1);
-        metrics::histogram!(m::LIMIT_WAIT_SECONDS, "class" => sc.class.name())
-            .record(started.elapsed().as_secs_f64());
+        record_wait(sc.class, call, started);
     }
     turn
+}
+
+/// A call that waited for its turn (held back, queued or asleep, not the time it took to take one): counted by
+/// class, and by caller and priority.
+fn record_wait(class: OpClass, call: &UpstreamCall, started: Instant) {
+    let waited = started.elapsed().as_secs_f64();
+    m::counter(m::LIMIT_WAITS, &[("class", class.name())]).increment(1);
+    m::histogram(m::LIMIT_WAIT_SECONDS, &[("class", class.name())]).record(waited);
+    let caller = &call.ctx.caller;
+    let labels = [
+        ("caller", caller.label),
+        ("priority", caller.priority.name()),
+    ];
+    m::counter(m::CALLER_LIMIT_WAITS, &labels).increment(1);
+    m::histogram(m::CALLER_LIMIT_WAIT_SECONDS, &labels).record(waited);
+}
+
+/// A call refused by the limiter: counted by class, and by caller as a refusal by Pinecone's limits.
+fn record_rejection(class: OpClass, call: &UpstreamCall) {
+    m::counter(m::LIMIT_REJECTIONS, &[("class", class.name())]).increment(1);
+    m::counter(
+        m::CALLER_REFUSALS,
+        &[("caller", call.ctx.caller.label), ("reason", "limit")],
+    )
+    .increment(1);
+}
+
+/// The fair queue of the limit a call waits for, when fair queuing is on.
+struct Gate<'a> {
+    limiter: &'a Limiter,
+    key: fair::QueueKey,
+    settings: Arc<LimitSettings>,
+}
+
+impl<'a> Gate<'a> {
+    fn of(limiter: &'a Limiter, call: &UpstreamCall) -> Option<Gate<'a>> {
+        let settings = limiter.settings();
+        if !settings.fair_queuing {
+            return None;
+        }
+        let class = OpClass::of(&call.op);
+        let index = if class == OpClass::ControlPlane {
+            String::new()
+        } else {
+            call.index.clone()
+        };
+        Some(Gate {
+            limiter,
+            key: fair::QueueKey { index, class },
+            settings,
+        })
+    }
+
+    /// Waits in the queue for the turn, until the caller's deadline (less `expected_upstream`) or the queue limit.
+    async fn turn(&self, call: &UpstreamCall) -> Result<fair::Turn, Rejection> {
+        let s = &self.settings;
+        let give_up_at = (call.deadline.checked_sub(s.expected_upstream))
+            .unwrap_or(call.deadline)
+            .min(Instant::now() + s.max_queue_wait);
+        let caller = &call.ctx.caller;
+        let limit = if self.key.index.is_empty() {
+            format!("{} calls of the project", self.key.class.name())
+        } else {
+            format!(
+                "{} calls to index `{}`",
+                self.key.class.name(),
+                self.key.index
+            )
+        };
+        self.limiter
+            .fair
+            .turn(
+                self.key.clone(),
+                caller,
+                give_up_at,
+                s.max_queue_len,
+                s.max_batch_starvation,
+            )
+            .await
+            .map_err(|e| match e {
+                fair::NoTurn::Full { waiting } => Rejection {
+                    message: format!(
+                        "rate limit: {waiting} calls already wait their turn for {limit} (limits.max_queue_len)"
+                    ),
+                    retry_after: Duration::from_secs(1),
+                },
+                fair::NoTurn::GaveUp { ahead } => Rejection {
+                    message: format!(
+                        "rate limit: {ahead} calls of priority {} or higher waited ahead of this one for {limit}; \
+                         its turn did not come before its deadline or the gateway's {} ms queue limit",
+                        caller.priority.name(),
+                        s.max_queue_wait.as_millis()
+                    ),
+                    retry_after: Duration::from_secs(1),
+                },
+            })
+    }
 }
 
 /// The layer.
@@ -267,10 +372,23 @@ impl Granted {
 /// share decides then).
 async fn shared_grant(
     limiter: &Limiter,
+    gate: Option<&Gate<'_>>,
     call: &UpstreamCall,
 ) -> Option<Result<Granted, CallError>> {
     let shared = limiter.shared.clone()?;
     let sc = limiter.shared_buckets(&shared, call)?;
+    // This replica's waiting calls take Redis's turns in priority order; across replicas, Redis serves them as they
+    // come (README, "Callers").
+    let _turn = match gate {
+        Some(gate) => match gate.turn(call).await {
+            Ok(turn) => Some(turn),
+            Err(r) => {
+                record_rejection(sc.class, call);
+                return Some(Err(CallError::Limited(r)));
+            }
+        },
+        None => None,
+    };
     match shared_turn(limiter, &shared, &sc, call).await {
         SharedTurn::Go(guarded) => Some(Ok(Granted::Shared {
             guarded,
@@ -278,40 +396,55 @@ async fn shared_grant(
             keys: sc.buckets.into_iter().map(|b| b.key).collect(),
         })),
         SharedTurn::Refused(r) => {
-            metrics::counter!(m::LIMIT_REJECTIONS, "class" => sc.class.name()).increment(1);
+            record_rejection(sc.class, call);
             Some(Err(CallError::Limited(r)))
         }
         SharedTurn::Degraded => None,
     }
 }
 
-/// This process's windows (divided by the static share in `static-share` mode and when Redis is down).
-async fn local_grant(limiter: &Arc<Limiter>, call: &UpstreamCall) -> Result<Granted, CallError> {
+/// This process's windows (divided by the static share in `static-share` mode and when Redis is down), through the
+/// fair queue when it is on: the call holds the queue's turn from its reservation until it is sent, and gives it up
+/// while its namespace holds back.
+async fn local_grant(
+    limiter: &Arc<Limiter>,
+    gate: Option<&Gate<'_>>,
+    call: &UpstreamCall,
+) -> Result<Granted, CallError> {
     let class = OpClass::of(&call.op);
     let started = Instant::now();
     let waiting = WaitingGauge::new();
     let mut held_back = false;
     let reject = |r: Rejection| {
-        metrics::counter!(m::LIMIT_REJECTIONS, "class" => class.name()).increment(1);
+        record_rejection(class, call);
         CallError::Limited(r)
     };
+    let mut turn: Option<fair::Turn> = None;
+    let mut queued = false;
     let permit = loop {
+        if let Some(gate) = gate
+            && turn.is_none()
+        {
+            let t = gate.turn(call).await.map_err(reject)?;
+            queued |= t.queued;
+            turn = Some(t);
+        }
         match limiter.reserve(call) {
             Decision::Go(p) => break p,
             Decision::HoldBack(until) => {
                 held_back = true;
+                turn = None;
                 tokio::time::sleep_until(until).await
             }
             Decision::Reject(r) => return Err(reject(r)),
         }
     };
     let (sent, slept) = permit.ready(class).await.map_err(reject)?;
+    drop(turn);
     drop(waiting);
-    // A wait is a call that was held back or slept for its turn, not the time it took to take one.
-    if held_back || slept {
-        metrics::counter!(m::LIMIT_WAITS, "class" => class.name()).increment(1);
-        metrics::histogram!(m::LIMIT_WAIT_SECONDS, "class" => class.name())
-            .record(started.elapsed().as_secs_f64());
+    // A wait is a call that was held back, queued or slept for its turn, not the time it took to take one.
+    if held_back || slept || queued {
+        record_wait(class, call, started);
     }
     Ok(Granted::Local {
         sent,
@@ -324,9 +457,10 @@ impl<S: Inner> Handle for Limit<S> {
         let limiter = self.limiter.clone();
         let inner = self.inner.clone();
         Box::pin(async move {
-            let granted = match shared_grant(&limiter, &call).await {
+            let gate = Gate::of(&limiter, &call);
+            let granted = match shared_grant(&limiter, gate.as_ref(), &call).await {
                 Some(granted) => granted?,
-                None => local_grant(&limiter, &call).await?,
+                None => local_grant(&limiter, gate.as_ref(), &call).await?,
             };
             let result = inner.send(call).await;
             granted.answered(&result).await;

@@ -364,3 +364,76 @@ async fn a_turn_that_is_now_is_not_slept_for() {
         assert_eq!(seen, [start]);
     }
 }
+
+fn fetch_by(caller: &'static str, priority: crate::call::Priority) -> UpstreamCall {
+    UpstreamCall {
+        ctx: Arc::new(crate::call::CallContext {
+            caller: crate::call::Caller {
+                label: caller,
+                priority,
+                weight: 1,
+            },
+            ..Default::default()
+        }),
+        ..fetch("", 60_000)
+    }
+}
+
+/// 30 batch fetches queue for a limit of 10/s, then one interactive fetch arrives: when it reaches Pinecone, in ms.
+async fn interactive_behind_batch(fair_queuing: bool) -> u128 {
+    use crate::call::Priority;
+    let (svc, rec) = service(LimitSettings {
+        fair_queuing,
+        ..settings(
+            OpClass::Fetch,
+            ClassRates {
+                index_requests: Some(10),
+                ..Default::default()
+            },
+        )
+    });
+    let start = Instant::now();
+    let mut calls: Vec<_> = (0..30)
+        .map(|_| tokio::spawn(svc.clone().oneshot(fetch_by("backfill", Priority::Batch))))
+        .collect();
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    calls.push(tokio::spawn(
+        svc.clone()
+            .oneshot(fetch_by("search", Priority::Interactive)),
+    ));
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    let arrivals = rec.arrivals();
+    assert_eq!(arrivals.len(), 31);
+    let (at, _) = arrivals
+        .iter()
+        .find(|(_, c)| c.ctx.caller.label == "search")
+        .unwrap();
+    (*at - start).as_millis()
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_callers_an_interactive_call_overtakes_queued_batch_calls() {
+    // First come, first served: behind all 30.
+    assert_eq!(interactive_behind_batch(false).await, 3000);
+    // Fair queuing: behind only the batch call already holding the next turn.
+    assert_eq!(interactive_behind_batch(true).await, 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fair_queuing_keeps_the_exact_rate() {
+    let (svc, rec) = service(LimitSettings {
+        fair_queuing: true,
+        ..settings(
+            OpClass::Fetch,
+            ClassRates {
+                index_requests: Some(10),
+                ..Default::default()
+            },
+        )
+    });
+    assert_ten_per_second(svc, rec).await;
+}

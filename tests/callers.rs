@@ -1,0 +1,210 @@
+//! Callers (`[callers.NAME]`): a quota refusal never waits and never reaches Pinecone, an interactive caller's call
+//! overtakes a batch caller's calls waiting for the same limit, `x-priority` is held to the caller's `max_priority`,
+//! and calls, refusals and waits are counted per caller and priority.
+mod common;
+use common::*;
+use pinecone_gateway::pb::pinecone as p;
+use std::sync::{Arc, Mutex};
+use tonic::Code;
+
+fn fetch_as(caller: &str, priority: Option<&str>, id: &str) -> tonic::Request<p::FetchRequest> {
+    let mut r = req(p::FetchRequest {
+        ids: vec![id.into()],
+        namespace: String::new(),
+    });
+    r.metadata_mut().insert("x-caller", caller.parse().unwrap());
+    if let Some(level) = priority {
+        r.metadata_mut()
+            .insert("x-priority", level.parse().unwrap());
+    }
+    r
+}
+
+/// A series of the gateway's `/metrics`, e.g. `caller_calls_total{caller="search",priority="default"}`.
+async fn series(env: &Env, name: &str) -> f64 {
+    let metrics = scrape(env.gateway.as_ref().unwrap().admin_addr.unwrap()).await;
+    metric(&metrics, &format!("pinecone_gateway_{name}"))
+}
+
+#[tokio::test]
+async fn a_quota_refusal_is_immediate_names_the_quota_and_never_reaches_pinecone() {
+    let env = Env::start_with(EnvOptions {
+        default_index: Some(INDEX.into()),
+        config: Some(
+            "[callers.search]\nrequests_per_second = 1\nburst = 2\n\
+             [callers.backfill]\npriority = \"batch\"\n[callers.backfill.classes.fetch]\nrequests_per_second = 1\n"
+                .into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let mut v = env.vectors();
+    for i in 0..2 {
+        v.fetch(fetch_as("search", None, &format!("a{i}")))
+            .await
+            .unwrap();
+    }
+    let before = env.emulator.total_requests();
+    let started = std::time::Instant::now();
+    let e = v.fetch(fetch_as("search", None, "a3")).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+    assert!(
+        e.message().contains("callers.search.requests_per_second")
+            && e.message().contains("1 calls per second"),
+        "{}",
+        e.message()
+    );
+    let pushback: u64 = e
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1000).contains(&pushback), "{pushback}");
+    // Refused without waiting for the quota (its next call is ~1 s away).
+    assert!(started.elapsed() < std::time::Duration::from_millis(900));
+    assert_eq!(
+        env.emulator.total_requests(),
+        before,
+        "a refused call reached Pinecone"
+    );
+    // Per class: the backfill's fetches are limited, its stats calls are not; unknown callers have no quota.
+    v.fetch(fetch_as("backfill", None, "b1")).await.unwrap();
+    let e = v.fetch(fetch_as("backfill", None, "b2")).await.unwrap_err();
+    assert!(
+        e.message().contains("callers.backfill.classes.fetch"),
+        "{}",
+        e.message()
+    );
+    for i in 0..5 {
+        v.fetch(fetch_as("someone-else", None, &format!("c{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        series(
+            &env,
+            "caller_refusals_total{caller=\"search\",reason=\"quota\"}"
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        series(
+            &env,
+            "caller_calls_total{caller=\"search\",priority=\"default\"}"
+        )
+        .await,
+        3.0
+    );
+    assert_eq!(
+        series(
+            &env,
+            "caller_calls_total{caller=\"other\",priority=\"default\"}"
+        )
+        .await,
+        5.0,
+        "callers not configured share the label `other`"
+    );
+}
+
+#[tokio::test]
+async fn x_priority_is_held_to_the_callers_max_priority() {
+    let env = Env::start_with(EnvOptions {
+        default_index: Some(INDEX.into()),
+        config: Some(
+            "[callers.backfill]\npriority = \"batch\"\nmax_priority = \"default\"\n".into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let mut v = env.vectors();
+    let before = env.emulator.total_requests();
+    let e = v
+        .fetch(fetch_as("backfill", Some("interactive"), "a"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(
+        e.message().contains("callers.backfill.max_priority"),
+        "{}",
+        e.message()
+    );
+    let e = v
+        .fetch(fetch_as("backfill", Some("urgent"), "a"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("x-priority"), "{}", e.message());
+    assert_eq!(env.emulator.total_requests(), before);
+    v.fetch(fetch_as("backfill", Some("default"), "a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        series(
+            &env,
+            "caller_calls_total{caller=\"backfill\",priority=\"default\"}"
+        )
+        .await,
+        1.0
+    );
+}
+
+/// 12 batch fetches queue for a limit of 4/s, then one interactive fetch: the order in which the calls end.
+async fn finish_order(config: &str) -> Vec<String> {
+    let env = Env::start_with(EnvOptions {
+        default_index: Some(INDEX.into()),
+        config: Some(format!(
+            "[limits.rates.fetch]\nindex_requests_per_second = 4\n[coalescing]\nfetch = false\n{config}"
+        )),
+        ..Default::default()
+    })
+    .await;
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (mut v, done) = (env.vectors(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            v.fetch(fetch_as("backfill", None, &format!("b{i}")))
+                .await
+                .unwrap();
+            done.lock().unwrap().push("backfill".to_string());
+        }));
+    }
+    // The first window's four are through: the rest wait for the limit.
+    while env.emulator.arrivals(INDEX, "fetch").len() < 4 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (mut v, d) = (env.vectors(), done.clone());
+    tasks.push(tokio::spawn(async move {
+        v.fetch(fetch_as("search", None, "s")).await.unwrap();
+        d.lock().unwrap().push("search".to_string());
+    }));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn an_interactive_caller_overtakes_a_batch_callers_waiting_calls() {
+    let callers =
+        "[callers.search]\npriority = \"interactive\"\n[callers.backfill]\npriority = \"batch\"\n";
+    let order = finish_order(callers).await;
+    let at = order.iter().position(|c| c == "search").unwrap();
+    // Behind the first window's four and at most the one batch call holding the next turn (and its window-mates).
+    assert!(
+        at <= 8,
+        "the interactive call ended {}th of 13: {order:?}",
+        at + 1
+    );
+    // Without callers, first come, first served: it ends last.
+    let order = finish_order("").await;
+    assert_eq!(
+        order.iter().position(|c| c == "search"),
+        Some(12),
+        "{order:?}"
+    );
+}
