@@ -152,12 +152,15 @@ async fn x_priority_is_held_to_the_callers_max_priority() {
     );
 }
 
+const CALLERS: &str =
+    "[callers.search]\npriority = \"interactive\"\n[callers.backfill]\npriority = \"batch\"\n";
+
 /// 12 batch fetches queue for a limit of 4/s, then one interactive fetch: the order in which the calls end.
-async fn finish_order(config: &str) -> Vec<String> {
+async fn finish_order(limits: &str, callers: &str) -> Vec<String> {
     let env = Env::start_with(EnvOptions {
         default_index: Some(INDEX.into()),
         config: Some(format!(
-            "[limits.rates.fetch]\nindex_requests_per_second = 4\n[coalescing]\nfetch = false\n{config}"
+            "[limits]\n{limits}[limits.rates.fetch]\nindex_requests_per_second = 4\n[coalescing]\nfetch = false\n{callers}"
         )),
         ..Default::default()
     })
@@ -192,7 +195,7 @@ async fn finish_order(config: &str) -> Vec<String> {
 async fn an_interactive_caller_overtakes_a_batch_callers_waiting_calls() {
     let callers =
         "[callers.search]\npriority = \"interactive\"\n[callers.backfill]\npriority = \"batch\"\n";
-    let order = finish_order(callers).await;
+    let order = finish_order("", CALLERS).await;
     let at = order.iter().position(|c| c == "search").unwrap();
     // Behind the first window's four and at most the one batch call holding the next turn (and its window-mates).
     assert!(
@@ -201,10 +204,38 @@ async fn an_interactive_caller_overtakes_a_batch_callers_waiting_calls() {
         at + 1
     );
     // Without callers, first come, first served: it ends last.
-    let order = finish_order("").await;
+    let order = finish_order("", "").await;
     assert_eq!(
         order.iter().position(|c| c == "search"),
         Some(12),
+        "{order:?}"
+    );
+}
+
+/// Redis mode, as the README's "Callers" says: the replica orders its own waiting calls by priority before they ask
+/// Redis for a turn; without callers, Redis's turns go first come, first served.
+#[tokio::test]
+async fn in_redis_mode_a_replica_still_serves_its_interactive_calls_first() {
+    let url = std::env::var("PINECONE_GATEWAY_TEST_REDIS_URL").expect(
+        "PINECONE_GATEWAY_TEST_REDIS_URL names a running redis-server (./scripts/test starts one)",
+    );
+    let redis = |prefix: &str| {
+        format!(
+            "mode = \"redis\"\n[limits.redis]\nurl = \"{url}\"\nkey_prefix = \"{prefix}-{}-{}\"\ntimeout_ms = 500\n",
+            std::process::id(),
+            rand::random::<u32>()
+        )
+    };
+    let order = finish_order(&redis("callers"), CALLERS).await;
+    let at = order.iter().position(|c| c == "search").unwrap();
+    assert!(
+        at <= 8,
+        "the interactive call ended {}th of 13: {order:?}",
+        at + 1
+    );
+    let order = finish_order(&redis("fifo"), "").await;
+    assert!(
+        order.iter().position(|c| c == "search").unwrap() >= 11,
         "{order:?}"
     );
 }
