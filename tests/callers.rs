@@ -193,8 +193,6 @@ async fn finish_order(limits: &str, callers: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn an_interactive_caller_overtakes_a_batch_callers_waiting_calls() {
-    let callers =
-        "[callers.search]\npriority = \"interactive\"\n[callers.backfill]\npriority = \"batch\"\n";
     let order = finish_order("", CALLERS).await;
     let at = order.iter().position(|c| c == "search").unwrap();
     // Behind the first window's four and at most the one batch call holding the next turn (and its window-mates).
@@ -238,4 +236,46 @@ async fn in_redis_mode_a_replica_still_serves_its_interactive_calls_first() {
         order.iter().position(|c| c == "search").unwrap() >= 11,
         "{order:?}"
     );
+}
+
+/// Load shedding keeps room for higher priorities: batch calls may hold at most 80% of the gateway's places.
+#[tokio::test]
+async fn batch_calls_cannot_fill_the_gateway_and_shed_interactive_ones() {
+    let env = Env::start_with(EnvOptions {
+        default_index: Some(INDEX.into()),
+        config: Some(format!(
+            "[server]\nmax_concurrent_calls = 10\n[limits.rates.fetch]\nindex_requests_per_second = 1\n\
+             [coalescing]\nfetch = false\n{CALLERS}"
+        )),
+        ..Default::default()
+    })
+    .await;
+    // The window's one fetch is spent: every batch call below waits in the gateway.
+    env.vectors()
+        .fetch(fetch_as("search", None, "first"))
+        .await
+        .unwrap();
+    let mut batch = Vec::new();
+    for i in 0..10 {
+        let mut v = env.vectors();
+        let mut r = fetch_as("backfill", None, &format!("b{i}"));
+        r.set_timeout(std::time::Duration::from_secs(3));
+        batch.push(tokio::spawn(async move { v.fetch(r).await }));
+    }
+    // Eight hold places (80% of 10); the other two are shed at once.
+    while batch.iter().filter(|t| t.is_finished()).count() < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let interactive = env.vectors().fetch(fetch_as("search", None, "s")).await;
+    assert!(interactive.is_ok(), "{interactive:?}");
+    let mut shed = 0;
+    for t in batch {
+        if let Err(e) = t.await.unwrap()
+            && e.message().contains("all that batch calls may take")
+        {
+            assert_eq!(e.code(), Code::ResourceExhausted);
+            shed += 1;
+        }
+    }
+    assert_eq!(shed, 2);
 }

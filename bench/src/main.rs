@@ -5,6 +5,7 @@
 //!   bench limiter      # (c) upstream rate vs. the limit under 10x overload: the busiest second, 429s
 //!   bench coalescing   # (d) records/s of 200 one-ID callers under 100 fetch/s, on vs. off
 //!   bench shared       # (f) Redis round trips; three replicas' combined rate and busiest second (needs redis-server)
+//!   bench callers      # a batch caller at 10x a fetch limit beside an interactive one: its wait, priorities off vs on
 //!   bench all --json bench/results/DATE.json
 //!
 //! The process under test is pinned to CPU 0; load generators and the upstream to CPU 1.
@@ -14,6 +15,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod callers;
 mod floor;
 mod proxies;
 
@@ -70,6 +72,8 @@ enum Scenario {
     Limiter,
     Coalescing,
     Shared,
+    /// A batch caller at 10x an index's fetch limit and an interactive caller at 10%: priorities off vs on.
+    Callers,
     /// A 1,000 x 1,536 upsert through the gateway alone: CPU per call, or with `--heaptrack` bytes allocated.
     UpsertLarge,
     All,
@@ -552,6 +556,9 @@ async fn scenarios(args: Args) -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Shared {
         results.push(shared(&args).await?);
+    }
+    if all || args.scenario == Scenario::Callers {
+        results.push(callers::run(&args).await?);
     }
     for r in &results {
         print_table(r);

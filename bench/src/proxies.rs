@@ -171,6 +171,9 @@ impl Target {
                 "te: trailers".into(),
                 "-H".into(),
                 format!("pinecone-index: {index}"),
+                // Names the caller to the gateway (the callers arm configures it; elsewhere it is `other`).
+                "-H".into(),
+                "x-caller: bench".into(),
                 url.clone(),
             ],
         }
@@ -510,6 +513,14 @@ const GW_H2: &str =
 const LIMITS_NOT_BINDING: &str = "[limits.rates]\n\
     fetch = { index_requests_per_second = 1000000 }\n\
     upsert = { namespace_requests_per_second = 1000000, namespace_bytes_per_second = 1000000000000 }\n";
+/// The same, with the load generator a configured caller: a quota checked on every call (never binding) and the
+/// fair queue in front of every limit.
+const CALLERS_NOT_BINDING: &str = "[limits.rates]\n\
+    fetch = { index_requests_per_second = 1000000 }\n\
+    upsert = { namespace_requests_per_second = 1000000, namespace_bytes_per_second = 1000000000000 }\n\
+    [callers.bench]\npriority = \"interactive\"\nrequests_per_second = 100000000\n";
+
+const GW_CALLERS: &str = "gateway, limits, coalescing and ordering on, a configured caller (quota, fair queue), a log line per call";
 
 /// Starts the gateway on CPU 0 with JSON logs at `level`; it and the address it serves gRPC on. Its logs are read
 /// and thrown away, so it never blocks on a full pipe.
@@ -771,6 +782,7 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
             LIMITS_NOT_BINDING,
             "info",
         ),
+        (GW_CALLERS, CALLERS_NOT_BINDING, "info"),
     ] {
         let file = plan.dir.join("gateway.toml");
         std::fs::write(&file, config)?;
@@ -785,10 +797,17 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
         )?;
     }
 
+    // An arm by its name, else by the start of it ("floor" is the HTTP/1.1 floor).
     let find = |arm: &str, workload: &str| {
-        results.iter().find(|a| {
-            a["arm"].as_str().is_some_and(|n| n.starts_with(arm)) && a["workload"] == workload
-        })
+        let of = |exact: bool| {
+            results.iter().find(move |a| {
+                a["arm"]
+                    .as_str()
+                    .is_some_and(|n| if exact { n == arm } else { n.starts_with(arm) })
+                    && a["workload"] == workload
+            })
+        };
+        of(true).or_else(|| of(false))
     };
     let get =
         |arm: &str, workload: &str, key: &str| find(arm, workload).and_then(|x| x[key].as_f64());
@@ -803,7 +822,7 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
     let p99 = |arm: &str| find(arm, FETCH).and_then(|x| x["at_rate"]["p99_us"].as_f64());
     const GW: &str = "gateway, limits and coalescing off, logs at warn";
     const GW_LOGS: &str = "gateway, limits and coalescing off, a log line per call";
-    const GW_ALL: &str = "gateway, limits, coalescing";
+    const GW_ALL: &str = "gateway, limits, coalescing and ordering on, a log line per call";
     const FETCH: &str = "fetch 1 ID";
     const UPSERT: &str = "upsert 100 x 1536";
     // Bodies, configurations and h2load's per-request logs; kept when the run fails, to look at.
@@ -819,6 +838,8 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
         "upsert_cpu_per_call_vs_floor_both_http2": ratio(GW_H2, FLOOR_H2, UPSERT, "load_cpu_us_per_call"),
         "fetch_cpu_per_call_with_logs_vs_nginx_with_logs": ratio(GW_LOGS, "nginx + access log", FETCH, "load_cpu_us_per_call"),
         "fetch_cpu_per_call_everything_on_vs_floor": ratio(GW_ALL, "floor", FETCH, "load_cpu_us_per_call"),
+        "fetch_cpu_per_call_callers_vs_everything_on": ratio(GW_CALLERS, GW_ALL, FETCH, "load_cpu_us_per_call"),
+        "fetch_cpu_us_per_call_callers_minus_everything_on": minus(get(GW_CALLERS, FETCH, "load_cpu_us_per_call"), get(GW_ALL, FETCH, "load_cpu_us_per_call")),
         "fetch_serial_minus_floor_us": minus(get(GW, FETCH, "serial_mean_us"), get("floor", FETCH, "serial_mean_us")),
         "fetch_serial_minus_straight_us": minus(get(GW, FETCH, "serial_mean_us"), get("straight", FETCH, "serial_mean_us")),
         "fetch_added_p99_us_at_rate": minus(p99(GW), p99("straight")),

@@ -57,8 +57,8 @@ fn proxies_measures_every_arm_and_workload() {
     }
     let r = run("proxies");
     let arms = r["arms"].as_array().unwrap();
-    // 9 arms × 2 workloads.
-    assert_eq!(arms.len(), 18, "{r}");
+    // 10 arms × 2 workloads.
+    assert_eq!(arms.len(), 20, "{r}");
     for a in arms {
         assert!(a["load_calls_per_second"].as_f64().unwrap() > 0.0, "{a}");
         assert!(a["serial_mean_us"].as_f64().unwrap() > 0.0, "{a}");
@@ -135,4 +135,17 @@ fn upsert_large_measures_cpu_per_call() {
     let r = run("upsert-large");
     assert!(r["calls"].as_u64().unwrap() > 0, "{r}");
     assert!(r["cpu_ms_per_call"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[test]
+fn callers_measures_both_callers_with_priorities_off_and_on() {
+    let r = run("callers");
+    for mode in ["priorities_off", "priorities_on"] {
+        let m = &r[mode];
+        assert!(
+            m["interactive_latency"]["count"].as_u64().unwrap() > 0,
+            "{r}"
+        );
+        assert!(m["batch_ok_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    }
 }

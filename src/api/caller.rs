@@ -100,7 +100,7 @@ impl Default for Callers {
 
 /// Who makes a call: its name as it came, and what the configuration gives it.
 pub struct Identified {
-    /// As the caller named itself (for the log line).
+    /// As the caller named itself (for the log line; taken by it).
     pub name: String,
     pub caller: Caller,
     policy: Option<Arc<Policy>>,
@@ -111,6 +111,11 @@ impl Callers {
         Callers {
             policies: Reloadable::new(build(settings, &HashMap::new())),
         }
+    }
+
+    /// Whether the configuration names any caller (priorities then shape queues and load shedding).
+    pub fn configured(&self) -> bool {
+        !self.policies.get().is_empty()
     }
 
     /// New policies for calls from now on; quotas whose numbers did not change keep their state.
@@ -196,13 +201,13 @@ impl Identified {
                 GatewayError::Quota {
                     message: format!(
                         "caller `{}` is over its quota of {} {what} per second (burst {}; {}); nothing was sent",
-                        self.name,
+                        policy.label,
                         limit.quota.requests_per_second,
                         limit.quota.burst,
                         if what == "calls" {
-                            format!("callers.{}.requests_per_second", self.name)
+                            format!("callers.{}.requests_per_second", policy.label)
                         } else {
-                            format!("callers.{}.classes.{}", self.name, class.name())
+                            format!("callers.{}.classes.{}", policy.label, class.name())
                         }
                     ),
                     retry_after,

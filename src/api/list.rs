@@ -54,6 +54,7 @@ impl ListService for ListApi {
                 .gw
                 .callers
                 .identify(token.map(|t| t.name.as_str()), req.metadata())?;
+            self.gw.shed_for(&who.caller)?;
             v::namespace("namespace", &r.namespace)?;
             v::limit("page_size", r.page_size, v::MAX_LIST_LIMIT)?;
             if let Some(prefix) = &r.prefix {
@@ -65,11 +66,11 @@ impl ListService for ListApi {
             who.take_quota(crate::stack::limit::rates::OpClass::List)?;
             Ok((place, index, who))
         })();
-        let (place, index, who) = match started {
+        let (place, index, mut who) = match started {
             Ok(ok) => ok,
             Err(e) => return record.finish::<PageStream>(Err(e)),
         };
-        record.set_caller(&who);
+        record.set_caller(&mut who);
         record.index = index.clone();
         let ctx = record.ctx.clone();
         let r = req.into_inner();

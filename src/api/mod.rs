@@ -57,6 +57,15 @@ pub enum GatewayError {
         message: String,
         retry_after: Duration,
     },
+    /// Calls of this priority hold their share of `server.max_concurrent_calls` already.
+    #[error(
+        "the gateway is serving its maximum of {max} concurrent calls for {priority} calls ({share_percent}%)"
+    )]
+    OverloadedFor {
+        priority: &'static str,
+        share_percent: usize,
+        max: usize,
+    },
     /// Pinecone answered with a shape that does not fit the operation.
     #[error("unexpected answer from Pinecone for {0}")]
     UnexpectedReply(&'static str),
@@ -163,6 +172,26 @@ impl Gateway {
         })
     }
 
+    /// With callers configured, lower priorities may not fill the gateway: batch calls may hold at most 80% of
+    /// `server.max_concurrent_calls`, default calls 90%, so that a flood of them never sheds interactive calls.
+    pub(crate) fn shed_for(&self, caller: &crate::call::Caller) -> Result<(), GatewayError> {
+        use crate::call::Priority;
+        let share_percent = match caller.priority {
+            _ if !self.callers.configured() => return Ok(()),
+            Priority::Interactive => return Ok(()),
+            Priority::Default => 90,
+            Priority::Batch => 80,
+        };
+        if self.calls_in_progress() * 100 > self.max_in_flight * share_percent {
+            return Err(GatewayError::OverloadedFor {
+                priority: caller.priority.name(),
+                share_percent,
+                max: self.max_in_flight,
+            });
+        }
+        Ok(())
+    }
+
     /// The path every RPC takes: validate and build the operation, route, call, convert, log, map errors.
     pub(crate) async fn handle<Req, Resp>(
         &self,
@@ -181,8 +210,9 @@ impl Gateway {
         let result = async {
             let _place = self.admit()?;
             let token = self.auth.authenticate(&md)?;
-            let who = self.callers.identify(token.map(|t| t.name.as_str()), &md)?;
-            record.set_caller(&who);
+            let mut who = self.callers.identify(token.map(|t| t.name.as_str()), &md)?;
+            record.set_caller(&mut who);
+            self.shed_for(&who.caller)?;
             let (target, op) = build(message)?;
             who.take_quota(crate::stack::limit::rates::OpClass::of(&op))?;
             record.index = match target {

@@ -35,8 +35,8 @@ impl CallRecord {
     }
 
     /// Who makes the call: named in the log line, counted by label and priority, and carried to the limiter.
-    pub fn set_caller(&mut self, who: &super::caller::Identified) {
-        self.caller = who.name.clone();
+    pub fn set_caller(&mut self, who: &mut super::caller::Identified) {
+        self.caller = std::mem::take(&mut who.name);
         // Before the call is sent, this record holds the only reference to its context.
         if let Some(ctx) = std::sync::Arc::get_mut(&mut self.ctx) {
             ctx.caller = who.caller.clone();

@@ -32,6 +32,18 @@ pub fn to_status(err: GatewayError) -> Status {
             ),
             Duration::from_millis(100),
         ),
+        GatewayError::OverloadedFor {
+            priority,
+            share_percent,
+            max,
+        } => throttled(
+            format!(
+                "the gateway is serving {share_percent}% of its maximum of {max} concurrent calls \
+                 (server.max_concurrent_calls), all that {priority} calls may take; the rest is kept for higher \
+                 priorities"
+            ),
+            Duration::from_millis(100),
+        ),
         GatewayError::Call(CallError::Limited(r)) => throttled(r.to_string(), r.retry_after),
         GatewayError::Quota {
             message,

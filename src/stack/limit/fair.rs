@@ -32,8 +32,10 @@ pub struct QueueKey {
 /// Why a call got no turn.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NoTurn {
-    /// `max_queue_len` calls wait already.
+    /// `max_queue_len` calls wait already, none of a lower priority.
     Full { waiting: usize },
+    /// The queue was full and a call of a higher priority took this one's place.
+    Displaced,
     /// It waited until `give_up_at` (its deadline, or the queue limit) behind this many calls.
     GaveUp { ahead: usize },
 }
@@ -52,7 +54,16 @@ struct Waiter {
     priority: Priority,
     tag: f64,
     since: Instant,
-    tx: oneshot::Sender<()>,
+    tx: oneshot::Sender<Answer>,
+}
+
+/// What a queued call is told.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    /// The turn is the call's; `pace_from` as in [`Turn::pace_from`].
+    Turn { pace_from: Option<Instant> },
+    /// A call of a higher priority took its place in a full queue.
+    Displaced,
 }
 
 /// Every key's queue. Keys exist only while held, so memory follows the calls waiting.
@@ -74,15 +85,30 @@ impl Default for FairQueues {
 pub struct Turn {
     /// Whether the call waited in the queue for it.
     pub queued: bool,
+    /// When the previous holder, which had waited for the limit, was due to be sent: the limit layer paces this
+    /// call's request one spacing of the limit after it, so that while the limit binds, turns come evenly rather than
+    /// in the bursts in which a sliding window frees them (and a newly arrived higher priority never waits long for
+    /// one). Counted from when it was due, not from when it woke, so that timer delays do not add up. None when the
+    /// limit did not bind.
+    pub pace_from: Option<Instant>,
+    /// Set by [`Turn::bound`]: when this holder, which waited for the limit, was due to be sent.
+    due: Option<Instant>,
     queues: Arc<FairQueues>,
     key: Option<QueueKey>,
     max_starvation: Duration,
 }
 
+impl Turn {
+    /// Says that this holder had to wait for the limit (it binds), and when it was due: the next holder is paced.
+    pub fn bound(&mut self, due: Instant) {
+        self.due = Some(due);
+    }
+}
+
 impl Drop for Turn {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.queues.hand_on(key, self.max_starvation);
+            self.queues.hand_on(key, self.max_starvation, self.due);
         }
     }
 }
@@ -94,12 +120,14 @@ struct Queued<'a> {
     key: &'a QueueKey,
     seq: u64,
     max_starvation: Duration,
-    served: bool,
+    rx: oneshot::Receiver<Answer>,
+    /// The call has read its answer (turn or displacement) and acted on it.
+    answered: bool,
 }
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        if self.served {
+        if self.answered {
             return;
         }
         let mut keys = self.queues.lock();
@@ -108,9 +136,14 @@ impl Drop for Queued<'_> {
             Some(q.waiting.remove(at))
         });
         drop(keys);
-        if queued.is_none() {
-            // Not queued any more: the turn was handed to this call as it gave up.
-            self.queues.hand_on(self.key.clone(), self.max_starvation);
+        // Not queued any more: its answer was sent under the lock just taken, so it is here to read. A turn handed
+        // to this call as it gave up goes on to the next; a displacement needs nothing.
+        if queued.is_none()
+            && let Ok(Answer::Turn { pace_from }) = self.rx.try_recv()
+        {
+            // Not paced itself, the next holder is paced from when this one would have been due.
+            self.queues
+                .hand_on(self.key.clone(), self.max_starvation, pace_from);
         }
     }
 }
@@ -138,15 +171,29 @@ impl FairQueues {
                 keys.insert(key.clone(), KeyQueue::default());
                 return Ok(Turn {
                     queued: false,
+                    pace_from: None,
+                    due: None,
                     queues: self.clone(),
                     key: Some(key),
                     max_starvation,
                 });
             };
             if q.waiting.len() >= max_queue_len {
-                return Err(NoTurn::Full {
-                    waiting: q.waiting.len(),
-                });
+                // A full queue makes room for a higher priority: the newest call of the lowest priority below it
+                // leaves (refused, as it would have been had it come last).
+                let lower = q
+                    .waiting
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| w.priority < caller.priority)
+                    .min_by_key(|(_, w)| (w.priority, std::cmp::Reverse(w.seq)))
+                    .map(|(i, _)| i);
+                let Some(at) = lower else {
+                    return Err(NoTurn::Full {
+                        waiting: q.waiting.len(),
+                    });
+                };
+                let _ = q.waiting.remove(at).tx.send(Answer::Displaced);
             }
             let level = caller.priority as usize;
             let last = q
@@ -170,14 +217,21 @@ impl FairQueues {
             key: &key,
             seq,
             max_starvation,
-            served: false,
+            rx,
+            answered: false,
         };
-        match tokio::time::timeout_at(give_up_at, rx).await {
-            Ok(Ok(())) => {
-                queued.served = true;
+        match tokio::time::timeout_at(give_up_at, &mut queued.rx).await {
+            Ok(Ok(Answer::Displaced)) => {
+                queued.answered = true;
+                Err(NoTurn::Displaced)
+            }
+            Ok(Ok(Answer::Turn { pace_from })) => {
+                queued.answered = true;
                 drop(queued);
                 Ok(Turn {
                     queued: true,
+                    pace_from,
+                    due: None,
                     queues: self.clone(),
                     key: Some(key),
                     max_starvation,
@@ -203,7 +257,7 @@ impl FairQueues {
     }
 
     /// Gives the key's turn to the next call, or frees the key when none waits.
-    fn hand_on(&self, key: QueueKey, max_starvation: Duration) {
+    fn hand_on(&self, key: QueueKey, max_starvation: Duration, due: Option<Instant>) {
         let mut keys = self.lock();
         let Some(q) = keys.get_mut(&key) else {
             return;
@@ -222,7 +276,7 @@ impl FairQueues {
         }
         // A receiver already gone belongs to a call being dropped right now: its `Queued` finds itself served
         // and hands the turn on.
-        let _ = w.tx.send(());
+        let _ = w.tx.send(Answer::Turn { pace_from: due });
     }
 }
 

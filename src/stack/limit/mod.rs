@@ -284,6 +284,14 @@ impl<'a> Gate<'a> {
                     ),
                     retry_after: Duration::from_secs(1),
                 },
+                fair::NoTurn::Displaced => Rejection {
+                    message: format!(
+                        "rate limit: the queue for {limit} was full (limits.max_queue_len) and a call of a higher \
+                         priority took the place of this {} call",
+                        caller.priority.name()
+                    ),
+                    retry_after: Duration::from_secs(1),
+                },
                 fair::NoTurn::GaveUp { ahead } => Rejection {
                     message: format!(
                         "rate limit: {ahead} calls of priority {} or higher waited ahead of this one for {limit}; \
@@ -421,12 +429,18 @@ async fn local_grant(
     };
     let mut turn: Option<fair::Turn> = None;
     let mut queued = false;
+    let mut due = None;
     let permit = loop {
         if let Some(gate) = gate
             && turn.is_none()
         {
             let t = gate.turn(call).await.map_err(reject)?;
             queued |= t.queued;
+            // While the limit binds: one spacing of it after the previous holder was due.
+            if let (Some(from), Some(spacing)) = (t.pace_from, limiter.request_spacing(call)) {
+                due = Some(from + spacing);
+                tokio::time::sleep_until(from + spacing).await;
+            }
             turn = Some(t);
         }
         match limiter.reserve(call) {
@@ -440,6 +454,12 @@ async fn local_grant(
         }
     };
     let (sent, slept) = permit.ready(class).await.map_err(reject)?;
+    if let Some(t) = turn.as_mut()
+        && (slept || held_back || due.is_some())
+    {
+        // Due when paced, else when its reserved turn came (now: it has just woken for it).
+        t.bound(due.filter(|_| !slept).unwrap_or_else(Instant::now));
+    }
     drop(turn);
     drop(waiting);
     // A wait is a call that was held back, queued or slept for its turn, not the time it took to take one.

@@ -419,12 +419,12 @@ async fn interactive_behind_batch(fair_queuing: bool) -> u128 {
 async fn with_callers_an_interactive_call_overtakes_queued_batch_calls() {
     // First come, first served: behind all 30.
     assert_eq!(interactive_behind_batch(false).await, 3000);
-    // Fair queuing: behind only the batch call already holding the next turn.
-    assert_eq!(interactive_behind_batch(true).await, 1000);
+    // Fair queuing: behind only the batch call already holding the next turn (sent at 1 s), one spacing after it.
+    assert_eq!(interactive_behind_batch(true).await, 1100);
 }
 
 #[tokio::test(start_paused = true)]
-async fn fair_queuing_keeps_the_exact_rate() {
+async fn fair_queuing_keeps_the_limit_and_paces_turns_while_it_binds() {
     let (svc, rec) = service(LimitSettings {
         fair_queuing: true,
         ..settings(
@@ -435,5 +435,16 @@ async fn fair_queuing_keeps_the_exact_rate() {
             },
         )
     });
-    assert_ten_per_second(svc, rec).await;
+    let start = Instant::now();
+    let calls: Vec<_> = (0..25)
+        .map(|_| svc.clone().oneshot(fetch("", 60_000)))
+        .collect();
+    for r in futures_join(calls).await {
+        r.unwrap();
+    }
+    // A free window's ten at once; then, while the limit binds, one turn per spacing (100 ms), never more than ten
+    // in any second.
+    let mut expected = vec![0; 10];
+    expected.extend((0..15).map(|i| 1000 + 100 * i));
+    assert_eq!(rec.times_ms(start), expected);
 }

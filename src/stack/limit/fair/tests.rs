@@ -270,3 +270,35 @@ async fn a_caller_that_goes_away_as_it_is_handed_the_turn_hands_it_on() {
     assert_eq!(*served.lock().unwrap(), ["b"]);
     assert_eq!(q.lock().len(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_makes_room_for_a_higher_priority_by_refusing_the_newest_lower_call() {
+    let q = Arc::new(FairQueues::default());
+    let served = Arc::new(StdMutex::new(Vec::new()));
+    let turn = |who: Caller| {
+        let (q, served) = (q.clone(), served.clone());
+        tokio::spawn(async move {
+            let t = q.turn(key(), &who, Instant::now() + LONG, 2, LONG).await?;
+            served.lock().unwrap().push(who.label.to_string());
+            drop(t);
+            Ok::<_, NoTurn>(())
+        })
+    };
+    let holder = hold(&q, LONG).await;
+    let old = turn(caller("batch-old", Priority::Batch, 1));
+    settle().await;
+    let new = turn(caller("batch-new", Priority::Batch, 1));
+    settle().await;
+    // Full (2 waiting): another batch call is refused; an interactive one takes the newest batch call's place.
+    let refused = turn(caller("batch-late", Priority::Batch, 1));
+    settle().await;
+    let search = turn(caller("search", Priority::Interactive, 1));
+    settle().await;
+    assert_eq!(refused.await.unwrap(), Err(NoTurn::Full { waiting: 2 }));
+    assert_eq!(new.await.unwrap(), Err(NoTurn::Displaced));
+    drop(holder);
+    search.await.unwrap().unwrap();
+    old.await.unwrap().unwrap();
+    assert_eq!(*served.lock().unwrap(), ["search", "batch-old"]);
+    assert_eq!(q.lock().len(), 0);
+}
