@@ -26,7 +26,7 @@ pub struct LimitsSection {
     pub namespace_share_ms: Option<u64>,
     /// At most this many limit keys are tracked. Default 100000.
     pub max_keys: Option<usize>,
-    /// With `[callers]`, a call that has waited this long for a limit goes next whatever its priority, so batch
+    /// With `[callers]`, a call that has waited this long for a limit goes before calls of higher priorities, so batch
     /// calls are slowed, never starved. Default 2000.
     pub max_batch_starvation_ms: Option<u64>,
     /// Global overrides of the default rates, by operation class.

@@ -2,8 +2,9 @@
 //! freed turn goes to the highest priority first (`interactive`, then `default`, then `batch`); among the callers
 //! waiting at one priority, to the one with the smallest virtual finish tag (weighted fair queuing: while both wait,
 //! a caller of weight 3 gets three turns for every one of a caller of weight 1); within one caller, first come, first
-//! served. A call that has waited `max_starvation` goes first whatever its priority, oldest first, so lower
-//! priorities are slowed, never stopped.
+//! served. A call of a lower priority that has waited `max_starvation` goes before the higher ones, oldest first, at
+//! most one such turn per `max_starvation` per key: lower priorities are slowed, never stopped, and a higher
+//! priority's sustained load keeps every other turn.
 //!
 //! States per key: free (no entry), or held by one call that is taking its turn in the limiter (its reservation,
 //! then its wait until the reserved instant), with zero or more calls queued behind it. The holder's [`Turn`] hands
@@ -47,6 +48,10 @@ struct KeyQueue {
     clock: [f64; 3],
     /// Per caller and priority: the finish tag of its last queued call.
     last_finish: HashMap<(&'static str, Priority), f64>,
+    /// When a starved call of a lower priority last went before higher ones: at most one such turn per
+    /// `max_starvation`, so that under a higher priority's sustained load the lower ones progress and it keeps the
+    /// rest.
+    last_relief: Option<Instant>,
 }
 
 struct Waiter {
@@ -263,10 +268,16 @@ impl FairQueues {
             return;
         };
         let now = Instant::now();
-        let Some(at) = next(&q.waiting, now, max_starvation) else {
+        let relief = q
+            .last_relief
+            .is_none_or(|t| now.saturating_duration_since(t) >= max_starvation);
+        let Some((at, starved)) = next(&q.waiting, now, max_starvation, relief) else {
             keys.remove(&key);
             return;
         };
+        if starved {
+            q.last_relief = Some(now);
+        }
         let w = q.waiting.remove(at);
         let level = w.priority as usize;
         q.clock[level] = q.clock[level].max(w.tag);
@@ -280,26 +291,32 @@ impl FairQueues {
     }
 }
 
-/// Which waiting call takes the turn: the oldest starved one, else the highest priority's smallest tag.
-fn next(waiting: &[Waiter], now: Instant, max_starvation: Duration) -> Option<usize> {
+/// Which waiting call takes the turn, and whether it is a starved one: the highest priority's smallest tag, unless
+/// `relief` allows a call of a lower priority that has waited `max_starvation` (then the oldest such call). Within
+/// one priority the tags alone decide: a caller of small weight waits longer by design; the bound is about priorities.
+fn next(
+    waiting: &[Waiter],
+    now: Instant,
+    max_starvation: Duration,
+    relief: bool,
+) -> Option<(usize, bool)> {
+    let (best, top) = waiting.iter().enumerate().max_by(|(_, a), (_, b)| {
+        a.priority
+            .cmp(&b.priority)
+            .then(b.tag.total_cmp(&a.tag))
+            .then(b.seq.cmp(&a.seq))
+    })?;
     let starved = waiting
         .iter()
         .enumerate()
-        .filter(|(_, w)| now.saturating_duration_since(w.since) >= max_starvation)
+        .filter(|(_, w)| {
+            relief
+                && w.priority < top.priority
+                && now.saturating_duration_since(w.since) >= max_starvation
+        })
         .min_by_key(|(_, w)| (w.since, w.seq))
-        .map(|(i, _)| i);
-    starved.or_else(|| {
-        waiting
-            .iter()
-            .enumerate()
-            .max_by(|(_, a), (_, b)| {
-                a.priority
-                    .cmp(&b.priority)
-                    .then(b.tag.total_cmp(&a.tag))
-                    .then(b.seq.cmp(&a.seq))
-            })
-            .map(|(i, _)| i)
-    })
+        .map(|(i, _)| (i, true));
+    Some(starved.unwrap_or((best, false)))
 }
 
 #[cfg(test)]

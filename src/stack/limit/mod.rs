@@ -65,7 +65,7 @@ pub struct LimitSettings {
     /// Calls wait for a limit in the [`fair`] queue (priorities, weighted shares) rather than first come, first
     /// served: on when the configuration names callers (`[callers]`).
     pub fair_queuing: bool,
-    /// In the fair queue, a call that has waited this long goes next whatever its priority.
+    /// In the fair queue, a call that has waited this long goes before calls of higher priorities.
     pub max_batch_starvation: Duration,
 }
 

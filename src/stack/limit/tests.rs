@@ -379,10 +379,9 @@ fn fetch_by(caller: &'static str, priority: crate::call::Priority) -> UpstreamCa
     }
 }
 
-/// 30 batch fetches queue for a limit of 10/s, then one interactive fetch arrives: when it reaches Pinecone, in ms.
-async fn interactive_behind_batch(fair_queuing: bool) -> u128 {
-    use crate::call::Priority;
-    let (svc, rec) = service(LimitSettings {
+/// The limiter at 10 fetches per second on the index, with or without fair queuing.
+fn fair_fetches(fair_queuing: bool) -> (Stacked<Limit<Fake>>, Fake) {
+    service(LimitSettings {
         fair_queuing,
         ..settings(
             OpClass::Fetch,
@@ -391,7 +390,13 @@ async fn interactive_behind_batch(fair_queuing: bool) -> u128 {
                 ..Default::default()
             },
         )
-    });
+    })
+}
+
+/// 30 batch fetches queue for a limit of 10/s, then one interactive fetch arrives: when it reaches Pinecone, in ms.
+async fn interactive_behind_batch(fair_queuing: bool) -> u128 {
+    use crate::call::Priority;
+    let (svc, rec) = fair_fetches(fair_queuing);
     let start = Instant::now();
     let mut calls: Vec<_> = (0..30)
         .map(|_| tokio::spawn(svc.clone().oneshot(fetch_by("backfill", Priority::Batch))))
@@ -425,16 +430,7 @@ async fn with_callers_an_interactive_call_overtakes_queued_batch_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn fair_queuing_keeps_the_limit_and_paces_turns_while_it_binds() {
-    let (svc, rec) = service(LimitSettings {
-        fair_queuing: true,
-        ..settings(
-            OpClass::Fetch,
-            ClassRates {
-                index_requests: Some(10),
-                ..Default::default()
-            },
-        )
-    });
+    let (svc, rec) = fair_fetches(true);
     let start = Instant::now();
     let calls: Vec<_> = (0..25)
         .map(|_| svc.clone().oneshot(fetch("", 60_000)))
@@ -447,4 +443,52 @@ async fn fair_queuing_keeps_the_limit_and_paces_turns_while_it_binds() {
     let mut expected = vec![0; 10];
     expected.extend((0..15).map(|i| 1000 + 100 * i));
     assert_eq!(rec.times_ms(start), expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_weighted_three_to_one_share_a_saturated_limit_75_25() {
+    use crate::call::{CallContext, Caller, Priority};
+    let (svc, rec) = fair_fetches(true);
+    let end = Instant::now() + Duration::from_secs(40);
+    let mut tasks = Vec::new();
+    for (label, weight) in [("heavy", 3), ("light", 1)] {
+        // Each caller keeps 20 calls waiting: the limit stays saturated by both.
+        for _ in 0..20 {
+            let svc = svc.clone();
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < end {
+                    let call = UpstreamCall {
+                        ctx: Arc::new(CallContext {
+                            caller: Caller {
+                                label,
+                                priority: Priority::Default,
+                                weight,
+                            },
+                            ..Default::default()
+                        }),
+                        ..fetch("", 60_000)
+                    };
+                    svc.clone().oneshot(call).await.unwrap();
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // The first second's free window went to whoever came first; after it, the limit decides.
+    let start = rec.arrivals()[0].0 + Duration::from_secs(1);
+    let after: Vec<_> = rec
+        .arrivals()
+        .into_iter()
+        .filter(|(at, _)| *at >= start && *at < end)
+        .map(|(_, c)| c.ctx.caller.label)
+        .collect();
+    let heavy = after.iter().filter(|l| **l == "heavy").count() as f64 / after.len() as f64;
+    assert!(after.len() > 300, "{}", after.len());
+    assert!(
+        (0.70..=0.80).contains(&heavy),
+        "heavy got {heavy} of {}",
+        after.len()
+    );
 }

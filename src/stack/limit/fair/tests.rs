@@ -302,3 +302,50 @@ async fn a_full_queue_makes_room_for_a_higher_priority_by_refusing_the_newest_lo
     assert_eq!(*served.lock().unwrap(), ["search", "batch-old"]);
     assert_eq!(q.lock().len(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn under_sustained_higher_load_lower_priorities_get_one_turn_per_bound() {
+    let q = Arc::new(FairQueues::default());
+    let bound = Duration::from_secs(1);
+    let start = Instant::now();
+    let served = Arc::new(StdMutex::new(Vec::new()));
+    let holder = hold(&q, bound).await;
+    // Each turn is held 100 ms; interactive calls are always waiting; three batch calls wait from the start.
+    let spawn = |who: Caller, repeat: bool| {
+        let (q, served) = (q.clone(), served.clone());
+        tokio::spawn(async move {
+            loop {
+                let t = q.turn(key(), &who, start + LONG, 100, bound).await.unwrap();
+                served
+                    .lock()
+                    .unwrap()
+                    .push((who.label, (Instant::now() - start).as_millis()));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                drop(t);
+                if !repeat || Instant::now() - start > Duration::from_millis(4500) {
+                    return;
+                }
+            }
+        })
+    };
+    let mut tasks: Vec<_> = (0..3)
+        .map(|_| spawn(caller("batch", Priority::Batch, 1), false))
+        .collect();
+    settle().await;
+    tasks.extend((0..3).map(|_| spawn(caller("search", Priority::Interactive, 1), true)));
+    settle().await;
+    drop(holder);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = served.lock().unwrap().clone();
+    let batch: Vec<u128> = s
+        .iter()
+        .filter(|(l, _)| *l == "batch")
+        .map(|(_, t)| *t)
+        .collect();
+    // The first once it has waited the bound; then one per bound, not all three at once.
+    assert_eq!(batch, [1000, 2000, 3000], "{s:?}");
+    let search = s.iter().filter(|(l, _)| *l == "search").count();
+    assert!(search >= 40, "{search}");
+}
