@@ -38,6 +38,7 @@ pub const LIMIT_DEGRADED: &str = "pinecone_gateway_rate_limit_degraded";
 pub const LIMIT_REDIS_ERRORS: &str = "pinecone_gateway_rate_limit_redis_errors_total";
 pub const LIMIT_REDIS_SECONDS: &str = "pinecone_gateway_rate_limit_redis_decision_seconds";
 pub const RETRIES: &str = "pinecone_gateway_retries_total";
+pub const RETRY_BUDGET_EXHAUSTED: &str = "pinecone_gateway_retry_budget_exhausted_total";
 pub const BATCH_SIZE: &str = "pinecone_gateway_batch_size";
 pub const COALESCE_IDS: &str = "pinecone_gateway_coalesced_ids";
 pub const COALESCE_CALLERS: &str = "pinecone_gateway_coalesced_callers";

@@ -165,6 +165,8 @@ impl<S: Inner> Handle for Retry<S> {
                         operation = call.op.name(),
                         "retry budget spent; not retrying"
                     );
+                    m::counter(m::RETRY_BUDGET_EXHAUSTED, &[("operation", call.op.name())])
+                        .increment(1);
                     return Err(err);
                 }
                 tracing::debug!(operation = call.op.name(), attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
