@@ -138,6 +138,9 @@ async fn x_priority_is_held_to_the_callers_max_priority() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("x-priority"), "{}", e.message());
+    let e = v.fetch(fetch_as("two words", None, "a")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("x-caller"), "{}", e.message());
     assert_eq!(env.emulator.total_requests(), before);
     v.fetch(fetch_as("backfill", Some("default"), "a"))
         .await

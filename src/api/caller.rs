@@ -133,7 +133,7 @@ impl Callers {
     ) -> Result<Identified, GatewayError> {
         let name = match token_name {
             Some(n) => n.to_string(),
-            None => named(md),
+            None => named(md)?,
         };
         let policy = self.policies.get().get(&name).cloned();
         let (label, priority, max_priority, weight) = match &policy {
@@ -228,22 +228,27 @@ impl Identified {
     }
 }
 
-/// The caller's own name for itself: `x-caller`, else the first product of `user-agent`, else `anonymous`.
-fn named(md: &MetadataMap) -> String {
+/// The caller's own name for itself: `x-caller`, else the first product of `user-agent`, else `anonymous`. An
+/// `x-caller` that cannot be a name is refused rather than ignored (the call would otherwise be counted as someone
+/// else); a `user-agent` is not the caller's choice of name, so an odd one only falls back to `anonymous`.
+fn named(md: &MetadataMap) -> Result<String, GatewayError> {
     let usable = |v: &str| {
         let v = v.trim();
         (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
             .then(|| v.to_string())
     };
-    md.get(CALLER_METADATA)
-        .and_then(|v| v.to_str().ok())
-        .and_then(usable)
-        .or_else(|| {
-            let ua = md.get("user-agent")?.to_str().ok()?;
-            let product = ua.split_whitespace().next()?;
-            usable(product.split('/').next()?)
-        })
-        .unwrap_or_else(|| ANONYMOUS.to_string())
+    if let Some(v) = md.get(CALLER_METADATA) {
+        return v.to_str().ok().and_then(usable).ok_or_else(|| {
+            GatewayError::Invalid(crate::api::validate::Invalid(format!(
+                "{CALLER_METADATA} must be 1 to 64 printable ASCII characters without spaces"
+            )))
+        });
+    }
+    Ok(md
+        .get("user-agent")
+        .and_then(|ua| ua.to_str().ok()?.split_whitespace().next())
+        .and_then(|product| usable(product.split('/').next()?))
+        .unwrap_or_else(|| ANONYMOUS.to_string()))
 }
 
 fn build(
@@ -350,6 +355,14 @@ mod tests {
         assert_eq!(stranger.caller, Caller::default());
         assert_eq!(stranger.name, "someone");
         assert_eq!(c.identify(None, &md(&[])).unwrap().name, ANONYMOUS);
+        let long = "x".repeat(65);
+        for bad in ["two words", long.as_str()] {
+            let e = c.identify(None, &md(&[("x-caller", bad)])).err().unwrap();
+            assert!(
+                matches!(&e, GatewayError::Invalid(m) if m.0.contains("x-caller")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

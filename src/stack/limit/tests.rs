@@ -50,8 +50,8 @@ fn service(s: LimitSettings) -> (Stacked<Limit<Fake>>, Fake) {
     (LimitLayer::new(Limiter::new(s)).layer(rec.clone()), rec)
 }
 
-/// Sends 25 fetches at once: 10 must go at 0 s, 10 at 1 s, 5 at 2 s.
-async fn assert_ten_per_second(svc: Stacked<Limit<Fake>>, rec: Fake) {
+/// Sends 25 fetches at once; when each reached the upstream, in ms.
+async fn send_25_at_once(svc: Stacked<Limit<Fake>>, rec: &Fake) -> Vec<u128> {
     let start = Instant::now();
     let calls: Vec<_> = (0..25)
         .map(|_| svc.clone().oneshot(fetch("", 60_000)))
@@ -59,7 +59,12 @@ async fn assert_ten_per_second(svc: Stacked<Limit<Fake>>, rec: Fake) {
     for r in futures_join(calls).await {
         r.unwrap();
     }
-    let t = rec.times_ms(start);
+    rec.times_ms(start)
+}
+
+/// Sends 25 fetches at once: 10 must go at 0 s, 10 at 1 s, 5 at 2 s.
+async fn assert_ten_per_second(svc: Stacked<Limit<Fake>>, rec: Fake) {
+    let t = send_25_at_once(svc, &rec).await;
     assert_eq!(t.iter().filter(|&&x| x == 0).count(), 10);
     assert_eq!(t.iter().filter(|&&x| x == 1000).count(), 10);
     assert_eq!(t.iter().filter(|&&x| x == 2000).count(), 5);
@@ -431,18 +436,12 @@ async fn with_callers_an_interactive_call_overtakes_queued_batch_calls() {
 #[tokio::test(start_paused = true)]
 async fn fair_queuing_keeps_the_limit_and_paces_turns_while_it_binds() {
     let (svc, rec) = fair_fetches(true);
-    let start = Instant::now();
-    let calls: Vec<_> = (0..25)
-        .map(|_| svc.clone().oneshot(fetch("", 60_000)))
-        .collect();
-    for r in futures_join(calls).await {
-        r.unwrap();
-    }
+    let times = send_25_at_once(svc, &rec).await;
     // A free window's ten at once; then, while the limit binds, one turn per spacing (100 ms), never more than ten
     // in any second.
     let mut expected = vec![0; 10];
     expected.extend((0..15).map(|i| 1000 + 100 * i));
-    assert_eq!(rec.times_ms(start), expected);
+    assert_eq!(times, expected);
 }
 
 #[tokio::test(start_paused = true)]
