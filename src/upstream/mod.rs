@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod hosts;
+pub mod http;
 
 pub use crate::call::{CallContext, Op, Reply, UpstreamCall, UpstreamError};
 
@@ -14,8 +15,9 @@ use crate::telemetry::metrics as m;
 use crate::wire::control as c;
 use crate::wire::data as d;
 use crate::wire::query::Query;
+use ::http::Method;
+use ::http::{HeaderName, HeaderValue};
 use hosts::Hosts;
-use reqwest::Method;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::future::Future;
@@ -74,10 +76,10 @@ pub struct Upstream {
 
 #[derive(Debug)]
 struct Inner {
-    http: reqwest::Client,
-    /// For `http://` hosts when `plaintext_http2` is on: one connection carries every request at once, which costs
-    /// a quarter less CPU per fetch than HTTP/1.1's connection per request in flight (BENCHMARKS.md).
-    h2c: Option<reqwest::Client>,
+    /// `plaintext_http2` makes it use one HTTP/2 connection for `http://` hosts: one connection carries every
+    /// request at once, which costs a quarter less CPU per fetch than HTTP/1.1's connection per request in flight
+    /// (BENCHMARKS.md).
+    http: http::HttpClient,
     control_plane: Url,
     /// The headers every request carries, made once (the key's value marked sensitive: it never prints).
     headers: CommonHeaders,
@@ -136,27 +138,16 @@ impl RestRequest {
 }
 
 impl Upstream {
-    pub fn new(settings: UpstreamSettings) -> Result<Self, reqwest::Error> {
-        let builder = || {
-            reqwest::Client::builder()
-                .connect_timeout(settings.connect_timeout)
-                .pool_idle_timeout(Duration::from_secs(60))
-                // Pinecone does not redirect; a redirect would carry `Api-Key` (which reqwest does not know to
-                // strip) to whatever host the answer names. A 3xx is an answer like any other unexpected status.
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("pinecone-gateway/", env!("CARGO_PKG_VERSION")))
-        };
-        let http = builder().build()?;
-        // A client of its own: prior knowledge would also restrict TLS to h2 by ALPN.
-        let h2c = settings
-            .plaintext_http2
-            .then(|| builder().http2_prior_knowledge().build())
-            .transpose()?;
+    pub fn new(settings: UpstreamSettings) -> std::io::Result<Self> {
+        let http = http::HttpClient::new(&http::HttpSettings {
+            connect_timeout: settings.connect_timeout,
+            pool_idle: Duration::from_secs(60),
+            plaintext_http2: settings.plaintext_http2,
+        })?;
         let hosts = Hosts::new(settings.control_plane.scheme(), settings.static_hosts);
         Ok(Upstream {
             inner: Arc::new(Inner {
                 http,
-                h2c,
                 control_plane: settings.control_plane,
                 headers: common_headers(&settings.api_key, settings.api_version),
                 hosts,
@@ -226,26 +217,26 @@ impl Upstream {
 #[derive(Debug)]
 struct CommonHeaders {
     /// None for a key that is not a valid header value: Pinecone then refuses the request (401, naming no key).
-    api_key: Option<reqwest::header::HeaderValue>,
-    api_version: reqwest::header::HeaderValue,
+    api_key: Option<HeaderValue>,
+    api_version: HeaderValue,
 }
 
-const API_KEY: reqwest::header::HeaderName = reqwest::header::HeaderName::from_static("api-key");
-const API_VERSION: reqwest::header::HeaderName =
-    reqwest::header::HeaderName::from_static("x-pinecone-api-version");
-const JSON: reqwest::header::HeaderValue =
-    reqwest::header::HeaderValue::from_static("application/json");
+const API_KEY: HeaderName = HeaderName::from_static("api-key");
+const API_VERSION: HeaderName = HeaderName::from_static("x-pinecone-api-version");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("pinecone-gateway/", env!("CARGO_PKG_VERSION")));
 
 fn common_headers(key: &ApiKey, api_version: &'static str) -> CommonHeaders {
-    let api_key = reqwest::header::HeaderValue::from_str(key.expose())
-        .ok()
-        .map(|mut v| {
-            v.set_sensitive(true);
-            v
-        });
+    let api_key = HeaderValue::from_str(key.expose()).ok().map(|mut v| {
+        v.set_sensitive(true);
+        v
+    });
     CommonHeaders {
         api_key,
-        api_version: reqwest::header::HeaderValue::from_static(api_version),
+        api_version: HeaderValue::from_static(api_version),
     }
 }
 
@@ -267,8 +258,8 @@ impl Answer {
 }
 
 /// `Retry-After` in seconds (HTTP dates are not worth honouring for sub-minute limits).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+fn retry_after(headers: &::http::HeaderMap) -> Option<Duration> {
+    let v = headers.get(::http::header::RETRY_AFTER)?.to_str().ok()?;
     v.trim()
         .parse::<f64>()
         .ok()
@@ -394,63 +385,69 @@ impl Inner {
         if remaining.is_zero() {
             return Err(UpstreamError::Timeout);
         }
-        let mut url = base.clone();
-        {
-            let Ok(mut segments) = url.path_segments_mut() else {
-                return Err(UpstreamError::Connect {
-                    host: base.to_string(),
-                    detail: "the URL cannot carry a path".into(),
-                });
-            };
-            segments.pop_if_empty();
-            for s in &rest.path {
-                segments.push(s);
-            }
-        }
-        if !rest.query.is_empty() {
-            url.set_query(Some(rest.query.as_str()));
-        }
-        let client = match &self.h2c {
-            Some(h2c) if base.scheme() == "http" => h2c,
-            _ => &self.http,
+        let Some(uri) = request_uri(base, rest) else {
+            return Err(UpstreamError::Connect {
+                host: base.to_string(),
+                detail: "the host and path do not make a URL".into(),
+            });
         };
-        let mut req = client
-            .request(rest.method.clone(), url)
-            .timeout(remaining)
-            .header(API_VERSION, self.headers.api_version.clone())
-            .header(reqwest::header::ACCEPT, JSON);
+        let mut req = ::http::Request::builder()
+            .method(rest.method.clone())
+            .uri(uri)
+            .body(http_body_util::Full::new(
+                rest.body.clone().unwrap_or_default(),
+            ))
+            .map_err(|e| UpstreamError::Connect {
+                host: base.to_string(),
+                detail: e.to_string(),
+            })?;
+        let headers = req.headers_mut();
+        headers.insert(API_VERSION, self.headers.api_version.clone());
+        headers.insert(::http::header::ACCEPT, JSON);
+        headers.insert(::http::header::USER_AGENT, USER_AGENT);
         if let Some(key) = &self.headers.api_key {
-            req = req.header(API_KEY, key.clone());
+            headers.insert(API_KEY, key.clone());
         }
-        if !ctx.request_id.is_empty() {
-            req = req.header("x-request-id", &ctx.request_id);
+        if !ctx.request_id.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&ctx.request_id)
+        {
+            headers.insert(REQUEST_ID, v);
         }
-        if let Some(tp) = &ctx.traceparent {
-            req = req.header("traceparent", tp);
+        if let Some(tp) = &ctx.traceparent
+            && let Ok(v) = HeaderValue::from_str(tp)
+        {
+            headers.insert(TRACEPARENT, v);
         }
-        if let Some(body) = &rest.body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, JSON)
-                .body(body.clone());
+        if rest.body.is_some() {
+            headers.insert(::http::header::CONTENT_TYPE, JSON);
         }
-        let sent = req.send().await;
-        self.note_connection(&sent);
-        let host = || base.host_str().unwrap_or_default();
-        let resp = sent.map_err(|e| transport_error(host(), e))?;
-        let status = resp.status().as_u16();
-        let retry_after = retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(|e| transport_error(host(), e))?;
+        let sent = tokio::time::timeout_at(deadline, self.http.send(req)).await;
+        let host = || base.host_str().unwrap_or_default().to_string();
+        let answer = match sent {
+            Err(_elapsed) => Err(UpstreamError::Timeout),
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(http::HttpError::Connect(detail))) => Err(UpstreamError::Connect {
+                host: host(),
+                detail,
+            }),
+            Ok(Err(http::HttpError::Broken(detail))) => Err(UpstreamError::Broken {
+                host: host(),
+                detail,
+            }),
+        };
+        self.note_connection(&answer);
+        let answer = answer?;
         Ok(Answer {
-            status,
-            body,
-            retry_after,
+            status: answer.status,
+            retry_after: retry_after(&answer.headers),
+            body: answer.body,
         })
     }
 
     /// Keeps `failing_since`: set by the first refused connection, cleared by any answer.
-    fn note_connection(&self, sent: &Result<reqwest::Response, reqwest::Error>) {
+    fn note_connection(&self, sent: &Result<http::HttpAnswer, UpstreamError>) {
         use std::sync::atomic::Ordering;
-        let refused = matches!(sent, Err(e) if e.is_connect());
+        let refused = matches!(sent, Err(UpstreamError::Connect { .. }));
         if !refused && !self.failing.load(Ordering::Acquire) {
             return;
         }
@@ -464,26 +461,38 @@ impl Inner {
     }
 }
 
-fn transport_error(host: &str, e: reqwest::Error) -> UpstreamError {
-    if e.is_timeout() {
-        return UpstreamError::Timeout;
+/// `base` (a host, perhaps with a path prefix) with the request's path segments, each percent-encoded as a URL
+/// path segment, and its query.
+fn request_uri(base: &Url, rest: &RestRequest) -> Option<::http::Uri> {
+    let base = base.as_str().trim_end_matches('/');
+    let mut uri = String::with_capacity(base.len() + 64 + rest.query.as_str().len());
+    uri.push_str(base);
+    for segment in &rest.path {
+        uri.push('/');
+        uri.extend(percent_encoding::utf8_percent_encode(segment, PATH_SEGMENT));
     }
-    let connect = e.is_connect();
-    // reqwest's Display names the URL (never the headers, so never the key); the source says why (a refused
-    // connection, a certificate from an unknown issuer, …).
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        detail = format!("{detail}: {s}");
-        source = s.source();
+    if !rest.query.is_empty() {
+        uri.push('?');
+        uri.push_str(rest.query.as_str());
     }
-    let host = host.to_string();
-    if connect {
-        UpstreamError::Connect { host, detail }
-    } else {
-        UpstreamError::Broken { host, detail }
-    }
+    ::http::Uri::try_from(uri).ok()
 }
+
+/// What the `url` crate encodes in a path segment of an `http(s)` URL (its `SPECIAL_PATH_SEGMENT` set), so URLs are the bytes they were when
+/// reqwest built them from a `Url`.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'?')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%')
+    .add(b'\\');
 
 fn malformed(operation: &'static str, e: serde_json::Error) -> UpstreamError {
     UpstreamError::Malformed {
@@ -661,7 +670,7 @@ impl tower::Service<UpstreamCall> for Upstream {
     type Future = Pin<Box<dyn Future<Output = Result<Reply, UpstreamError>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // reqwest pools connections internally and never applies backpressure here.
+        // The HTTP client pools connections itself and never applies backpressure here.
         Poll::Ready(Ok(()))
     }
 

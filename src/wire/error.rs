@@ -61,7 +61,7 @@ pub fn parse(status: u16, body: &[u8]) -> ErrorBody {
 }
 
 fn reason(status: u16) -> String {
-    reqwest::StatusCode::from_u16(status)
+    http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("error")
