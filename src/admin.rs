@@ -50,6 +50,9 @@ pub async fn start(
 async fn metrics(State(s): State<AdminState>) -> (StatusCode, String) {
     match &s.metrics {
         Some(h) => {
+            // Readiness as a metric, so a dashboard shows drains and unreachable spells beside the calls.
+            let ready = if *s.ready.borrow() { 1.0 } else { 0.0 };
+            metrics::gauge!(crate::telemetry::metrics::READY).set(ready);
             h.run_upkeep();
             (StatusCode::OK, h.render())
         }

@@ -23,6 +23,7 @@ pub const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
 pub const CALLS: &str = "pinecone_gateway_calls_total";
 pub const CALL_SECONDS: &str = "pinecone_gateway_call_duration_seconds";
 pub const IN_FLIGHT: &str = "pinecone_gateway_calls_in_flight";
+pub const READY: &str = "pinecone_gateway_ready";
 pub const UPSTREAM: &str = "pinecone_gateway_upstream_requests_total";
 pub const UPSTREAM_SECONDS: &str = "pinecone_gateway_upstream_duration_seconds";
 pub const LIMIT_WAITS: &str = "pinecone_gateway_rate_limit_waits_total";
