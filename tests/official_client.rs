@@ -18,7 +18,7 @@ async fn official_python_client_8_works_through_the_gateway() {
     let Some(py) = tool("PINECONE_GATEWAY_PYTHON") else {
         return;
     };
-    let env = Env::start().await;
+    let env = Env::start_for_clients().await;
     let host = env.addr.to_string();
     let out = tokio::task::spawn_blocking(move || {
         run_program(&py, &[&script("official_client.py"), &host, INDEX])

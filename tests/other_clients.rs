@@ -15,7 +15,7 @@ async fn official_python_client_7_3_works_through_the_gateway() {
     let Some(py) = tool("PINECONE_GATEWAY_PYTHON7") else {
         return;
     };
-    let env = Env::start().await;
+    let env = Env::start_for_clients().await;
     let host = env.addr.to_string();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -32,7 +32,7 @@ async fn python_client_generated_from_proto_works() {
     let Some(py) = tool("PINECONE_GATEWAY_PYTHON7") else {
         return;
     };
-    let env = Env::start().await;
+    let env = Env::start_for_clients().await;
     let host = env.addr.to_string();
     let out_dir = std::env::temp_dir().join(format!("pgw-py-gen-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -56,7 +56,7 @@ async fn node_client_works() {
     let Some(dir) = tool("PINECONE_GATEWAY_NODE_DIR") else {
         return;
     };
-    let env = Env::start().await;
+    let env = Env::start_for_clients().await;
     let host = env.addr.to_string();
     let script = format!("{dir}/client.js");
     let out =

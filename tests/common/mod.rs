@@ -15,6 +15,10 @@ use std::net::SocketAddr;
 use tonic::transport::Channel;
 
 pub const INDEX: &str = "test-index";
+
+/// What the client examples of docs/clients.md run against: the caller `guide` may make one call a second, so its
+/// second call in a row is refused with retry advice.
+pub const CLIENTS_CONFIG: &str = "[callers.guide]\nrequests_per_second = 1\n";
 pub const KEY: &str = "test-key";
 
 pub struct Env {
@@ -41,6 +45,15 @@ pub struct EnvOptions {
 impl Env {
     pub async fn start() -> Env {
         Self::start_with(EnvOptions::default()).await
+    }
+
+    /// A gateway configured with [`CLIENTS_CONFIG`].
+    pub async fn start_for_clients() -> Env {
+        Self::start_with(EnvOptions {
+            config: Some(CLIENTS_CONFIG.into()),
+            ..Default::default()
+        })
+        .await
     }
 
     pub async fn start_with(o: EnvOptions) -> Env {

@@ -4,6 +4,7 @@
 'use strict';
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const { retryAdvice } = require('./retry_advice');
 
 const [host, indexName, protoDir] = process.argv.slice(2);
 const definition = protoLoader.loadSync(
@@ -56,6 +57,27 @@ const call = (client, method, req, meta = md) =>
     check(false, 'top_k 0 was accepted');
   } catch (err) {
     check(err.code === grpc.status.INVALID_ARGUMENT && err.details.includes('top_k'), `bad input: ${err.details}`);
+  }
+  // Routing metadata, a caller name and a deadline on one call; the gateway is started with a quota of 1 call/s for
+  // the caller `guide`, so the second of two calls is refused with retry advice.
+  const guide = new grpc.Metadata();
+  guide.set('pinecone-index', indexName);
+  guide.set('x-caller', 'guide');
+  const fetchGuided = () =>
+    new Promise((resolve, reject) =>
+      vectors.Fetch({ ids: ['n1'], namespace: 'node' }, guide, { deadline: Date.now() + 5000 }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      ),
+    );
+  await fetchGuided();
+  try {
+    await fetchGuided();
+    check(false, 'the second call within a second was not refused');
+  } catch (err) {
+    check(err.code === grpc.status.RESOURCE_EXHAUSTED, `refused with ${err.code}: ${err.details}`);
+    const { delaySeconds, pushbackMs } = retryAdvice(err);
+    check(delaySeconds > 0 && delaySeconds <= 1, `RetryInfo ${delaySeconds}`);
+    check(pushbackMs > 0 && pushbackMs <= 1000, `grpc-retry-pushback-ms ${pushbackMs}`);
   }
   console.log(`node client (@grpc/grpc-js): ${checks} checks passed`);
   process.exit(0);

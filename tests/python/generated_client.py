@@ -67,4 +67,19 @@ try:
 except grpc.RpcError as e:
     check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "ids[0]" in e.details(), f"bad input: {e.details()}")
 
+# Routing metadata, a caller name and a deadline on one call; the gateway is started with a quota of 1 call/s for
+# the caller `guide`, so the second of two calls is refused with retry advice.
+from retry_advice import retry_advice  # noqa: E402
+
+guide = [("pinecone-index", index_name), ("x-caller", "guide")]
+vectors.Fetch(vs.FetchRequest(ids=["g1"], namespace="gen"), metadata=guide, timeout=5.0)
+try:
+    vectors.Fetch(vs.FetchRequest(ids=["g1"], namespace="gen"), metadata=guide, timeout=5.0)
+    check(False, "the second call within a second was not refused")
+except grpc.RpcError as e:
+    check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, f"refused with {e.code()}")
+    delay, pushback_ms = retry_advice(e)
+    check(delay is not None and 0 < delay <= 1, f"RetryInfo {delay}")
+    check(pushback_ms is not None and 0 < pushback_ms <= 1000, f"grpc-retry-pushback-ms {pushback_ms}")
+
 print(f"python client generated from proto/: {checks} checks passed")

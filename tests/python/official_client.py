@@ -5,6 +5,7 @@ Exits non-zero on the first failed check.
 """
 import sys
 
+import grpc
 from pinecone.grpc import GRPCClientConfig, PineconeGRPC
 
 host, index_name = sys.argv[1], sys.argv[2]
@@ -60,6 +61,29 @@ index.delete(filter={"n": {"$gte": 200}}, namespace=ns)
 stats = index.describe_index_stats()
 check(stats.namespaces[ns].vector_count == 198, f"after deletes: {stats.namespaces[ns].vector_count}")
 
-import pinecone
+# Routing metadata, a caller name and a deadline: `additional_metadata` goes with every call, `timeout` (seconds)
+# becomes each call's gRPC deadline. The gateway is started with a quota of 1 call/s for the caller `guide`.
+from pinecone.exceptions import PineconeException  # noqa: E402
+
+from retry_advice import retry_advice  # noqa: E402
+
+guided = pc.Index(
+    name=index_name,
+    host=host,
+    grpc_config=GRPCClientConfig(secure=False, timeout=5, additional_metadata={"x-caller": "guide"}),
+)
+guided.fetch(ids=["doc-002"], namespace=ns)
+try:
+    guided.fetch(ids=["doc-002"], namespace=ns)
+    check(False, "the second call within a second was not refused")
+except PineconeException as e:
+    # The official client wraps the gRPC error; the original, with its trailers, is the cause.
+    rpc = e.__cause__
+    check(rpc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, f"refused with {rpc.code()}")
+    delay, pushback_ms = retry_advice(rpc)
+    check(delay is not None and 0 < delay <= 1, f"RetryInfo {delay}")
+    check(pushback_ms is not None and 0 < pushback_ms <= 1000, f"grpc-retry-pushback-ms {pushback_ms}")
+
+import pinecone  # noqa: E402
 
 print(f"official client pinecone[grpc]=={pinecone.__version__}: {checks} checks passed")
