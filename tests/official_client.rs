@@ -36,8 +36,13 @@ async fn official_python_client_10_works_through_the_gateway() {
     let Some(py) = tool("PINECONE_GATEWAY_PYTHON10") else {
         return;
     };
+    // The caller this client is (its user-agent's first product) may fetch once a second: its last two fetches are
+    // refused once and retried by the client after the advice.
     let env = Env::start_with(EnvOptions {
         default_index: Some(INDEX.into()),
+        config: Some(
+            "[callers.\"python-client[grpc]\".classes.fetch]\nrequests_per_second = 1\n".into(),
+        ),
         ..Default::default()
     })
     .await;
@@ -48,6 +53,16 @@ async fn official_python_client_10_works_through_the_gateway() {
     .await
     .unwrap();
     assert!(out.contains("pinecone==10.2.0"), "{out}");
+    let metrics = scrape(env.gateway.as_ref().unwrap().admin_addr.unwrap()).await;
+    let refused = metrics.lines().find(|l| {
+        l.starts_with("pinecone_gateway_caller_refusals_total{")
+            && l.contains("\"python-client[grpc]\"")
+            && l.contains("\"quota\"")
+    });
+    assert!(
+        refused.is_some_and(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() >= 1.0),
+        "no quota refusal of python-client[grpc]:\n{metrics}"
+    );
     assert!(env.emulator.count(INDEX, "upsert") >= 3);
     assert!(env.emulator.count(INDEX, "describe_namespace") >= 1);
 }

@@ -5,6 +5,7 @@ Usage: official_client_10.py HOST
 Exits non-zero on the first failed check.
 """
 import sys
+import time
 
 import pinecone
 from pinecone import Pinecone
@@ -68,5 +69,14 @@ desc = index.describe_namespace(namespace=ns)
 check(desc.record_count == 198, f"describe_namespace counted {desc.record_count}")
 names = [n.name for n in index.list_namespaces_paginated(limit=100).namespaces]
 check(ns in names, f"list_namespaces: {names}")
+
+# Retry advice: the gateway names this client's caller by its user-agent's first product, `python-client[grpc]`, and
+# tests/official_client.rs gives that caller a quota of one fetch a second. The client reads the refusal's
+# `grpc-retry-pushback-ms` itself, waits, and sends the call again: both fetches succeed, a second apart.
+started = time.monotonic()
+index.fetch(ids=["doc-002"], namespace=ns)
+index.fetch(ids=["doc-002"], namespace=ns)
+waited = time.monotonic() - started
+check(waited >= 0.5, f"two fetches under a 1/s quota took {waited:.3f} s")
 
 print(f"official client pinecone=={pinecone.__version__}: {checks} checks passed")
