@@ -122,11 +122,26 @@ fn data(index: &EmuIndex) -> std::sync::RwLockReadGuard<'_, IndexData> {
     read(&index.data)
 }
 
-async fn upsert(State(i): S, body: axum::body::Bytes) -> Result<Json<m::UpsertOut>, DataError> {
+/// Pinecone's REST answers carry log sequence numbers in headers (only REST, not its gRPC API): a write the LSN it
+/// was given (`x-pinecone-request-lsn`), a query the highest LSN its namespace has applied
+/// (`x-pinecone-max-indexed-lsn`).
+const REQUEST_LSN: &str = "x-pinecone-request-lsn";
+const MAX_INDEXED_LSN: &str = "x-pinecone-max-indexed-lsn";
+
+fn lsn(name: &'static str, lsn: u64) -> [(&'static str, String); 1] {
+    [(name, lsn.to_string())]
+}
+
+type WithLsn<T> = ([(&'static str, String); 1], Json<T>);
+
+async fn upsert(State(i): S, body: axum::body::Bytes) -> Result<WithLsn<m::UpsertOut>, DataError> {
     let req: m::UpsertIn = serde_json::from_slice(&body)
         .map_err(|e| store::bad(format!("Invalid request body: {e}")))?;
     i.admit(Class::Upsert, &req.namespace, 0, body.len() as u64)?;
-    write(&i.data).upsert(req).map(Json)
+    let namespace = req.namespace.clone();
+    let mut data = write(&i.data);
+    let out = data.upsert(req)?;
+    Ok((lsn(REQUEST_LSN, data.next_lsn(&namespace)), Json(out)))
 }
 
 async fn fetch(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::FetchOut>, DataError> {
@@ -152,7 +167,7 @@ async fn fetch_by_metadata(
 async fn delete(
     State(i): S,
     Body(req): Body<m::DeleteIn>,
-) -> Result<Json<serde_json::Value>, DataError> {
+) -> Result<WithLsn<serde_json::Value>, DataError> {
     let class = if req.delete_all {
         Class::DeleteAll
     } else if req.filter.is_some() {
@@ -161,8 +176,12 @@ async fn delete(
         Class::Delete
     };
     i.admit(class, &req.namespace, req.ids.len() as u64, 0)?;
-    write(&i.data).delete(&req)?;
-    Ok(Json(serde_json::json!({})))
+    let mut data = write(&i.data);
+    data.delete(&req)?;
+    Ok((
+        lsn(REQUEST_LSN, data.next_lsn(&req.namespace)),
+        Json(serde_json::json!({})),
+    ))
 }
 
 async fn list(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::ListOut>, DataError> {
@@ -179,22 +198,32 @@ async fn list(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::ListOut>, Da
         .map(Json)
 }
 
-async fn query(State(i): S, Body(req): Body<m::QueryIn>) -> Result<Json<m::QueryOut>, DataError> {
+async fn query(
+    State(i): S,
+    Body(req): Body<m::QueryIn>,
+) -> Result<WithLsn<m::QueryOut>, DataError> {
     i.admit(Class::Query, &req.namespace, 0, 0)?;
-    data(&i).query(&req).map(Json)
+    let data = data(&i);
+    let out = data.query(&req)?;
+    Ok((
+        lsn(MAX_INDEXED_LSN, data.indexed_lsn(&req.namespace)),
+        Json(out),
+    ))
 }
 
 async fn update(
     State(i): S,
     Body(req): Body<m::UpdateIn>,
-) -> Result<Json<m::UpdateOut>, DataError> {
+) -> Result<WithLsn<m::UpdateOut>, DataError> {
     let (class, records) = if req.filter.is_some() {
         (Class::UpdateByMetadata, 0)
     } else {
         (Class::Update, 1)
     };
     i.admit(class, &req.namespace, records, 0)?;
-    write(&i.data).update(&req).map(Json)
+    let mut data = write(&i.data);
+    let out = data.update(&req)?;
+    Ok((lsn(REQUEST_LSN, data.next_lsn(&req.namespace)), Json(out)))
 }
 
 async fn stats(State(i): S, Body(req): Body<m::StatsIn>) -> Result<Json<m::StatsOut>, DataError> {

@@ -124,6 +124,9 @@ pub struct IndexData {
     pub metric: Metric,
     pub sparse: bool,
     pub namespaces: BTreeMap<String, Namespace>,
+    /// Pinecone's log sequence number of each namespace (serverless): the LSN of its last write. Kept apart from
+    /// `namespaces` so that it only grows, even when the namespace is deleted and written again.
+    pub lsns: BTreeMap<String, u64>,
 }
 
 const DEFAULT_NAMESPACE: &str = "__default__";
@@ -221,7 +224,21 @@ impl IndexData {
             metric,
             sparse,
             namespaces: BTreeMap::new(),
+            lsns: BTreeMap::new(),
         }
+    }
+
+    /// The LSN of a write to `ns` that succeeded: the next of that namespace (a write to one namespace never moves
+    /// another's), as Pinecone's "check data freshness" guide describes.
+    pub fn next_lsn(&mut self, ns: &str) -> u64 {
+        let lsn = self.lsns.entry(ns_key(ns).to_string()).or_insert(0);
+        *lsn += 1;
+        *lsn
+    }
+
+    /// The highest LSN `ns` has applied (0 before its first write). The emulator applies every write at once.
+    pub fn indexed_lsn(&self, ns: &str) -> u64 {
+        self.lsns.get(ns_key(ns)).copied().unwrap_or(0)
     }
 
     fn ns(&self, ns: &str) -> Option<&Namespace> {
