@@ -143,16 +143,7 @@ fn promtool_accepts_every_query_of_the_dashboard() {
     let dir = temp_dir("dashboard");
     let file = dir.join("dashboard-queries.yaml");
     std::fs::write(&file, rules).unwrap();
-    let out = std::process::Command::new(promtool)
-        .args(["check", "rules", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_program(promtool, &["check", "rules", file.to_str().unwrap()]);
 }
 
 fn fetch(
