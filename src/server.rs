@@ -56,7 +56,13 @@ pub struct RunningGateway {
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     grace: Duration,
+    /// The span export, with `[tracing]` on: flushed last.
+    exporting: Option<crate::telemetry::trace::Exporting>,
+    tracing: Option<crate::telemetry::trace::TraceSettings>,
 }
+
+/// How long a stopping gateway waits for its last spans to reach the collector.
+const SPAN_FLUSH: Duration = Duration::from_secs(5);
 
 impl RunningGateway {
     /// Stops at once (tests); calls in progress are abandoned after the server's own graceful close.
@@ -64,6 +70,9 @@ impl RunningGateway {
         let _ = self.stop.send(());
         let result = self.task.await;
         let _ = self.admin_stop.send(true);
+        if let Some(e) = self.exporting {
+            e.flush(SPAN_FLUSH).await;
+        }
         result??;
         Ok(())
     }
@@ -98,6 +107,9 @@ impl RunningGateway {
         // Streams that never end by themselves (a health Watch) hold the server only until the grace ends.
         let closed = tokio::time::timeout_at(grace_ends, self.task).await;
         let _ = self.admin_stop.send(true);
+        if let Some(e) = self.exporting {
+            e.flush(SPAN_FLUSH).await;
+        }
         if let Ok(r) = closed {
             r??;
         }
@@ -125,6 +137,9 @@ impl RunningGateway {
             );
             limits.redis = current.redis.clone();
             limits.share = current.share;
+        }
+        if settings.tracing != self.tracing {
+            tracing::warn!("[tracing] changed in the file: it takes effect at the next restart");
         }
         self.limiter.reload(limits);
         self.coalescing.set(settings.coalescing.clone());
@@ -177,6 +192,14 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     )
     .with_auth(settings.auth.clone())
     .with_callers(callers.clone());
+    let (gw, exporting) = match &settings.tracing {
+        Some(t) => {
+            let (tracer, exporting) = crate::telemetry::trace::Tracer::start(t)?;
+            tracing::info!(endpoint = %t.otlp_endpoint, sample_ratio = t.sample_ratio, "exporting traces over OTLP");
+            (gw.with_tracer(Some(tracer)), Some(exporting))
+        }
+        None => (gw, None),
+    };
     let vector = VectorServiceServer::new(VectorApi::new(gw.clone()))
         .max_decoding_message_size(settings.server.max_message_bytes)
         .max_encoding_message_size(MAX_ANSWER_BYTES);
@@ -258,6 +281,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         stop,
         task,
         grace: settings.server.drain_grace,
+        exporting,
+        tracing: settings.tracing.clone(),
     })
 }
 

@@ -41,7 +41,7 @@ impl ListService for ListApi {
         let mut record = CallRecord::new(
             "ListAll",
             req.get_ref().namespace.clone(),
-            route::context(req.metadata()),
+            self.gw.context(req.metadata(), "ListAll"),
         );
         let deadline = self.gw.deadline(req.metadata());
         record.deadline = Some(deadline);

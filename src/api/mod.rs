@@ -86,6 +86,8 @@ pub struct Gateway {
     call_ended: Arc<Notify>,
     auth: Arc<auth::Auth>,
     callers: caller::Callers,
+    /// With `[tracing]` on: starts each call's span.
+    tracer: Option<crate::telemetry::trace::Tracer>,
 }
 
 /// A call's place among the calls in progress; it frees the place, and says so, however the call ends.
@@ -118,7 +120,23 @@ impl Gateway {
             call_ended: Arc::default(),
             auth: Arc::default(),
             callers: caller::Callers::default(),
+            tracer: None,
         }
+    }
+
+    /// Traces calls (`[tracing]`).
+    pub fn with_tracer(mut self, tracer: Option<crate::telemetry::trace::Tracer>) -> Self {
+        self.tracer = tracer;
+        self
+    }
+
+    /// The request id, trace context and span of a call named `method`.
+    pub(crate) fn context(
+        &self,
+        md: &tonic::metadata::MetadataMap,
+        method: &'static str,
+    ) -> crate::call::CallContext {
+        route::context(md, self.tracer.as_ref(), method)
     }
 
     /// Gives configured callers their priorities, weights and quotas.
@@ -204,7 +222,7 @@ impl Gateway {
         let ns = namespace(req.get_ref());
         let (md, _, message) = req.into_parts();
         // Dropped with this future if the caller goes away: the record then says so.
-        let mut record = CallRecord::new(method, ns, route::context(&md));
+        let mut record = CallRecord::new(method, ns, self.context(&md, method));
         let deadline = self.deadline(&md);
         record.deadline = Some(deadline);
         let result = async {

@@ -71,6 +71,46 @@ impl CallRecord {
             request_id = self.ctx.request_id.as_str(),
             "call"
         );
+        if let Some(scope) = &self.ctx.trace {
+            self.end_span(scope, code, message, attempts);
+        }
+    }
+
+    /// The call's span: every child has ended or ends on its own (a batch the call no longer waits for).
+    fn end_span(
+        &self,
+        scope: &crate::telemetry::trace::SpanScope,
+        code: tonic::Code,
+        message: &str,
+        attempts: u32,
+    ) {
+        use opentelemetry::KeyValue;
+        let mut attributes = vec![
+            KeyValue::new("rpc.system", "grpc"),
+            KeyValue::new("rpc.method", self.method),
+            KeyValue::new("rpc.grpc.status_code", code as i64),
+            KeyValue::new("gateway.attempts", i64::from(attempts)),
+            KeyValue::new("gateway.request_id", self.ctx.request_id.clone()),
+        ];
+        if !self.index.is_empty() {
+            attributes.push(KeyValue::new("pinecone.index", self.index.clone()));
+        }
+        if !self.namespace.is_empty() {
+            attributes.push(KeyValue::new("pinecone.namespace", self.namespace.clone()));
+        }
+        if !self.caller.is_empty() {
+            attributes.push(KeyValue::new("gateway.caller", self.caller.clone()));
+        }
+        // OpenTelemetry's gRPC conventions: on a server span these codes are errors, the others the caller's doing.
+        use tonic::Code::*;
+        let status = match code {
+            Ok => opentelemetry::trace::Status::Unset,
+            Unknown | DeadlineExceeded | Unimplemented | Internal | Unavailable | DataLoss => {
+                opentelemetry::trace::Status::error(message.to_string())
+            }
+            _ => opentelemetry::trace::Status::Unset,
+        };
+        scope.end(self.method, attributes, Vec::new(), status);
     }
 
     /// Ends the call: records it, turns an error into its Status, and returns the request id in the metadata.

@@ -38,23 +38,43 @@ pub fn index(md: &MetadataMap, default_index: Option<&str>) -> Result<String, In
     }
 }
 
-/// The call's request id and W3C trace context.
-pub fn context(md: &MetadataMap) -> crate::call::CallContext {
-    let usable = |key: &str| {
+/// The call's request id and W3C trace context; with tracing on, its span (if sampled) named `method`.
+pub fn context(
+    md: &MetadataMap,
+    tracer: Option<&crate::telemetry::trace::Tracer>,
+    method: &'static str,
+) -> crate::call::CallContext {
+    let usable = |key: &str, max: usize| {
         md.get(key)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
-            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= max
+                    && v.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+            })
             .map(str::to_string)
     };
-    let request_id = usable(REQUEST_ID_METADATA)
-        .or_else(|| usable(PYTHON_REQUEST_ID_METADATA))
+    let request_id = usable(REQUEST_ID_METADATA, 128)
+        .filter(|v| !v.contains(' '))
+        .or_else(|| usable(PYTHON_REQUEST_ID_METADATA, 128).filter(|v| !v.contains(' ')))
         .unwrap_or_else(crate::telemetry::new_id);
     // version-traceid-parentid-flags, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
-    let traceparent = usable("traceparent").filter(|t| t.len() == 55 && t.split('-').count() == 4);
+    let traceparent =
+        usable("traceparent", 55).filter(|t| t.len() == 55 && t.split('-').count() == 4);
+    // W3C: at most 32 list members of at most 256 characters; 512 is what a vendor is asked to pass on.
+    let tracestate = traceparent.as_ref().and(usable("tracestate", 512));
+    let trace = tracer.and_then(|t| {
+        t.start_call(
+            method,
+            crate::telemetry::trace::parent_from(traceparent.as_deref(), tracestate.as_deref()),
+        )
+    });
     crate::call::CallContext {
         request_id,
         traceparent,
+        tracestate,
+        trace,
         caller: Default::default(),
         attempts: Default::default(),
     }

@@ -150,13 +150,23 @@ impl Op {
     }
 }
 
+tokio::task_local! {
+    /// How many times the retry layer has sent this request before (0: the first attempt); set only for traced
+    /// calls, for the upstream attempt's span.
+    pub static RESEND: u32;
+}
+
 /// What a call carries for tracing and scheduling: its request id, the caller's W3C trace context, who calls and at
 /// which priority, and how many upstream requests it took. One per caller's call, shared (an `Arc` in
 /// [`UpstreamCall`]) by its batches and retries.
 #[derive(Debug, Default)]
 pub struct CallContext {
     pub request_id: String,
+    /// The caller's W3C trace context, passed upstream as it came when the call is not traced.
     pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    /// The span the call's children hang off, when `[tracing]` is on and the call is sampled.
+    pub trace: Option<crate::telemetry::trace::SpanScope>,
     pub caller: Caller,
     pub attempts: std::sync::atomic::AtomicU32,
 }

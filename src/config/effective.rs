@@ -269,6 +269,24 @@ pub fn render(s: &Settings) -> String {
     log.insert("level".into(), s.log_level.clone().into());
     root.insert("log".into(), log.into());
 
+    if let Some(t) = &s.tracing {
+        let mut tracing = Table::new();
+        tracing.insert("otlp_endpoint".into(), t.otlp_endpoint.clone().into());
+        tracing.insert("service_name".into(), t.service_name.clone().into());
+        tracing.insert("sample_ratio".into(), t.sample_ratio.into());
+        tracing.insert("queue_spans".into(), int(t.queue_spans));
+        tracing.insert("export_batch_spans".into(), int(t.export_batch_spans));
+        tracing.insert("export_interval_ms".into(), ms(t.export_interval));
+        tracing.insert("export_timeout_ms".into(), ms(t.export_timeout));
+        let attributes: Table = t
+            .resource_attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        tracing.insert("resource_attributes".into(), attributes.into());
+        root.insert("tracing".into(), tracing.into());
+    }
+
     toml::to_string_pretty(&root)
         .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
 }

@@ -13,6 +13,7 @@ pub mod effective;
 mod limits;
 mod retry;
 mod server;
+mod tracing;
 mod upstream;
 
 pub use auth::{AuthSection, TokenSection};
@@ -22,6 +23,7 @@ pub use coalescing::{CoalescingSection, IndexCoalescingSection};
 pub use limits::{LimitMode, LimitsSection, RateSection, RedisSection};
 pub use retry::RetrySection;
 pub use server::{AdminSection, ServerSection, ServerSettings, TlsSection, TlsSettings};
+pub use tracing::TracingSection;
 pub use upstream::{IndexSection, UpstreamSection};
 
 use crate::stack::batch::BatchSettings;
@@ -49,6 +51,8 @@ pub struct FileConfig {
     pub indexes: BTreeMap<String, IndexSection>,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub tracing: TracingSection,
     #[serde(default)]
     pub limits: LimitsSection,
     #[serde(default)]
@@ -115,6 +119,8 @@ pub struct Settings {
     pub coalescing: CoalesceSettings,
     pub auth: crate::api::auth::Auth,
     pub callers: crate::api::caller::CallerSettings,
+    /// `[tracing]`, when `otlp_endpoint` is set.
+    pub tracing: Option<crate::telemetry::trace::TraceSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +239,7 @@ impl FileConfig {
         let batching = batching::settings(&self.batching, &mut p);
         let coalescing =
             coalescing::settings(&self.coalescing, &self.indexes, batching.caps, &mut p);
+        let tracing = tracing::settings(&self.tracing, &mut p);
         p.into_result(Settings {
             server,
             default_index,
@@ -248,6 +255,7 @@ impl FileConfig {
             coalescing,
             auth,
             callers,
+            tracing,
         })
     }
 }

@@ -33,6 +33,7 @@ pub fn init(format: LogFormat, level: &str) -> WorkerGuard {
 }
 
 pub mod metrics;
+pub mod trace;
 
 /// A random id shaped like a UUID v4: request ids, and the emulator's backup and job ids.
 pub fn new_id() -> String {

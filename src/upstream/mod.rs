@@ -18,6 +18,8 @@ use crate::wire::query::Query;
 use ::http::Method;
 use ::http::{HeaderName, HeaderValue};
 use hosts::Hosts;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::future::Future;
@@ -225,6 +227,7 @@ const API_KEY: HeaderName = HeaderName::from_static("api-key");
 const API_VERSION: HeaderName = HeaderName::from_static("x-pinecone-api-version");
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const USER_AGENT: HeaderValue =
     HeaderValue::from_static(concat!("pinecone-gateway/", env!("CARGO_PKG_VERSION")));
@@ -352,7 +355,50 @@ impl Inner {
         let started = std::time::Instant::now();
         ctx.attempts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let result = self.execute_once(base, rest, deadline, ctx).await;
+        let span = ctx.trace.as_ref().map(|scope| {
+            let mut span = scope.child(route_name(operation), SpanKind::Client);
+            span.attribute(KeyValue::new(
+                "http.request.method",
+                rest.method.to_string(),
+            ));
+            span.attribute(KeyValue::new("url.template", route_template(operation)));
+            span.attribute(KeyValue::new(
+                "server.address",
+                base.host_str().unwrap_or_default().to_string(),
+            ));
+            let resends = crate::call::RESEND.try_with(|n| *n).unwrap_or(0);
+            if resends > 0 {
+                span.attribute(KeyValue::new(
+                    "http.request.resend_count",
+                    i64::from(resends),
+                ));
+            }
+            span
+        });
+        let trace_headers = match (&span, &ctx.trace) {
+            (Some(span), Some(scope)) => (Some(scope.traceparent(span)), scope.tracestate()),
+            _ => (ctx.traceparent.clone(), ctx.tracestate.clone()),
+        };
+        let result = self
+            .execute_once(base, rest, deadline, ctx, trace_headers)
+            .await;
+        if let (Some(mut span), Some(scope)) = (span, &ctx.trace) {
+            let status = match &result {
+                Ok(a) => {
+                    span.attribute(KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(a.status),
+                    ));
+                    if a.status >= 400 {
+                        Status::error(a.status.to_string())
+                    } else {
+                        Status::Unset
+                    }
+                }
+                Err(e) => Status::error(e.to_string()),
+            };
+            span.end(scope, status);
+        }
         let outcome = match &result {
             Ok(a) => m::status_label(a.status),
             Err(UpstreamError::Connect { .. }) => "connect_error".into(),
@@ -380,6 +426,7 @@ impl Inner {
         rest: &RestRequest,
         deadline: tokio::time::Instant,
         ctx: &CallContext,
+        (traceparent, tracestate): (Option<String>, Option<String>),
     ) -> Result<Answer, UpstreamError> {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         if remaining.is_zero() {
@@ -413,10 +460,15 @@ impl Inner {
         {
             headers.insert(REQUEST_ID, v);
         }
-        if let Some(tp) = &ctx.traceparent
-            && let Ok(v) = HeaderValue::from_str(tp)
+        if let Some(tp) = traceparent
+            && let Ok(v) = HeaderValue::try_from(tp)
         {
             headers.insert(TRACEPARENT, v);
+            if let Some(ts) = tracestate
+                && let Ok(v) = HeaderValue::try_from(ts)
+            {
+                headers.insert(TRACESTATE, v);
+            }
         }
         if rest.body.is_some() {
             headers.insert(::http::header::CONTENT_TYPE, JSON);
@@ -543,6 +595,58 @@ fn decode_empty(_: &'static str, answer: Answer) -> Result<Reply, UpstreamError>
         Ok(Reply::Empty)
     } else {
         Err(answer.error())
+    }
+}
+
+/// The path template of an operation's REST request (OpenTelemetry's `url.template`): no IDs or names in it.
+fn route_template(operation: &'static str) -> &'static str {
+    match operation {
+        "upsert" => "/vectors/upsert",
+        "fetch" => "/vectors/fetch",
+        "fetch_by_metadata" => "/vectors/fetch_by_metadata",
+        "delete" => "/vectors/delete",
+        "list" => "/vectors/list",
+        "query" => "/query",
+        "update" => "/vectors/update",
+        "describe_index_stats" => "/describe_index_stats",
+        "list_namespaces" | "create_namespace" => "/namespaces",
+        "describe_namespace" | "delete_namespace" => "/namespaces/{namespace}",
+        "describe_index" => "/indexes/{index_name}",
+        "create_backup" | "list_index_backups" => "/indexes/{index_name}/backups",
+        "list_project_backups" => "/backups",
+        "describe_backup" | "delete_backup" => "/backups/{backup_id}",
+        "create_index_from_backup" => "/backups/{backup_id}/create-index",
+        "list_restore_jobs" => "/restore-jobs",
+        "describe_restore_job" => "/restore-jobs/{job_id}",
+        _ => "",
+    }
+}
+
+/// The name of an upstream attempt's span: OpenTelemetry's HTTP client convention, `{method} {url.template}`.
+fn route_name(operation: &'static str) -> &'static str {
+    match operation {
+        "upsert" => "POST /vectors/upsert",
+        "fetch" => "GET /vectors/fetch",
+        "fetch_by_metadata" => "POST /vectors/fetch_by_metadata",
+        "delete" => "POST /vectors/delete",
+        "list" => "GET /vectors/list",
+        "query" => "POST /query",
+        "update" => "POST /vectors/update",
+        "describe_index_stats" => "POST /describe_index_stats",
+        "list_namespaces" => "GET /namespaces",
+        "create_namespace" => "POST /namespaces",
+        "describe_namespace" => "GET /namespaces/{namespace}",
+        "delete_namespace" => "DELETE /namespaces/{namespace}",
+        "describe_index" => "GET /indexes/{index_name}",
+        "create_backup" => "POST /indexes/{index_name}/backups",
+        "list_index_backups" => "GET /indexes/{index_name}/backups",
+        "list_project_backups" => "GET /backups",
+        "describe_backup" => "GET /backups/{backup_id}",
+        "delete_backup" => "DELETE /backups/{backup_id}",
+        "create_index_from_backup" => "POST /backups/{backup_id}/create-index",
+        "list_restore_jobs" => "GET /restore-jobs",
+        "describe_restore_job" => "GET /restore-jobs/{job_id}",
+        _ => "HTTP",
     }
 }
 

@@ -30,6 +30,8 @@ use crate::stack::limit::Turns;
 use crate::stack::{CallError, CallFuture, Reloadable, RequestCaps};
 use crate::stack::{Handle, Inner, Stacked};
 use crate::telemetry::metrics as m;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,6 +120,8 @@ struct Member {
     deadline: Instant,
     ctx: Arc<CallContext>,
     tx: oneshot::Sender<Result<Reply, CallError>>,
+    /// Its wait in the batch, when the call is traced: linked to the batch's span when that is sent.
+    span: Option<crate::telemetry::trace::OpenSpan>,
 }
 
 impl Member {
@@ -354,7 +358,9 @@ impl<S: Inner> Coalescer<S> {
     }
 
     async fn send(self: Arc<Self>, key: GroupKey, namespace: String, batch: Pending) {
-        let Pending { members, ids, .. } = batch;
+        let Pending {
+            mut members, ids, ..
+        } = batch;
         let Some(first) = members.first() else {
             return;
         };
@@ -364,18 +370,58 @@ impl<S: Inner> Coalescer<S> {
             .map(|m| m.deadline)
             .max()
             .unwrap_or(first.deadline);
+        // Traced: the batch is a span of its own in the trace of its first traced caller, with the upstream
+        // attempts under it; every traced caller's wait links to it.
+        let traced = members
+            .iter()
+            .find_map(|m| m.ctx.trace.as_ref())
+            .map(|owner| {
+                let mut span = owner.child("coalesced batch", SpanKind::Internal);
+                span.attribute(KeyValue::new("gateway.operation", key.kind.name()));
+                span.attribute(KeyValue::new("gateway.ids", ids.len() as i64));
+                span.attribute(KeyValue::new("gateway.callers", members.len() as i64));
+                let scope = owner.scope_of(&span);
+                (owner.clone(), span, scope)
+            });
+        let ctx = match &traced {
+            Some((_, _, scope)) => Arc::new(CallContext {
+                request_id: first.ctx.request_id.clone(),
+                trace: Some(scope.clone()),
+                caller: first.ctx.caller.clone(),
+                ..Default::default()
+            }),
+            None => first.ctx.clone(),
+        };
         let call = UpstreamCall {
             index: key.index.clone(),
             op: op_for(key.kind, &namespace, ids),
             deadline,
-            ctx: first.ctx.clone(),
+            ctx: ctx.clone(),
         };
         let result = self.inner.send(call).await;
-        // The first caller's context counted the upstream request; the others took part in it too.
-        for m in members.iter().skip(1) {
-            m.ctx
-                .attempts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ordering = std::sync::atomic::Ordering::Relaxed;
+        match traced {
+            None => {
+                // The first caller's context counted the upstream request; the others took part in it too.
+                for m in members.iter().skip(1) {
+                    m.ctx.attempts.fetch_add(1, ordering);
+                }
+            }
+            Some((owner, span, scope)) => {
+                let attempts = ctx.attempts.load(ordering);
+                let status = match &result {
+                    Ok(_) => Status::Unset,
+                    Err(e) => Status::error(e.to_string()),
+                };
+                for m in members.iter_mut() {
+                    m.ctx.attempts.fetch_add(attempts, ordering);
+                    if let (Some(mut wait), Some(own)) = (m.span.take(), m.ctx.trace.as_ref()) {
+                        wait.link(scope.context());
+                        wait.end(own, status.clone());
+                    }
+                }
+                span.end(&owner, status);
+            }
         }
         distribute(key.kind, members, result);
     }
@@ -431,6 +477,11 @@ impl<S: Inner> Coalescer<S> {
         let member = Member {
             ids: crate::stack::batch::dedup(call.op.ids()),
             deadline,
+            span: call
+                .ctx
+                .trace
+                .as_ref()
+                .map(|s| s.child("coalesce wait", SpanKind::Internal)),
             ctx: call.ctx,
             tx,
         };

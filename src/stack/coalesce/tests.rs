@@ -341,6 +341,7 @@ fn usage_shares_add_up() {
         deadline: Instant::now(),
         ctx: Default::default(),
         tx: oneshot::channel().0,
+        span: None,
     };
     let members = vec![member(1), member(1), member(1)];
     let parts = share(10, &members);

@@ -34,8 +34,11 @@ use crate::call::{Reply, UpstreamCall, UpstreamError};
 use crate::stack::{CallError, CallFuture};
 use crate::stack::{Handle, Inner, Stacked};
 use crate::telemetry::metrics as m;
+use crate::telemetry::trace::{OpenSpan, SpanScope};
 pub use limiter::Limiter;
 use limiter::{Decision, SharedCall, WaitingGauge, describe};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status};
 use rates::{OpClass, RateTable};
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,7 +166,19 @@ async fn shared_turn(
     };
     let mut waited = false;
     let _waiting = WaitingGauge::new();
-    match shared.decide(&sc.buckets, affordable).await {
+    let span = redis_span(call, "redis decision");
+    let verdict = shared.decide(&sc.buckets, affordable).await;
+    end_redis_span(
+        call,
+        span,
+        match &verdict {
+            None => "degraded",
+            Some(shared::Verdict::TooLate { .. }) => "too_late",
+            Some(shared::Verdict::Go(w)) if w.is_zero() => "go",
+            Some(shared::Verdict::Go(_)) => "wait",
+        },
+    );
+    match verdict {
         None => return SharedTurn::Degraded,
         Some(shared::Verdict::TooLate { wait, binding }) => return refused(wait, binding),
         Some(shared::Verdict::Go(wait)) => {
@@ -178,7 +193,18 @@ async fn shared_turn(
     let turn = loop {
         let now = Instant::now();
         let in_flight_for = call.deadline.saturating_duration_since(now);
-        match shared.guard(&sc.guards, sc.period, in_flight_for).await {
+        let span = redis_span(call, "redis guard");
+        let verdict = shared.guard(&sc.guards, sc.period, in_flight_for).await;
+        end_redis_span(
+            call,
+            span,
+            match &verdict {
+                None => "degraded",
+                Some(shared::GuardVerdict::Admitted(_)) => "go",
+                Some(shared::GuardVerdict::Wait(_)) => "wait",
+            },
+        );
+        match verdict {
             None => break SharedTurn::Degraded,
             Some(shared::GuardVerdict::Admitted(g)) => break SharedTurn::Go(g),
             Some(shared::GuardVerdict::Wait(wait)) => {
@@ -472,16 +498,73 @@ async fn local_grant(
     })
 }
 
+/// The limiter's span: the class and limit key the call waited for, whether Redis or this process decided, and
+/// the refusal if it was refused.
+fn end_limit_span(
+    mut span: OpenSpan,
+    scope: &SpanScope,
+    call: &UpstreamCall,
+    granted: &Result<Granted, CallError>,
+) {
+    let class = OpClass::of(&call.op);
+    span.attribute(KeyValue::new("gateway.limit.class", class.name()));
+    let key = match call.op.namespace() {
+        _ if class == OpClass::ControlPlane => "project".to_string(),
+        Some(ns) => format!(
+            "{}/{}",
+            call.index,
+            crate::wire::data::normalize_namespace(ns)
+        ),
+        None => call.index.clone(),
+    };
+    span.attribute(KeyValue::new("gateway.limit.key", key));
+    let (mode, status) = match granted {
+        Ok(Granted::Shared { .. }) => ("redis", Status::Unset),
+        Ok(Granted::Local { .. }) => ("local", Status::Unset),
+        Err(e) => ("refused", Status::error(e.to_string())),
+    };
+    span.attribute(KeyValue::new("gateway.limit.decision", mode));
+    span.end(scope, status);
+}
+
+/// A span for one Redis round trip of a traced call.
+fn redis_span(call: &UpstreamCall, name: &'static str) -> Option<OpenSpan> {
+    let mut span = call.ctx.trace.as_ref()?.child(name, SpanKind::Client);
+    span.attribute(KeyValue::new("db.system.name", "redis"));
+    Some(span)
+}
+
+fn end_redis_span(call: &UpstreamCall, span: Option<OpenSpan>, verdict: &'static str) {
+    if let (Some(mut span), Some(scope)) = (span, call.ctx.trace.as_ref()) {
+        span.attribute(KeyValue::new("gateway.limit.verdict", verdict));
+        let status = if verdict == "degraded" {
+            Status::error("Redis did not answer; decided locally under the static share")
+        } else {
+            Status::Unset
+        };
+        span.end(scope, status);
+    }
+}
+
 impl<S: Inner> Handle for Limit<S> {
     fn handle(&self, call: UpstreamCall) -> CallFuture {
         let limiter = self.limiter.clone();
         let inner = self.inner.clone();
         Box::pin(async move {
             let gate = Gate::of(&limiter, &call);
+            let span = call
+                .ctx
+                .trace
+                .as_ref()
+                .map(|s| s.child("rate limit", SpanKind::Internal));
             let granted = match shared_grant(&limiter, gate.as_ref(), &call).await {
-                Some(granted) => granted?,
-                None => local_grant(&limiter, gate.as_ref(), &call).await?,
+                Some(granted) => granted,
+                None => local_grant(&limiter, gate.as_ref(), &call).await,
             };
+            if let (Some(span), Some(scope)) = (span, call.ctx.trace.as_ref()) {
+                end_limit_span(span, scope, &call, &granted);
+            }
+            let granted = granted?;
             let result = inner.send(call).await;
             granted.answered(&result).await;
             result

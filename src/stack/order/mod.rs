@@ -236,8 +236,20 @@ impl<S: Inner> Handle for Order<S> {
         Box::pin(async move {
             if !waits.is_empty() {
                 metrics::counter!(m::ORDER_WAITS, "operation" => call.op.name()).increment(1);
+                let span = call.ctx.trace.as_ref().map(|s| {
+                    let mut span = s.child("order wait", opentelemetry::trace::SpanKind::Internal);
+                    span.attribute(opentelemetry::KeyValue::new(
+                        "gateway.waits_for_calls",
+                        waits.len() as i64,
+                    ));
+                    span
+                });
                 let all = futures::future::join_all(waits);
-                if tokio::time::timeout_at(call.deadline, all).await.is_err() {
+                let waited = tokio::time::timeout_at(call.deadline, all).await;
+                if let (Some(span), Some(scope)) = (span, call.ctx.trace.as_ref()) {
+                    span.end(scope, opentelemetry::trace::Status::Unset);
+                }
+                if waited.is_err() {
                     return Err(CallError::DeadlineWhileWaiting {
                         waiting_for: "an earlier call on the same IDs (a delete and a use of one ID keep their order)",
                     });

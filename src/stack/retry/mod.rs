@@ -144,7 +144,12 @@ impl<S: Inner> Handle for Retry<S> {
             budget.deposit();
             let mut attempt = 0;
             loop {
-                let result = inner.send(call.clone()).await;
+                let sent = inner.send(call.clone());
+                let result = if call.ctx.trace.is_some() {
+                    crate::call::RESEND.scope(attempt, sent).await
+                } else {
+                    sent.await
+                };
                 let err = match result {
                     Ok(reply) => return Ok(reply),
                     Err(e) => e,
