@@ -507,6 +507,8 @@ const NO_LIMITS_H2: &str = "[limits.rates]\n\
     [upstream]\nplaintext_http2 = true\n";
 
 const FLOOR_H2: &str = "floor over HTTP/2 (h2c to the upstream)";
+const GW_H2_TRACED: &str = "gateway over HTTP/2, traces on: every call sampled and exported";
+const GW_H2_TRACED_1PC: &str = "gateway over HTTP/2, traces on: 1% of calls sampled";
 const GW_H2: &str =
     "gateway over HTTP/2 (h2c to the upstream), limits and coalescing off, logs at warn";
 
@@ -530,17 +532,17 @@ pub fn start_gateway(
     config: &Path,
     level: &str,
 ) -> anyhow::Result<(Proc, String)> {
-    start_gateway_under(None, exe, control_plane, config, level)
+    start_gateway_under(None, exe, control_plane, config, level).map(|(p, addr, _)| (p, addr))
 }
 
-/// [`start_gateway`], run by `wrapper` (heaptrack) when given.
+/// [`start_gateway`], run by `wrapper` (heaptrack) when given; also the admin listener's address.
 fn start_gateway_under(
     wrapper: Option<(&Path, &[&str])>,
     exe: &Path,
     control_plane: &str,
     config: &Path,
     level: &str,
-) -> anyhow::Result<(Proc, String)> {
+) -> anyhow::Result<(Proc, String, String)> {
     let config = config.display().to_string();
     let exe_arg = exe.display().to_string();
     let (program, mut args): (&Path, Vec<&str>) = match wrapper {
@@ -566,7 +568,8 @@ fn start_gateway_under(
     let start: Value = serde_json::from_str(lines.last().context("start line")?)
         .context("the gateway's start line")?;
     let addr = start["addr"].as_str().context("addr")?.to_string();
-    Ok((proc, addr))
+    let admin = start["admin"].as_str().unwrap_or_default().to_string();
+    Ok((proc, addr, admin))
 }
 
 /// Creates the 1,536-dimension index of the upsert workload; its host.
@@ -598,7 +601,11 @@ struct Arm {
     name: String,
     proc: Option<Proc>,
     target: Box<dyn Fn(&Workload) -> Target>,
+    /// Read once both workloads ran, before the process is stopped: a key of the arm's first result, and its value.
+    after: Option<(&'static str, AfterArm)>,
 }
+
+type AfterArm = Box<dyn Fn() -> anyhow::Result<Value>>;
 
 /// The whole side-by-side run.
 pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<Value> {
@@ -657,6 +664,11 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
             }
             results.push(v);
         }
+        if let Some((key, after)) = &arm.after
+            && let Some(first) = results.len().checked_sub(workloads.len())
+        {
+            results[first][*key] = after()?;
+        }
         if arm.name.starts_with("gateway")
             && memory.as_object().is_some_and(|m| m.is_empty())
             && let (Some(pid), Some(idle)) = (pid, idle)
@@ -677,6 +689,7 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
                     url: format!("http://{}{}", host_of(w), w.rest_path),
                     body: w.rest_body.clone(),
                 }),
+                after: None,
             },
             &mut results,
         )?;
@@ -723,6 +736,7 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
                     ),
                     body: w.rest_body.clone(),
                 }),
+                after: None,
             },
             &mut results,
         )?;
@@ -753,6 +767,7 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
                 name: name.into(),
                 proc: Some(proc),
                 target: grpc(addr),
+                after: None,
             },
             &mut results,
         )?;
@@ -792,6 +807,41 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
                 name: name.into(),
                 proc: Some(proc),
                 target: grpc(addr),
+                after: None,
+            },
+            &mut results,
+        )?;
+    }
+
+    // Traces: the HTTP/2 arm again, exporting to an OTLP receiver in this process (CPU 1) that counts what arrives.
+    let (collector, received) = otlp_sink()?;
+    for (name, ratio) in [(GW_H2_TRACED, "1"), (GW_H2_TRACED_1PC, "0.01")] {
+        let file = plan.dir.join("gateway.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "{NO_LIMITS_H2}[tracing]\notlp_endpoint = \"{collector}\"\nsample_ratio = {ratio}\n\
+                 export_interval_ms = 100\n"
+            ),
+        )?;
+        let (proc, addr, admin) = start_gateway_under(
+            None,
+            gateway_exe,
+            &control_plane,
+            &file,
+            "warn,pinecone_gateway=info,pinecone_gateway::api::record=warn",
+        )?;
+        let received = received.clone();
+        measure_arm(
+            Arm {
+                name: name.into(),
+                proc: Some(proc),
+                target: grpc(addr),
+                // The gateway's own counts, scraped before it is stopped, beside what the receiver got.
+                after: Some((
+                    "traces_both_workloads",
+                    Box::new(move || trace_counts(&admin, &received)),
+                )),
             },
             &mut results,
         )?;
@@ -840,6 +890,10 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
         "fetch_cpu_per_call_everything_on_vs_floor": ratio(GW_ALL, "floor", FETCH, "load_cpu_us_per_call"),
         "fetch_cpu_per_call_callers_vs_everything_on": ratio(GW_CALLERS, GW_ALL, FETCH, "load_cpu_us_per_call"),
         "fetch_cpu_us_per_call_callers_minus_everything_on": minus(get(GW_CALLERS, FETCH, "load_cpu_us_per_call"), get(GW_ALL, FETCH, "load_cpu_us_per_call")),
+        "fetch_cpu_us_per_call_traced_minus_untraced": minus(get(GW_H2_TRACED, FETCH, "load_cpu_us_per_call"), get(GW_H2, FETCH, "load_cpu_us_per_call")),
+        "fetch_cpu_us_per_call_1pc_traced_minus_untraced": minus(get(GW_H2_TRACED_1PC, FETCH, "load_cpu_us_per_call"), get(GW_H2, FETCH, "load_cpu_us_per_call")),
+        "fetch_serial_us_traced_minus_untraced": minus(get(GW_H2_TRACED, FETCH, "serial_mean_us"), get(GW_H2, FETCH, "serial_mean_us")),
+        "fetch_p99_us_at_rate_traced_minus_untraced": minus(p99(GW_H2_TRACED), p99(GW_H2)),
         "fetch_serial_minus_floor_us": minus(get(GW, FETCH, "serial_mean_us"), get("floor", FETCH, "serial_mean_us")),
         "fetch_serial_minus_straight_us": minus(get(GW, FETCH, "serial_mean_us"), get("straight", FETCH, "serial_mean_us")),
         "fetch_added_p99_us_at_rate": minus(p99(GW), p99("straight")),
@@ -848,6 +902,71 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
         "upsert_serial_minus_floor_us": minus(get(GW, UPSERT, "serial_mean_us"), get("floor", UPSERT, "serial_mean_us")),
         "gateway_memory": memory,
     }))
+}
+
+/// Calls, spans exported and spans dropped so far, from the gateway's `/metrics`; spans the receiver got.
+fn trace_counts(admin: &str, received: &std::sync::atomic::AtomicU64) -> anyhow::Result<Value> {
+    let text = tokio::runtime::Handle::current().block_on(async {
+        reqwest::get(format!("http://{admin}/metrics"))
+            .await?
+            .text()
+            .await
+    })?;
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let calls = sum("pinecone_gateway_calls_total");
+    let exported = sum("pinecone_gateway_trace_spans_exported_total");
+    let dropped = sum("pinecone_gateway_trace_spans_dropped_total");
+    Ok(json!({
+        "calls": calls,
+        "spans_exported": exported,
+        "spans_dropped": dropped,
+        "spans_received": received.swap(0, std::sync::atomic::Ordering::Relaxed),
+        "spans_per_call": if calls > 0.0 { json!(((exported + dropped) / calls * 1000.0).round() / 1000.0) } else { Value::Null },
+    }))
+}
+
+/// An OTLP/gRPC receiver on this process's runtime that counts the spans it is sent: its URL and the count.
+fn otlp_sink() -> anyhow::Result<(String, std::sync::Arc<std::sync::atomic::AtomicU64>)> {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    struct Sink(std::sync::Arc<std::sync::atomic::AtomicU64>);
+    #[tonic::async_trait]
+    impl TraceService for Sink {
+        async fn export(
+            &self,
+            req: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let n: usize = req
+                .get_ref()
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            self.0
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rt = tokio::runtime::Handle::current();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    rt.spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Sink(count.clone())))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    Ok((url, count))
 }
 
 /// The biggest upsert a caller may send (1,000 vectors of 1,536 dimensions: about 6 MB of protobuf, 17 MB of JSON,
@@ -890,7 +1009,7 @@ pub fn upsert_large(
     let wrapper = heaptrack_exe
         .as_deref()
         .map(|h| (h, vec!["-o", profile_arg.as_str()]));
-    let (gateway, addr) = start_gateway_under(
+    let (gateway, addr, _) = start_gateway_under(
         wrapper.as_ref().map(|(h, a)| (*h, a.as_slice())),
         gateway_exe,
         &control_plane,

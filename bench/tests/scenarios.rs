@@ -57,8 +57,19 @@ fn proxies_measures_every_arm_and_workload() {
     }
     let r = run("proxies");
     let arms = r["arms"].as_array().unwrap();
-    // 10 arms × 2 workloads.
-    assert_eq!(arms.len(), 20, "{r}");
+    // 12 arms × 2 workloads.
+    assert_eq!(arms.len(), 24, "{r}");
+    // The traced arms exported spans to the receiver, and say how many.
+    let traced: Vec<&serde_json::Value> = arms
+        .iter()
+        .filter(|a| a["traces_both_workloads"].is_object())
+        .collect();
+    assert_eq!(traced.len(), 2, "{r}");
+    for a in traced {
+        let t = &a["traces_both_workloads"];
+        assert!(t["spans_received"].as_u64().unwrap() > 0, "{a}");
+        assert!(t["calls"].as_f64().unwrap() > 0.0, "{a}");
+    }
     for a in arms {
         assert!(a["load_calls_per_second"].as_f64().unwrap() > 0.0, "{a}");
         assert!(a["serial_mean_us"].as_f64().unwrap() > 0.0, "{a}");
@@ -75,6 +86,7 @@ fn proxies_measures_every_arm_and_workload() {
         "upsert_cpu_per_call_vs_floor",
         "fetch_cpu_per_call_vs_floor_both_http2",
         "upsert_cpu_per_call_vs_floor_both_http2",
+        "fetch_cpu_us_per_call_traced_minus_untraced",
     ] {
         assert!(r[key].as_f64().is_some(), "{key}: {r}");
     }
