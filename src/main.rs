@@ -145,6 +145,10 @@ struct EmulatorArgs {
     /// How long an index restored from a backup initializes (`host: null`, not ready), in milliseconds.
     #[arg(long, default_value_t = DEMO_RESTORE_INIT_MS)]
     restore_init_ms: u64,
+    /// How long after a write reads (queries, fetches, stats) see it, in milliseconds, as Pinecone is eventually
+    /// consistent; a write's `x-emulator-index-lag-ms` header wins.
+    #[arg(long, default_value_t = 0)]
+    index_lag_ms: u64,
 }
 
 const DEMO_INDEX: &str = "demo";
@@ -352,6 +356,7 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
         api_key: args.api_key,
         enforce_limits: args.enforce_limits,
         restore_init: std::time::Duration::from_millis(args.restore_init_ms),
+        index_lag: std::time::Duration::from_millis(args.index_lag_ms),
         tls: None,
         faults: Faults {
             error_percent: args.fault_error_percent,

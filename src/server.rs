@@ -191,7 +191,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         settings.server.max_concurrent_calls,
     )
     .with_auth(settings.auth.clone())
-    .with_callers(callers.clone());
+    .with_callers(callers.clone())
+    .with_consistency(settings.consistency.clone());
     let (gw, exporting) = match &settings.tracing {
         Some(t) => {
             let (tracer, exporting) = crate::telemetry::trace::Tracer::start(t)?;

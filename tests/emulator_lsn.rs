@@ -80,3 +80,67 @@ async fn writes_get_the_next_lsn_of_their_namespace_and_queries_carry_the_applie
     let r = send(&http, &host, "vectors/upsert", upsert("__default__", "y")).await;
     assert_eq!(header(&r, WRITE), Some(2));
 }
+
+/// With an index lag, a write is acknowledged (with its LSN) at once and reads see it only when it is due: a query
+/// before then misses the record and carries the LSN before the write; a fetch misses it too.
+#[tokio::test]
+async fn a_lagging_index_shows_a_write_only_when_it_is_due() {
+    let env = Env::start().await;
+    let host = env.index_host().await;
+    let http = reqwest::Client::new();
+    let lagged = |path: &str, lag_ms: u64, body: serde_json::Value| {
+        http.post(format!("http://{host}/{path}"))
+            .header("Api-Key", KEY)
+            .header("x-emulator-index-lag-ms", lag_ms.to_string())
+            .json(&body)
+    };
+    let record = serde_json::json!({"namespace": "n", "vectors": [{"id": "late", "values": [1.0, 0.0, 0.0, 0.0]}]});
+    let r = lagged("vectors/upsert", 0, record.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "x-pinecone-request-lsn"), Some(1));
+    let r = lagged("vectors/upsert", 60_000, serde_json::json!({"namespace": "n", "vectors": [{"id": "later", "values": [0.0, 1.0, 0.0, 0.0]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "x-pinecone-request-lsn"),
+        Some(2),
+        "acknowledged at once"
+    );
+    let query = serde_json::json!({"namespace": "n", "topK": 10, "vector": [1.0, 1.0, 0.0, 0.0]});
+    let r = send(&http, &host, "query", query.clone()).await;
+    assert_eq!(header(&r, "x-pinecone-max-indexed-lsn"), Some(1));
+    let body: serde_json::Value = r.json().await.unwrap();
+    let ids: Vec<&str> = body["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["late"], "the lagging write is not visible yet");
+    let fetched: serde_json::Value = http
+        .get(format!("http://{host}/vectors/fetch?ids=later&namespace=n"))
+        .header("Api-Key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(fetched["vectors"].get("later").is_none(), "{fetched}");
+    // The emulator-wide lag applies to writes without the header.
+    env.emulator
+        .set_index_lag(std::time::Duration::from_secs(60));
+    let r = send(&http, &host, "vectors/upsert", serde_json::json!({"namespace": "m", "vectors": [{"id": "m1", "values": [1.0, 0.0, 0.0, 0.0]}]})).await;
+    assert_eq!(header(&r, "x-pinecone-request-lsn"), Some(1));
+    let r = send(
+        &http,
+        &host,
+        "query",
+        serde_json::json!({"namespace": "m", "topK": 1, "vector": [1.0, 0.0, 0.0, 0.0]}),
+    )
+    .await;
+    assert_eq!(header(&r, "x-pinecone-max-indexed-lsn"), Some(0));
+}

@@ -6,6 +6,7 @@
 //!   bench coalescing   # (d) records/s of 200 one-ID callers under 100 fetch/s, on vs. off
 //!   bench shared       # (f) Redis round trips; three replicas' combined rate and busiest second (needs redis-server)
 //!   bench callers      # a batch caller at 10x a fetch limit beside an interactive one: its wait, priorities off vs on
+//!   bench freshness    # (g) a write then a read under a 300 ms index lag: reads reflecting it, read-your-writes off vs on
 //!   bench all --json bench/results/DATE.json
 //!
 //! The process under test is pinned to CPU 0; load generators and the upstream to CPU 1.
@@ -17,6 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod callers;
 mod floor;
+mod freshness;
 mod proxies;
 
 use clap::{Parser, ValueEnum};
@@ -74,6 +76,8 @@ enum Scenario {
     Shared,
     /// A batch caller at 10x an index's fetch limit and an interactive caller at 10%: priorities off vs on.
     Callers,
+    /// (g) A write then a read under a 300 ms index lag: read-your-writes off vs on.
+    Freshness,
     /// A 1,000 x 1,536 upsert through the gateway alone: CPU per call, or with `--heaptrack` bytes allocated.
     UpsertLarge,
     All,
@@ -559,6 +563,9 @@ async fn scenarios(args: Args) -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Callers {
         results.push(callers::run(&args).await?);
+    }
+    if all || args.scenario == Scenario::Freshness {
+        results.push(freshness::run(&args).await?);
     }
     for r in &results {
         print_table(r);

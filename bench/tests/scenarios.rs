@@ -161,3 +161,15 @@ fn callers_measures_both_callers_with_priorities_off_and_on() {
         assert!(m["batch_ok_per_second"].as_f64().unwrap() > 0.0, "{r}");
     }
 }
+
+#[test]
+fn freshness_measures_both_arms() {
+    let r = run("freshness");
+    let arms = r["arms"].as_array().unwrap();
+    assert_eq!(arms.len(), 2, "{r}");
+    for a in arms {
+        assert!(a["reflected_share"].as_f64().is_some(), "{a}");
+        assert!(a["read_latency"]["count"].as_u64().unwrap() > 0, "{a}");
+        assert!(a["upstream_reads_per_read"].as_f64().unwrap() >= 1.0, "{a}");
+    }
+}

@@ -10,6 +10,7 @@ pub mod auth;
 mod backup;
 pub mod caller;
 pub mod codec;
+pub mod consistency;
 pub mod convert;
 mod list;
 mod record;
@@ -23,6 +24,7 @@ pub use backup::BackupApi;
 pub use list::ListApi;
 pub use vector::VectorApi;
 
+use crate::call::Freshness;
 use crate::call::{Op, Reply, UpstreamCall};
 use crate::stack::CallError;
 pub use crate::stack::UpstreamService;
@@ -69,6 +71,18 @@ pub enum GatewayError {
     /// Pinecone answered with a shape that does not fit the operation.
     #[error("unexpected answer from Pinecone for {0}")]
     UnexpectedReply(&'static str),
+    /// A read that required an LSN (`x-consistency-required: true`) did not see it applied in time.
+    #[error(
+        "namespace `{namespace}` had applied LSN {seen} when the wait ran out, not the {wanted} this read requires \
+         ({waited_ms} ms waited, {reads} reads; consistency.max_wait_ms or the call's deadline)"
+    )]
+    NotFresh {
+        namespace: String,
+        wanted: u64,
+        seen: u64,
+        waited_ms: u128,
+        reads: u32,
+    },
 }
 
 /// Shared by every service.
@@ -88,6 +102,8 @@ pub struct Gateway {
     callers: caller::Callers,
     /// With `[tracing]` on: starts each call's span.
     tracer: Option<crate::telemetry::trace::Tracer>,
+    /// Callers' write LSNs, for read-your-writes.
+    writes: Arc<consistency::Writes>,
 }
 
 /// A call's place among the calls in progress; it frees the place, and says so, however the call ends.
@@ -121,7 +137,14 @@ impl Gateway {
             auth: Arc::default(),
             callers: caller::Callers::default(),
             tracer: None,
+            writes: Arc::new(consistency::Writes::new(Default::default())),
         }
+    }
+
+    /// Reads that wait for LSNs (`[consistency]`).
+    pub fn with_consistency(mut self, settings: consistency::ConsistencySettings) -> Self {
+        self.writes = Arc::new(consistency::Writes::new(settings));
+        self
     }
 
     /// Traces calls (`[tracing]`).
@@ -239,13 +262,29 @@ impl Gateway {
                 Target::Project => String::new(),
             };
             auth::Auth::authorize(token, &record.index)?;
+            let namespace = op.namespace().map(str::to_string);
+            let (read, write) = (op.is_namespace_read(), op.is_record_write());
+            let caller = record.caller_name().to_string();
+            let wanted = match (&namespace, read) {
+                (Some(ns), true) => {
+                    consistency::wanted(&md, || self.writes.highest(&caller, &record.index, ns))?
+                }
+                _ => None,
+            };
             let call = UpstreamCall {
                 index: record.index.clone(),
                 op,
                 deadline,
                 ctx: record.ctx.clone(),
             };
-            convert(self.call(call).await?)
+            let reply = match wanted {
+                Some(w) => self.call_fresh(call, w).await?,
+                None => self.call(call).await?,
+            };
+            if let (true, Some(ns), Some(lsn)) = (write, &namespace, record.ctx.lsns.request()) {
+                self.writes.remember(&caller, &record.index, ns, lsn);
+            }
+            convert(reply)
         }
         .await;
         record.finish(result)
@@ -259,6 +298,52 @@ impl Gateway {
     /// Sends one call down the stack.
     async fn call(&self, call: UpstreamCall) -> Result<Reply, GatewayError> {
         Ok(self.upstream.send(call).await?)
+    }
+
+    /// Sends a read until its namespace has applied `want.lsn`, or the wait runs out (see `consistency`).
+    async fn call_fresh(
+        &self,
+        call: UpstreamCall,
+        want: consistency::Wanted,
+    ) -> Result<Reply, GatewayError> {
+        let settings = self.writes.settings();
+        let started = tokio::time::Instant::now();
+        let give_up = call.deadline.min(started + settings.max_wait);
+        let lsns = &call.ctx.lsns;
+        let mut repeats = 0;
+        loop {
+            lsns.forget_indexed();
+            let sent = tokio::time::Instant::now();
+            let reply = self.call(call.clone()).await?;
+            // Another read must have time to come back before the caller stops waiting.
+            let read_takes = sent.elapsed() * 2;
+            let verdict = match lsns.indexed() {
+                None => Freshness::Unknown,
+                Some(seen) if seen >= want.lsn => Freshness::Fresh,
+                Some(seen) => {
+                    let pause = consistency::backoff(settings, repeats);
+                    if tokio::time::Instant::now() + pause + read_takes < give_up {
+                        repeats += 1;
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    if want.required {
+                        consistency::record(None, repeats, started.elapsed());
+                        return Err(GatewayError::NotFresh {
+                            namespace: call.op.namespace().unwrap_or_default().to_string(),
+                            wanted: want.lsn,
+                            seen,
+                            waited_ms: started.elapsed().as_millis(),
+                            reads: repeats + 1,
+                        });
+                    }
+                    Freshness::Stale
+                }
+            };
+            consistency::record(Some(verdict), repeats, started.elapsed());
+            lsns.set_verdict(verdict);
+            return Ok(reply);
+        }
     }
 }
 

@@ -34,6 +34,11 @@ impl CallRecord {
         }
     }
 
+    /// The caller as it named itself (empty before it is known, or when it did not).
+    pub fn caller_name(&self) -> &str {
+        &self.caller
+    }
+
     /// Who makes the call: named in the log line, counted by label and priority, and carried to the limiter.
     pub fn set_caller(&mut self, who: &mut super::caller::Identified) {
         self.caller = std::mem::take(&mut who.name);
@@ -126,6 +131,7 @@ impl CallRecord {
                 if let Some(id) = id {
                     resp.metadata_mut().insert(route::REQUEST_ID_METADATA, id);
                 }
+                self.lsn_metadata(resp.metadata_mut());
                 Ok(resp)
             }
             Err(e) => {
@@ -134,8 +140,31 @@ impl CallRecord {
                 if let Some(id) = id {
                     status.metadata_mut().insert(route::REQUEST_ID_METADATA, id);
                 }
+                // A split write that failed in part: the LSN of what was applied.
+                self.lsn_metadata(status.metadata_mut());
                 Err(status)
             }
+        }
+    }
+
+    /// The LSNs Pinecone answered with, and a waiting read's verdict (see `consistency`).
+    fn lsn_metadata(&self, md: &mut tonic::metadata::MetadataMap) {
+        use super::consistency as c;
+        let lsns = &self.ctx.lsns;
+        let number = |n: u64| tonic::metadata::MetadataValue::from(n);
+        if let Some(n) = lsns.request() {
+            md.insert(c::REQUEST_LSN, number(n));
+        }
+        if let Some(n) = lsns.indexed() {
+            md.insert(c::MAX_INDEXED_LSN, number(n));
+        }
+        if let Some(v) = lsns.verdict() {
+            let stale = match v {
+                crate::call::Freshness::Fresh => "false",
+                crate::call::Freshness::Stale => "true",
+                crate::call::Freshness::Unknown => "unknown",
+            };
+            md.insert(c::STALE, tonic::metadata::MetadataValue::from_static(stale));
         }
     }
 

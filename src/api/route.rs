@@ -77,6 +77,7 @@ pub fn context(
         trace,
         caller: Default::default(),
         attempts: Default::default(),
+        lsns: Default::default(),
     }
 }
 
@@ -106,10 +107,11 @@ fn parse_grpc_timeout(s: &str) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn md(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
+    /// Metadata of these pairs (also for the other modules' tests).
+    pub(crate) fn md(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
         let mut m = MetadataMap::new();
         for (k, v) in pairs {
             m.insert(*k, v.parse().unwrap());

@@ -22,6 +22,7 @@ pub fn to_status(err: GatewayError) -> Status {
             Status::internal(format!("unexpected answer from Pinecone for {op}"))
         }
         GatewayError::Unauthenticated(m) => Status::unauthenticated(m),
+        e @ GatewayError::NotFresh { .. } => Status::failed_precondition(e.to_string()),
         GatewayError::PermissionDenied(m) => Status::permission_denied(m),
         GatewayError::Draining => {
             Status::unavailable("the gateway is shutting down; call another replica")

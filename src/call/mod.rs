@@ -133,6 +133,19 @@ impl Op {
         }
     }
 
+    /// Whether Pinecone gives the operation an LSN of its own (`x-pinecone-request-lsn`): the record writes.
+    pub fn is_record_write(&self) -> bool {
+        matches!(self, Op::Upsert(_) | Op::Update(_) | Op::Delete(_))
+    }
+
+    /// Whether the operation reads records of one namespace, and so may wait for that namespace to apply an LSN.
+    pub fn is_namespace_read(&self) -> bool {
+        matches!(
+            self,
+            Op::Query(_) | Op::Fetch { .. } | Op::FetchByMetadata(_) | Op::List(_)
+        )
+    }
+
     /// Whether the operation goes to an index's data plane (and so needs its host).
     pub fn is_data_plane(&self) -> bool {
         !matches!(
@@ -169,6 +182,95 @@ pub struct CallContext {
     pub trace: Option<crate::telemetry::trace::SpanScope>,
     pub caller: Caller,
     pub attempts: std::sync::atomic::AtomicU32,
+    /// The log sequence numbers Pinecone answered with, and whether a read was fresh enough.
+    pub lsns: Lsns,
+}
+
+/// The log sequence numbers Pinecone answered a call with (serverless indexes, REST only): the highest LSN of its
+/// writes (`x-pinecone-request-lsn`: a split write's highest batch), and the LSN its namespace had applied when it
+/// answered a read (`x-pinecone-max-indexed-lsn`: a split read's lowest batch, which the whole answer holds at
+/// least); and, for a read that asked for one, the verdict on its freshness.
+#[derive(Debug, Default)]
+pub struct Lsns {
+    /// 0: none; else the LSN + 1 (an LSN may be 0: a namespace never written).
+    request: std::sync::atomic::AtomicU64,
+    indexed: std::sync::atomic::AtomicU64,
+    verdict: std::sync::atomic::AtomicU8,
+}
+
+/// Whether a read that asked for an LSN reflects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Its namespace had applied the LSN asked for.
+    Fresh,
+    /// It had not when the wait ran out: the answer may miss the writes up to that LSN.
+    Stale,
+    /// Pinecone said nothing of what it had applied (a pod-based index, or an operation without the header).
+    Unknown,
+}
+
+impl Freshness {
+    pub fn name(self) -> &'static str {
+        match self {
+            Freshness::Fresh => "fresh",
+            Freshness::Stale => "stale",
+            Freshness::Unknown => "unknown",
+        }
+    }
+}
+
+impl Lsns {
+    /// Notes what one upstream answer said.
+    pub fn note(&self, request: Option<u64>, indexed: Option<u64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(l) = request {
+            self.request.fetch_max(l.saturating_add(1), Relaxed);
+        }
+        if let Some(l) = indexed {
+            let v = l.saturating_add(1);
+            let _ = self.indexed.fetch_update(Relaxed, Relaxed, |old| {
+                Some(if old == 0 { v } else { old.min(v) })
+            });
+        }
+    }
+
+    /// Takes in what another context's answer said (a coalesced batch's).
+    pub fn take_from(&self, other: &Lsns) {
+        self.note(other.request(), other.indexed());
+    }
+
+    pub fn request(&self) -> Option<u64> {
+        let v = self.request.load(std::sync::atomic::Ordering::Relaxed);
+        v.checked_sub(1)
+    }
+
+    pub fn indexed(&self) -> Option<u64> {
+        let v = self.indexed.load(std::sync::atomic::Ordering::Relaxed);
+        v.checked_sub(1)
+    }
+
+    /// Before a read is repeated: only the new answer counts.
+    pub fn forget_indexed(&self) {
+        self.indexed.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn set_verdict(&self, f: Freshness) {
+        let v = match f {
+            Freshness::Fresh => 1,
+            Freshness::Stale => 2,
+            Freshness::Unknown => 3,
+        };
+        self.verdict.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn verdict(&self) -> Option<Freshness> {
+        match self.verdict.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Some(Freshness::Fresh),
+            2 => Some(Freshness::Stale),
+            3 => Some(Freshness::Unknown),
+            _ => None,
+        }
+    }
 }
 
 /// Who makes a call, as the limiter's fair queue sees it.
@@ -333,5 +435,20 @@ mod tests {
         assert!(upsert("ns", &["a"]).is_idempotent(false));
         assert!(!Op::CreateBackup(Default::default()).is_idempotent(true));
         assert!(!Op::DeleteNamespace("ns".into()).is_idempotent(true));
+    }
+
+    #[test]
+    fn a_split_write_keeps_its_highest_lsn_and_a_split_read_its_lowest() {
+        let l = Lsns::default();
+        assert_eq!((l.request(), l.indexed()), (None, None));
+        l.note(Some(5), Some(7));
+        l.note(Some(3), Some(0));
+        l.note(None, Some(9));
+        assert_eq!((l.request(), l.indexed()), (Some(5), Some(0)));
+        l.forget_indexed();
+        assert_eq!((l.request(), l.indexed()), (Some(5), None));
+        let other = Lsns::default();
+        other.take_from(&l);
+        assert_eq!(other.request(), Some(5));
     }
 }

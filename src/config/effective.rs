@@ -269,6 +269,15 @@ pub fn render(s: &Settings) -> String {
     log.insert("level".into(), s.log_level.clone().into());
     root.insert("log".into(), log.into());
 
+    let c = &s.consistency;
+    let mut consistency = Table::new();
+    consistency.insert("max_wait_ms".into(), ms(c.max_wait));
+    consistency.insert("remember_ms".into(), ms(c.remember));
+    consistency.insert("max_remembered".into(), int(c.max_remembered.get()));
+    consistency.insert("first_backoff_ms".into(), ms(c.first_backoff));
+    consistency.insert("max_backoff_ms".into(), ms(c.max_backoff));
+    root.insert("consistency".into(), consistency.into());
+
     if let Some(t) = &s.tracing {
         let mut tracing = Table::new();
         tracing.insert("otlp_endpoint".into(), t.otlp_endpoint.clone().into());

@@ -9,6 +9,7 @@ mod auth;
 mod batching;
 mod callers;
 mod coalescing;
+mod consistency;
 pub mod effective;
 mod limits;
 mod retry;
@@ -20,6 +21,7 @@ pub use auth::{AuthSection, TokenSection};
 pub use batching::BatchingSection;
 pub use callers::{CallerSection, QuotaSection};
 pub use coalescing::{CoalescingSection, IndexCoalescingSection};
+pub use consistency::ConsistencySection;
 pub use limits::{LimitMode, LimitsSection, RateSection, RedisSection};
 pub use retry::RetrySection;
 pub use server::{AdminSection, ServerSection, ServerSettings, TlsSection, TlsSettings};
@@ -53,6 +55,8 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(default)]
     pub tracing: TracingSection,
+    #[serde(default)]
+    pub consistency: ConsistencySection,
     #[serde(default)]
     pub limits: LimitsSection,
     #[serde(default)]
@@ -121,6 +125,7 @@ pub struct Settings {
     pub callers: crate::api::caller::CallerSettings,
     /// `[tracing]`, when `otlp_endpoint` is set.
     pub tracing: Option<crate::telemetry::trace::TraceSettings>,
+    pub consistency: crate::api::consistency::ConsistencySettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +245,7 @@ impl FileConfig {
         let coalescing =
             coalescing::settings(&self.coalescing, &self.indexes, batching.caps, &mut p);
         let tracing = tracing::settings(&self.tracing, &mut p);
+        let consistency = consistency::settings(&self.consistency, &mut p);
         p.into_result(Settings {
             server,
             default_index,
@@ -256,6 +262,7 @@ impl FileConfig {
             auth,
             callers,
             tracing,
+            consistency,
         })
     }
 }

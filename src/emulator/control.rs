@@ -162,6 +162,8 @@ pub(super) async fn create_index(
         data: std::sync::RwLock::new(
             data.unwrap_or_else(|| IndexData::new(dimension, metric, sparse)),
         ),
+        lag: Default::default(),
+        lag_ms: shared.index_lag_ms.clone(),
         shutdown: tx,
         limits: shared.limits.clone(),
     });

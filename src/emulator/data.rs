@@ -7,13 +7,15 @@
 use super::limits::Class;
 use super::model as m;
 use super::store::{self, DataError, IndexData};
-use super::{EmuIndex, EmulatorState, read, write};
+use super::{EmuIndex, EmulatorState, lag, lock, read, write};
 use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
+use std::time::Duration;
 
 type S = State<Arc<EmuIndex>>;
 
@@ -118,8 +120,69 @@ pub(super) fn router(shared: Arc<EmulatorState>, index: Arc<EmuIndex>) -> Router
         .with_state(index)
 }
 
-fn data(index: &EmuIndex) -> std::sync::RwLockReadGuard<'_, IndexData> {
-    read(&index.data)
+/// Reads what reads see: the indexed view while writes are pending (see `lag`), else the data.
+fn reading<T>(i: &EmuIndex, f: impl FnOnce(&IndexData) -> T) -> T {
+    reading_at(i, "", |view, _| f(view))
+}
+
+/// [`reading`], with the LSN of `namespace`'s last write the view holds.
+fn reading_at<T>(i: &EmuIndex, namespace: &str, f: impl FnOnce(&IndexData, u64) -> T) -> T {
+    let mut lag = lock(&i.lag);
+    lag.catch_up(std::time::Instant::now());
+    let data = read(&i.data);
+    f(lag.view(&data), lag.indexed_lsn(&data, namespace))
+}
+
+/// A write's delay before reads see it: the request's `x-emulator-index-lag-ms`, else the emulator's setting.
+fn lag_of(i: &EmuIndex, headers: &HeaderMap) -> Duration {
+    let ms = headers
+        .get(LAG_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| i.lag_ms.load(std::sync::atomic::Ordering::Relaxed));
+    Duration::from_millis(ms)
+}
+
+const LAG_HEADER: &str = "x-emulator-index-lag-ms";
+
+/// Applies a write to the data (refused or acknowledged at once, as Pinecone does) and gives it the namespace's next
+/// LSN; with a lag, queues it for the indexed view.
+fn writing<T>(
+    i: &EmuIndex,
+    headers: &HeaderMap,
+    namespace: &str,
+    apply: impl FnOnce(&mut IndexData) -> Result<T, DataError>,
+    queued: impl FnOnce() -> lag::Write,
+) -> Result<(T, u64), DataError> {
+    let delay = lag_of(i, headers);
+    let now = std::time::Instant::now();
+    let mut lag = lock(&i.lag);
+    lag.catch_up(now);
+    let mut data = write(&i.data);
+    let lagged = !delay.is_zero() || lag.lagging();
+    if lagged {
+        lag.before_write(&data);
+    }
+    let out = apply(&mut data)?;
+    let lsn = data.next_lsn(namespace);
+    if lagged {
+        lag.push(now, delay, namespace, lsn, queued());
+    }
+    Ok((out, lsn))
+}
+
+/// A change that is not lagged (namespaces created and deleted): to the data and the indexed view alike.
+fn changing<T>(
+    i: &EmuIndex,
+    change: impl Fn(&mut IndexData) -> Result<T, DataError>,
+) -> Result<T, DataError> {
+    let mut lag = lock(&i.lag);
+    let mut data = write(&i.data);
+    let out = change(&mut data)?;
+    lag.also(|view| {
+        let _ = change(view);
+    });
+    Ok(out)
 }
 
 /// Pinecone's REST answers carry log sequence numbers in headers (only REST, not its gRPC API): a write the LSN it
@@ -134,14 +197,24 @@ fn lsn(name: &'static str, lsn: u64) -> [(&'static str, String); 1] {
 
 type WithLsn<T> = ([(&'static str, String); 1], Json<T>);
 
-async fn upsert(State(i): S, body: axum::body::Bytes) -> Result<WithLsn<m::UpsertOut>, DataError> {
+async fn upsert(
+    State(i): S,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<WithLsn<m::UpsertOut>, DataError> {
     let req: m::UpsertIn = serde_json::from_slice(&body)
         .map_err(|e| store::bad(format!("Invalid request body: {e}")))?;
     i.admit(Class::Upsert, &req.namespace, 0, body.len() as u64)?;
     let namespace = req.namespace.clone();
-    let mut data = write(&i.data);
-    let out = data.upsert(req)?;
-    Ok((lsn(REQUEST_LSN, data.next_lsn(&namespace)), Json(out)))
+    let kept = req.clone();
+    let (out, n) = writing(
+        &i,
+        &headers,
+        &namespace,
+        |d| d.upsert(req),
+        || lag::Write::Upsert(kept),
+    )?;
+    Ok((lsn(REQUEST_LSN, n), Json(out)))
 }
 
 async fn fetch(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::FetchOut>, DataError> {
@@ -153,7 +226,7 @@ async fn fetch(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::FetchOut>, 
         .collect();
     let namespace = last(&pairs, "namespace").unwrap_or_default();
     i.admit(Class::Fetch, &namespace, 0, 0)?;
-    data(&i).fetch(&ids, &namespace).map(Json)
+    reading(&i, |d| d.fetch(&ids, &namespace)).map(Json)
 }
 
 async fn fetch_by_metadata(
@@ -161,11 +234,12 @@ async fn fetch_by_metadata(
     Body(req): Body<m::FetchByMetadataIn>,
 ) -> Result<Json<m::FetchOut>, DataError> {
     i.admit(Class::FetchByMetadata, &req.namespace, 0, 0)?;
-    data(&i).fetch_by_metadata(&req).map(Json)
+    reading(&i, |d| d.fetch_by_metadata(&req)).map(Json)
 }
 
 async fn delete(
     State(i): S,
+    headers: HeaderMap,
     Body(req): Body<m::DeleteIn>,
 ) -> Result<WithLsn<serde_json::Value>, DataError> {
     let class = if req.delete_all {
@@ -176,26 +250,27 @@ async fn delete(
         Class::Delete
     };
     i.admit(class, &req.namespace, req.ids.len() as u64, 0)?;
-    let mut data = write(&i.data);
-    data.delete(&req)?;
-    Ok((
-        lsn(REQUEST_LSN, data.next_lsn(&req.namespace)),
-        Json(serde_json::json!({})),
-    ))
+    let namespace = req.namespace.clone();
+    let ((), n) = writing(
+        &i,
+        &headers,
+        &namespace,
+        |d| d.delete(&req),
+        || lag::Write::Delete(req.clone()),
+    )?;
+    Ok((lsn(REQUEST_LSN, n), Json(serde_json::json!({}))))
 }
 
 async fn list(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::ListOut>, DataError> {
     let pairs = query_pairs(q, &["prefix", "limit", "paginationToken", "namespace"])?;
     let namespace = last(&pairs, "namespace").unwrap_or_default();
     i.admit(Class::List, &namespace, 0, 0)?;
-    data(&i)
-        .list(
-            &namespace,
-            &last(&pairs, "prefix").unwrap_or_default(),
-            limit_param(&pairs)?,
-            last(&pairs, "paginationToken").as_deref(),
-        )
-        .map(Json)
+    let (prefix, limit, token) = (
+        last(&pairs, "prefix").unwrap_or_default(),
+        limit_param(&pairs)?,
+        last(&pairs, "paginationToken"),
+    );
+    reading(&i, |d| d.list(&namespace, &prefix, limit, token.as_deref())).map(Json)
 }
 
 async fn query(
@@ -203,16 +278,13 @@ async fn query(
     Body(req): Body<m::QueryIn>,
 ) -> Result<WithLsn<m::QueryOut>, DataError> {
     i.admit(Class::Query, &req.namespace, 0, 0)?;
-    let data = data(&i);
-    let out = data.query(&req)?;
-    Ok((
-        lsn(MAX_INDEXED_LSN, data.indexed_lsn(&req.namespace)),
-        Json(out),
-    ))
+    let (out, indexed) = reading_at(&i, &req.namespace, |d, indexed| (d.query(&req), indexed));
+    Ok((lsn(MAX_INDEXED_LSN, indexed), Json(out?)))
 }
 
 async fn update(
     State(i): S,
+    headers: HeaderMap,
     Body(req): Body<m::UpdateIn>,
 ) -> Result<WithLsn<m::UpdateOut>, DataError> {
     let (class, records) = if req.filter.is_some() {
@@ -221,19 +293,25 @@ async fn update(
         (Class::Update, 1)
     };
     i.admit(class, &req.namespace, records, 0)?;
-    let mut data = write(&i.data);
-    let out = data.update(&req)?;
-    Ok((lsn(REQUEST_LSN, data.next_lsn(&req.namespace)), Json(out)))
+    let namespace = req.namespace.clone();
+    let (out, n) = writing(
+        &i,
+        &headers,
+        &namespace,
+        |d| d.update(&req),
+        || lag::Write::Update(req.clone()),
+    )?;
+    Ok((lsn(REQUEST_LSN, n), Json(out)))
 }
 
 async fn stats(State(i): S, Body(req): Body<m::StatsIn>) -> Result<Json<m::StatsOut>, DataError> {
     i.admit(Class::Stats, "", 0, 0)?;
-    data(&i).stats(&req).map(Json)
+    reading(&i, |d| d.stats(&req)).map(Json)
 }
 
 async fn stats_get(State(i): S) -> Result<Json<m::StatsOut>, DataError> {
     i.admit(Class::Stats, "", 0, 0)?;
-    data(&i).stats(&m::StatsIn::default()).map(Json)
+    reading(&i, |d| d.stats(&m::StatsIn::default())).map(Json)
 }
 
 async fn list_namespaces(
@@ -242,13 +320,12 @@ async fn list_namespaces(
 ) -> Result<Json<m::NamespacesOut>, DataError> {
     let pairs = query_pairs(q, &["limit", "paginationToken", "prefix"])?;
     i.admit(Class::Namespaces, "", 0, 0)?;
-    data(&i)
-        .list_namespaces(
-            &last(&pairs, "prefix").unwrap_or_default(),
-            limit_param(&pairs)?,
-            last(&pairs, "paginationToken").as_deref(),
-        )
-        .map(Json)
+    let (prefix, limit, token) = (
+        last(&pairs, "prefix").unwrap_or_default(),
+        limit_param(&pairs)?,
+        last(&pairs, "paginationToken"),
+    );
+    reading(&i, |d| d.list_namespaces(&prefix, limit, token.as_deref())).map(Json)
 }
 
 async fn create_namespace(
@@ -256,7 +333,7 @@ async fn create_namespace(
     Body(req): Body<m::CreateNamespaceIn>,
 ) -> Result<Json<m::NamespaceOut>, DataError> {
     i.admit(Class::Namespaces, "", 0, 0)?;
-    write(&i.data).create_namespace(&req).map(Json)
+    changing(&i, |d| d.create_namespace(&req)).map(Json)
 }
 
 async fn describe_namespace(
@@ -264,7 +341,7 @@ async fn describe_namespace(
     Path(ns): Path<String>,
 ) -> Result<Json<m::NamespaceOut>, DataError> {
     i.admit(Class::Namespaces, "", 0, 0)?;
-    data(&i).describe_namespace(&ns).map(Json)
+    reading(&i, |d| d.describe_namespace(&ns)).map(Json)
 }
 
 async fn delete_namespace(
@@ -272,7 +349,7 @@ async fn delete_namespace(
     Path(ns): Path<String>,
 ) -> Result<Json<serde_json::Value>, DataError> {
     i.admit(Class::Namespaces, "", 0, 0)?;
-    write(&i.data).delete_namespace(&ns)?;
+    changing(&i, |d| d.delete_namespace(&ns))?;
     Ok(Json(serde_json::json!({})))
 }
 

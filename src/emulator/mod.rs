@@ -18,6 +18,7 @@ mod control;
 mod data;
 pub mod faults;
 pub mod filter;
+mod lag;
 pub mod limits;
 pub mod model;
 pub mod store;
@@ -61,6 +62,8 @@ pub struct EmulatorOptions {
     pub restore_init: Duration,
     /// Serve HTTPS instead of plain HTTP.
     pub tls: Option<EmulatorTls>,
+    /// How long after a write reads see it (`--index-lag-ms`; a write's `x-emulator-index-lag-ms` wins).
+    pub index_lag: Duration,
 }
 
 /// An index: its description, its records, and its data-plane server.
@@ -79,6 +82,10 @@ struct EmuIndex {
     /// Until when it initializes (a restore target); `None` once ready.
     initializing_until: Mutex<Option<Instant>>,
     data: RwLock<IndexData>,
+    /// The indexed view and the writes not yet in it (lock before `data`).
+    lag: Mutex<lag::Lag>,
+    /// The emulator's index lag (`--index-lag-ms`), shared by every index.
+    lag_ms: Arc<std::sync::atomic::AtomicU64>,
     shutdown: watch::Sender<bool>,
     limits: Option<Arc<limits::Limits>>,
 }
@@ -184,6 +191,8 @@ pub(crate) struct EmulatorState {
     http_versions: Mutex<BTreeMap<String, u64>>,
     /// Injected failures; [`Emulator::set_faults`] changes them while it runs.
     faults: Mutex<faults::Faults>,
+    /// The index lag in milliseconds, shared with every index.
+    index_lag_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Bumped on every request, so tests can wait for one without polling.
     received: watch::Sender<u64>,
     options: EmulatorOptions,
@@ -251,6 +260,9 @@ impl Emulator {
             api_version: Mutex::new(String::new()),
             http_versions: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(options.faults.clone()),
+            index_lag_ms: Arc::new(std::sync::atomic::AtomicU64::new(
+                options.index_lag.as_millis() as u64,
+            )),
             limits: options
                 .enforce_limits
                 .then(|| Arc::new(limits::Limits::default())),
@@ -357,6 +369,13 @@ impl Emulator {
     /// Replaces the injected faults, from the next request on.
     pub fn set_faults(&self, faults: faults::Faults) {
         *lock(&self.shared.faults) = faults;
+    }
+
+    /// Replaces the index lag, for writes from now on.
+    pub fn set_index_lag(&self, lag: Duration) {
+        self.shared
+            .index_lag_ms
+            .store(lag.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Requests received per HTTP version (`HTTP/1.1`, `HTTP/2.0`).

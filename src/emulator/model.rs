@@ -56,7 +56,7 @@ pub struct VectorIn {
     pub metadata: Option<Metadata>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertIn {
     pub vectors: Vec<VectorIn>,
@@ -64,7 +64,7 @@ pub struct UpsertIn {
     pub namespace: String,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteIn {
     #[serde(default)]
@@ -115,7 +115,7 @@ pub struct QueryIn {
     pub max_candidates: Option<u32>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Clone, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateIn {
     #[serde(default)]

@@ -136,7 +136,7 @@ const MAX_PAGE: u32 = 100;
 const MAX_FETCH_BY_METADATA: u32 = 10_000;
 const MAX_ID_LEN: usize = 512;
 
-fn ns_key(ns: &str) -> &str {
+pub(super) fn ns_key(ns: &str) -> &str {
     if ns.is_empty() { DEFAULT_NAMESPACE } else { ns }
 }
 

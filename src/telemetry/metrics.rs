@@ -5,7 +5,7 @@
 //! operation and HTTP status (or `connect_error`, `broken`, `timeout`) and their latency; rate-limit waits and
 //! rejections by operation class, and calls waiting; retries; batch sizes; coalesced IDs and callers per upstream
 //! request; calls held back to keep a delete in order; calls in progress; limiter keys; in redis mode, whether limits fell back to the static share, Redis errors and
-//! the latency of Redis decisions; with `[tracing]` on, spans exported and spans dropped.
+//! the latency of Redis decisions; reads that waited for an LSN (by outcome), their repeated reads and wait; with `[tracing]` on, spans exported and dropped.
 //! Labels never carry IDs, keys or tokens.
 //!
 //! The recorder keeps every histogram sample until something drains it into the buckets. Rendering `/metrics` does,
@@ -44,6 +44,9 @@ pub const BATCH_SIZE: &str = "pinecone_gateway_batch_size";
 pub const COALESCE_IDS: &str = "pinecone_gateway_coalesced_ids";
 pub const COALESCE_CALLERS: &str = "pinecone_gateway_coalesced_callers";
 pub const ORDER_WAITS: &str = "pinecone_gateway_order_waits_total";
+pub const CONSISTENCY_READS: &str = "pinecone_gateway_consistency_reads_total";
+pub const CONSISTENCY_REPEATS: &str = "pinecone_gateway_consistency_repeated_reads_total";
+pub const CONSISTENCY_WAIT_SECONDS: &str = "pinecone_gateway_consistency_wait_seconds";
 pub const TRACE_SPANS_EXPORTED: &str = "pinecone_gateway_trace_spans_exported_total";
 pub const TRACE_SPANS_DROPPED: &str = "pinecone_gateway_trace_spans_dropped_total";
 

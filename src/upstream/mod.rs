@@ -228,6 +228,13 @@ const API_VERSION: HeaderName = HeaderName::from_static("x-pinecone-api-version"
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// Pinecone's log sequence numbers (serverless, REST only): a write's, and the one a namespace has applied.
+const REQUEST_LSN: HeaderName = HeaderName::from_static("x-pinecone-request-lsn");
+const MAX_INDEXED_LSN: HeaderName = HeaderName::from_static("x-pinecone-max-indexed-lsn");
+
+fn lsn_header(headers: &::http::HeaderMap, name: &HeaderName) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const USER_AGENT: HeaderValue =
     HeaderValue::from_static(concat!("pinecone-gateway/", env!("CARGO_PKG_VERSION")));
@@ -489,6 +496,12 @@ impl Inner {
         };
         self.note_connection(&answer);
         let answer = answer?;
+        if (200..300).contains(&answer.status) {
+            ctx.lsns.note(
+                lsn_header(&answer.headers, &REQUEST_LSN),
+                lsn_header(&answer.headers, &MAX_INDEXED_LSN),
+            );
+        }
         Ok(Answer {
             status: answer.status,
             retry_after: retry_after(&answer.headers),

@@ -40,6 +40,8 @@ pub struct EnvOptions {
     pub faults: pinecone_gateway::emulator::faults::Faults,
     /// Emulator: how long a restored index initializes.
     pub restore_init: std::time::Duration,
+    /// Emulator: how long after a write reads see it.
+    pub index_lag: std::time::Duration,
 }
 
 impl Env {
@@ -64,6 +66,7 @@ impl Env {
                 enforce_limits: o.enforce_limits,
                 faults: o.faults.clone(),
                 restore_init: o.restore_init,
+                index_lag: o.index_lag,
                 tls: None,
             },
         )

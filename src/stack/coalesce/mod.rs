@@ -399,6 +399,12 @@ impl<S: Inner> Coalescer<S> {
             ctx: ctx.clone(),
         };
         let result = self.inner.send(call).await;
+        // Each caller's answer carries the batch's LSNs (a delete's is every caller's write).
+        for m in &members {
+            if !Arc::ptr_eq(&m.ctx, &ctx) {
+                m.ctx.lsns.take_from(&ctx.lsns);
+            }
+        }
         let ordering = std::sync::atomic::Ordering::Relaxed;
         match traced {
             None => {

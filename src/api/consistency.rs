@@ -1,0 +1,234 @@
+//! Read your writes: reads that wait for their namespace to apply a log sequence number.
+//!
+//! Pinecone is eventually consistent; for serverless indexes its REST answers say how far a namespace is: a write's
+//! LSN (`x-pinecone-request-lsn`) and, with a query, the highest LSN the namespace has applied
+//! (`x-pinecone-max-indexed-lsn`). The gateway returns both in response metadata. A read (query, fetch, fetch by
+//! metadata, list) may ask for a floor: `x-pinecone-min-lsn: N`, or `x-consistency: read-your-writes` (N is then the
+//! highest LSN of the caller's own acknowledged writes to that index and namespace, remembered for
+//! `consistency.remember_ms`, at most `consistency.max_remembered` of them, least recently used dropped first). The
+//! gateway sends the read; while the answer's applied LSN is below N it sends it again after a backoff (doubling from
+//! `first_backoff_ms` to `max_backoff_ms`), each time through the whole stack and so through the rate limiter, until
+//! it is fresh or `consistency.max_wait_ms` or the caller's deadline runs out. Then it answers with the last result
+//! and `x-consistency-stale: true`, or, with `x-consistency-required: true`, FAILED_PRECONDITION naming both LSNs. An
+//! answer without an applied LSN (an operation Pinecone does not give one, a pod-based index) is passed on with
+//! `x-consistency-stale: unknown`, at once.
+//!
+//! States of a read: *sent*, *fresh*, *waiting* (between two sends), *stale* or *refused*. Knobs:
+//! [`ConsistencySettings`].
+
+use super::validate::Invalid;
+use crate::call::Freshness;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::metadata::MetadataMap;
+
+pub const MIN_LSN: &str = "x-pinecone-min-lsn";
+pub const CONSISTENCY: &str = "x-consistency";
+pub const REQUIRED: &str = "x-consistency-required";
+pub const STALE: &str = "x-consistency-stale";
+pub const REQUEST_LSN: &str = "x-pinecone-request-lsn";
+pub const MAX_INDEXED_LSN: &str = "x-pinecone-max-indexed-lsn";
+const READ_YOUR_WRITES: &str = "read-your-writes";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsistencySettings {
+    /// The longest a read waits for its LSN, whatever its deadline.
+    pub max_wait: Duration,
+    /// How long a caller's write LSN is remembered.
+    pub remember: Duration,
+    /// (caller, index, namespace) keys remembered at most.
+    pub max_remembered: NonZeroUsize,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ConsistencySettings {
+    fn default() -> Self {
+        ConsistencySettings {
+            max_wait: Duration::from_secs(2),
+            remember: Duration::from_secs(60),
+            max_remembered: NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN),
+            first_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The floor a read asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    pub lsn: u64,
+    /// FAILED_PRECONDITION rather than a stale answer.
+    pub required: bool,
+}
+
+type Key = (String, String, String);
+
+/// Each caller's highest acknowledged write LSN per index and namespace, for a bounded time and number of keys.
+pub struct Writes {
+    settings: ConsistencySettings,
+    entries: Mutex<lru::LruCache<Key, (u64, Instant)>>,
+}
+
+impl Writes {
+    pub fn new(settings: ConsistencySettings) -> Self {
+        Writes {
+            entries: Mutex::new(lru::LruCache::new(settings.max_remembered)),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &ConsistencySettings {
+        &self.settings
+    }
+
+    fn key(caller: &str, index: &str, namespace: &str) -> Key {
+        (
+            caller.to_string(),
+            index.to_string(),
+            crate::wire::data::normalize_namespace(namespace).to_string(),
+        )
+    }
+
+    /// A write of `caller` was acknowledged with `lsn`.
+    pub fn remember(&self, caller: &str, index: &str, namespace: &str, lsn: u64) {
+        let until = Instant::now() + self.settings.remember;
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let key = Self::key(caller, index, namespace);
+        let kept = entries
+            .get(&key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map_or(0, |(l, _)| *l);
+        entries.put(key, (lsn.max(kept), until));
+    }
+
+    /// The highest LSN of `caller`'s writes still remembered.
+    pub fn highest(&self, caller: &str, index: &str, namespace: &str) -> Option<u64> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&Self::key(caller, index, namespace))
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(l, _)| *l)
+    }
+}
+
+/// What the read's metadata asks for; `mine` is the caller's remembered write LSN (read-your-writes).
+pub fn wanted(
+    md: &MetadataMap,
+    mine: impl FnOnce() -> Option<u64>,
+) -> Result<Option<Wanted>, Invalid> {
+    let text = |key: &str| md.get(key).and_then(|v| v.to_str().ok()).map(str::trim);
+    let required = match text(REQUIRED) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(Invalid(format!(
+                "{REQUIRED}: `{other}` is neither `true` nor `false`"
+            )));
+        }
+    };
+    let lsn = match (text(MIN_LSN), text(CONSISTENCY)) {
+        (Some(n), _) => Some(n.parse::<u64>().map_err(|_| {
+            Invalid(format!(
+                "{MIN_LSN}: `{n}` is not a log sequence number (an unsigned integer)"
+            ))
+        })?),
+        (None, Some(READ_YOUR_WRITES)) => mine(),
+        (None, Some(other)) => {
+            return Err(Invalid(format!(
+                "{CONSISTENCY}: `{other}` is not a consistency the gateway offers (only `{READ_YOUR_WRITES}`)"
+            )));
+        }
+        (None, None) => None,
+    };
+    Ok(lsn.map(|lsn| Wanted { lsn, required }))
+}
+
+/// What a read that waited ended as, for the metrics.
+pub fn record(freshness: Option<Freshness>, repeats: u32, waited: Duration) {
+    use crate::telemetry::metrics as m;
+    let outcome = freshness.map_or("refused", Freshness::name);
+    m::counter(m::CONSISTENCY_READS, &[("outcome", outcome)]).increment(1);
+    if repeats > 0 {
+        m::counter(m::CONSISTENCY_REPEATS, &[]).increment(u64::from(repeats));
+        m::histogram(m::CONSISTENCY_WAIT_SECONDS, &[]).record(waited.as_secs_f64());
+    }
+}
+
+/// Full jitter within the doubling backoff.
+pub fn backoff(settings: &ConsistencySettings, repeats: u32) -> Duration {
+    let cap = settings
+        .first_backoff
+        .saturating_mul(1u32 << repeats.min(16))
+        .min(settings.max_backoff);
+    cap.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::route::tests::md;
+
+    #[test]
+    fn the_floor_comes_from_the_header_or_the_callers_writes() {
+        assert_eq!(wanted(&md(&[]), || Some(9)).unwrap(), None);
+        assert_eq!(
+            wanted(&md(&[(MIN_LSN, "7")]), || Some(9)).unwrap(),
+            Some(Wanted {
+                lsn: 7,
+                required: false
+            })
+        );
+        assert_eq!(
+            wanted(
+                &md(&[(CONSISTENCY, "read-your-writes"), (REQUIRED, "true")]),
+                || Some(9)
+            )
+            .unwrap(),
+            Some(Wanted {
+                lsn: 9,
+                required: true
+            })
+        );
+        assert_eq!(
+            wanted(&md(&[(CONSISTENCY, "read-your-writes")]), || None).unwrap(),
+            None,
+            "no write remembered: nothing to wait for"
+        );
+        for (k, v) in [(MIN_LSN, "-1"), (CONSISTENCY, "strong"), (REQUIRED, "yes")] {
+            let e = wanted(&md(&[(k, v)]), || None).unwrap_err();
+            assert!(e.0.starts_with(k), "{}", e.0);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_are_remembered_per_caller_and_namespace_for_a_while() {
+        let w = Writes::new(ConsistencySettings {
+            max_remembered: NonZeroUsize::new(2).unwrap(),
+            ..Default::default()
+        });
+        w.remember("a", "i", "", 5);
+        w.remember("a", "i", "__default__", 3);
+        assert_eq!(
+            w.highest("a", "i", ""),
+            Some(5),
+            "the highest is kept; '' is __default__"
+        );
+        assert_eq!(
+            w.highest("b", "i", ""),
+            None,
+            "another caller's writes are not mine"
+        );
+        w.remember("b", "i", "x", 1);
+        w.remember("c", "i", "x", 1);
+        assert_eq!(
+            w.highest("a", "i", ""),
+            None,
+            "the least recently used key went first"
+        );
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(w.highest("c", "i", "x"), None, "forgotten after `remember`");
+    }
+}
