@@ -1,6 +1,7 @@
 //! (g) Read your writes: under a 300 ms index lag (the emulator's `index_lag`), a caller writes a record and queries
 //! for it straight after, `rounds` times per arm: how often the read reflects the write, its latency and the upstream
-//! reads per read, with plain reads (Pinecone as it is) and with `x-consistency: read-your-writes`.
+//! reads per read, with plain reads (Pinecone as it is) and with `x-consistency: read-your-writes` (the default
+//! backoff, and a shorter one: fewer milliseconds past the lag for more reads).
 
 use super::{Args, INDEX, client, gateway, summary};
 use hdrhistogram::Histogram;
@@ -23,21 +24,26 @@ pub async fn run(a: &Args) -> anyhow::Result<Value> {
     emu.create_index(INDEX, 8, "cosine")
         .await
         .map_err(anyhow::Error::msg)?;
-    let gw = gateway(a, &emu.url(), "")?;
-    let c = client(&gw.addr).await?;
     // Five rounds a second of measurement asked for (each "on" round takes about the lag).
     let rounds = (a.duration_secs * 5).max(5);
     let mut arms = Vec::new();
-    for (arm, on) in [
-        ("plain reads", false),
-        ("x-consistency: read-your-writes", true),
+    for (arm, on, config) in [
+        ("plain reads", false, ""),
+        ("x-consistency: read-your-writes (defaults)", true, ""),
+        (
+            "x-consistency: read-your-writes, consistency.max_backoff_ms = 50",
+            true,
+            "[consistency]\nmax_backoff_ms = 50\n",
+        ),
     ] {
+        let gw = gateway(a, &emu.url(), config)?;
+        let c = client(&gw.addr).await?;
         let mut latency = Histogram::<u64>::new(3)?;
         let mut reflected = 0u64;
         let before = emu.count(INDEX, "query");
         for round in 0..rounds {
             // A namespace per round: the query's one match is this round's record, or nothing.
-            let namespace = format!("{}-{round}", u8::from(on));
+            let namespace = format!("{}-{round}", arms.len());
             let values = vec![1.0, round as f32, 0.5, 0.25, 0.0, 0.0, 0.0, 1.0];
             let mut w = tonic::Request::new(p::UpsertRequest {
                 vectors: vec![p::Vector {

@@ -166,7 +166,7 @@ fn callers_measures_both_callers_with_priorities_off_and_on() {
 fn freshness_measures_both_arms() {
     let r = run("freshness");
     let arms = r["arms"].as_array().unwrap();
-    assert_eq!(arms.len(), 2, "{r}");
+    assert_eq!(arms.len(), 3, "{r}");
     for a in arms {
         assert!(a["reflected_share"].as_f64().is_some(), "{a}");
         assert!(a["read_latency"]["count"].as_u64().unwrap() > 0, "{a}");
