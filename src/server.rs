@@ -192,7 +192,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     )
     .with_auth(settings.auth.clone())
     .with_callers(callers.clone())
-    .with_consistency(settings.consistency.clone());
+    .with_consistency(settings.consistency.clone(), limiter.redis());
     let (gw, exporting) = match &settings.tracing {
         Some(t) => {
             let (tracer, exporting) = crate::telemetry::trace::Tracer::start(t)?;

@@ -227,3 +227,63 @@ async fn repeated_reads_keep_to_the_rate_limits() {
     }
     assert_within_limit(&env.emulator, "query", 10);
 }
+
+/// Redis mode: a caller's write through one replica is read back through another with read-your-writes (the write
+/// LSNs are shared through Redis); a replica that does not share (local mode) does not know the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_redis_mode_a_write_through_one_replica_is_read_through_another() {
+    use pinecone_gateway::config::{FileConfig, Overrides};
+    let url = std::env::var("PINECONE_GATEWAY_TEST_REDIS_URL").expect(
+        "PINECONE_GATEWAY_TEST_REDIS_URL names a running redis-server (./scripts/test starts one)",
+    );
+    let redis = format!(
+        "[limits]\nmode = \"redis\"\n[limits.redis]\nurl = \"{url}\"\nkey_prefix = \"fresh-{}-{}\"\ntimeout_ms = 500\n",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let env = Env::start_with(EnvOptions {
+        index_lag: Duration::from_millis(300),
+        config: Some(redis.clone()),
+        ..Default::default()
+    })
+    .await;
+    let replica = |config: &str| {
+        FileConfig::parse(std::path::Path::new("replica.toml"), config)
+            .unwrap()
+            .settings(Overrides {
+                listen: Some("127.0.0.1:0".into()),
+                admin_listen: Some("127.0.0.1:0".into()),
+                control_plane_url: Some(env.emulator.url()),
+                api_key: Some(KEY.into()),
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    let sharing = pinecone_gateway::server::start(&replica(&redis))
+        .await
+        .unwrap();
+    let alone = pinecone_gateway::server::start(&replica("")).await.unwrap();
+    let connect = |addr: std::net::SocketAddr| async move {
+        p::vector_service_client::VectorServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap()
+    };
+    let (mut other, mut local) = (connect(sharing.addr).await, connect(alone.addr).await);
+    env.vectors()
+        .upsert(from("svc", upsert(&["mine"]), &[]))
+        .await
+        .unwrap();
+    let elsewhere = local.query(from("svc", query(), &[RYW])).await.unwrap();
+    assert!(
+        elsewhere.metadata().get("x-consistency-stale").is_none(),
+        "a replica that does not share knows no write of this caller"
+    );
+    let fresh = other.query(from("svc", query(), &[RYW])).await.unwrap();
+    assert_eq!(ids(fresh.get_ref()), ["mine"]);
+    assert_eq!(
+        fresh.metadata().get("x-consistency-stale").unwrap(),
+        "false"
+    );
+    sharing.shutdown().await.unwrap();
+    alone.shutdown().await.unwrap();
+}

@@ -18,7 +18,9 @@
 
 use super::validate::Invalid;
 use crate::call::Freshness;
+use crate::stack::limit::shared::RedisLimits;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -66,18 +68,70 @@ pub struct Wanted {
 
 type Key = (String, String, String);
 
-/// Each caller's highest acknowledged write LSN per index and namespace, for a bounded time and number of keys.
+/// Each caller's highest acknowledged write LSN per index and namespace, for a bounded time and number of keys; in
+/// redis mode also in Redis (`<key_prefix>:{<index>}:lsn:…`, expiring after `remember_ms`), so that a read on
+/// another replica finds it. When Redis fails, the replica's own memory still answers.
 pub struct Writes {
     settings: ConsistencySettings,
     entries: Mutex<lru::LruCache<Key, (u64, Instant)>>,
+    shared: Option<Arc<RedisLimits>>,
 }
 
 impl Writes {
-    pub fn new(settings: ConsistencySettings) -> Self {
+    pub fn new(settings: ConsistencySettings, shared: Option<Arc<RedisLimits>>) -> Self {
         Writes {
             entries: Mutex::new(lru::LruCache::new(settings.max_remembered)),
             settings,
+            shared,
         }
+    }
+
+    /// Remembers a write here and, in redis mode, in Redis (awaited: a read sent to another replica as soon as this
+    /// write is acknowledged must find it).
+    pub async fn remember(&self, caller: &str, index: &str, namespace: &str, lsn: u64) {
+        self.remember_here(caller, index, namespace, lsn);
+        if let Some(redis) = &self.shared {
+            let ns = crate::wire::data::normalize_namespace(namespace);
+            redis
+                .remember_lsn(
+                    &redis.lsn_key(caller, index, ns),
+                    lsn,
+                    self.settings.remember,
+                )
+                .await;
+        }
+    }
+
+    /// The highest LSN of `caller`'s writes remembered here or, in redis mode, by any replica.
+    pub async fn highest(&self, caller: &str, index: &str, namespace: &str) -> Option<u64> {
+        let here = self.highest_here(caller, index, namespace);
+        let Some(redis) = &self.shared else {
+            return here;
+        };
+        let ns = crate::wire::data::normalize_namespace(namespace);
+        let shared = redis
+            .highest_lsn(&redis.lsn_key(caller, index, ns))
+            .await
+            .flatten();
+        here.max(shared)
+    }
+
+    /// The floor a read asked for, its read-your-writes resolved.
+    pub async fn resolve(
+        &self,
+        asked: Asked,
+        caller: &str,
+        index: &str,
+        namespace: &str,
+    ) -> Option<Wanted> {
+        let lsn = match asked.floor {
+            Floor::Lsn(n) => Some(n),
+            Floor::MyWrites => self.highest(caller, index, namespace).await,
+        };
+        lsn.map(|lsn| Wanted {
+            lsn,
+            required: asked.required,
+        })
     }
 
     pub fn settings(&self) -> &ConsistencySettings {
@@ -92,8 +146,8 @@ impl Writes {
         )
     }
 
-    /// A write of `caller` was acknowledged with `lsn`.
-    pub fn remember(&self, caller: &str, index: &str, namespace: &str, lsn: u64) {
+    /// A write of `caller` was acknowledged with `lsn`: this replica's memory.
+    fn remember_here(&self, caller: &str, index: &str, namespace: &str, lsn: u64) {
         let until = Instant::now() + self.settings.remember;
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let key = Self::key(caller, index, namespace);
@@ -104,8 +158,8 @@ impl Writes {
         entries.put(key, (lsn.max(kept), until));
     }
 
-    /// The highest LSN of `caller`'s writes still remembered.
-    pub fn highest(&self, caller: &str, index: &str, namespace: &str) -> Option<u64> {
+    /// The highest LSN of `caller`'s writes this replica still remembers.
+    fn highest_here(&self, caller: &str, index: &str, namespace: &str) -> Option<u64> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(&Self::key(caller, index, namespace))
@@ -114,11 +168,24 @@ impl Writes {
     }
 }
 
-/// What the read's metadata asks for; `mine` is the caller's remembered write LSN (read-your-writes).
-pub fn wanted(
-    md: &MetadataMap,
-    mine: impl FnOnce() -> Option<u64>,
-) -> Result<Option<Wanted>, Invalid> {
+/// Where a read's floor comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Floor {
+    /// `x-pinecone-min-lsn`.
+    Lsn(u64),
+    /// `x-consistency: read-your-writes`.
+    MyWrites,
+}
+
+/// What a read's metadata asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Asked {
+    pub floor: Floor,
+    pub required: bool,
+}
+
+/// What the read's metadata asks for, if anything.
+pub fn asked(md: &MetadataMap) -> Result<Option<Asked>, Invalid> {
     let text = |key: &str| md.get(key).and_then(|v| v.to_str().ok()).map(str::trim);
     let required = match text(REQUIRED) {
         None | Some("false") => false,
@@ -129,21 +196,21 @@ pub fn wanted(
             )));
         }
     };
-    let lsn = match (text(MIN_LSN), text(CONSISTENCY)) {
-        (Some(n), _) => Some(n.parse::<u64>().map_err(|_| {
+    let floor = match (text(MIN_LSN), text(CONSISTENCY)) {
+        (Some(n), _) => Floor::Lsn(n.parse::<u64>().map_err(|_| {
             Invalid(format!(
                 "{MIN_LSN}: `{n}` is not a log sequence number (an unsigned integer)"
             ))
         })?),
-        (None, Some(READ_YOUR_WRITES)) => mine(),
+        (None, Some(READ_YOUR_WRITES)) => Floor::MyWrites,
         (None, Some(other)) => {
             return Err(Invalid(format!(
                 "{CONSISTENCY}: `{other}` is not a consistency the gateway offers (only `{READ_YOUR_WRITES}`)"
             )));
         }
-        (None, None) => None,
+        (None, None) => return Ok(None),
     };
-    Ok(lsn.map(|lsn| Wanted { lsn, required }))
+    Ok(Some(Asked { floor, required }))
 }
 
 /// What a read that waited ended as, for the metrics.
@@ -173,62 +240,74 @@ mod tests {
 
     #[test]
     fn the_floor_comes_from_the_header_or_the_callers_writes() {
-        assert_eq!(wanted(&md(&[]), || Some(9)).unwrap(), None);
+        assert_eq!(asked(&md(&[])).unwrap(), None);
         assert_eq!(
-            wanted(&md(&[(MIN_LSN, "7")]), || Some(9)).unwrap(),
-            Some(Wanted {
-                lsn: 7,
+            asked(&md(&[(MIN_LSN, "7")])).unwrap(),
+            Some(Asked {
+                floor: Floor::Lsn(7),
                 required: false
             })
         );
         assert_eq!(
-            wanted(
-                &md(&[(CONSISTENCY, "read-your-writes"), (REQUIRED, "true")]),
-                || Some(9)
-            )
+            asked(&md(&[
+                (CONSISTENCY, "read-your-writes"),
+                (REQUIRED, "true")
+            ]))
             .unwrap(),
-            Some(Wanted {
-                lsn: 9,
+            Some(Asked {
+                floor: Floor::MyWrites,
                 required: true
             })
         );
-        assert_eq!(
-            wanted(&md(&[(CONSISTENCY, "read-your-writes")]), || None).unwrap(),
-            None,
-            "no write remembered: nothing to wait for"
-        );
         for (k, v) in [(MIN_LSN, "-1"), (CONSISTENCY, "strong"), (REQUIRED, "yes")] {
-            let e = wanted(&md(&[(k, v)]), || None).unwrap_err();
+            let e = asked(&md(&[(k, v)])).unwrap_err();
             assert!(e.0.starts_with(k), "{}", e.0);
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn writes_are_remembered_per_caller_and_namespace_for_a_while() {
-        let w = Writes::new(ConsistencySettings {
-            max_remembered: NonZeroUsize::new(2).unwrap(),
-            ..Default::default()
-        });
-        w.remember("a", "i", "", 5);
-        w.remember("a", "i", "__default__", 3);
+        let w = Writes::new(
+            ConsistencySettings {
+                max_remembered: NonZeroUsize::new(2).unwrap(),
+                ..Default::default()
+            },
+            None,
+        );
+        w.remember("a", "i", "", 5).await;
+        w.remember("a", "i", "__default__", 3).await;
         assert_eq!(
-            w.highest("a", "i", ""),
+            w.highest("a", "i", "").await,
             Some(5),
             "the highest is kept; '' is __default__"
         );
         assert_eq!(
-            w.highest("b", "i", ""),
+            w.highest("b", "i", "").await,
             None,
             "another caller's writes are not mine"
         );
-        w.remember("b", "i", "x", 1);
-        w.remember("c", "i", "x", 1);
+        let mine = Asked {
+            floor: Floor::MyWrites,
+            required: false,
+        };
+        assert_eq!(w.resolve(mine, "a", "i", "").await.map(|x| x.lsn), Some(5));
         assert_eq!(
-            w.highest("a", "i", ""),
+            w.resolve(mine, "b", "i", "").await,
+            None,
+            "nothing to wait for"
+        );
+        w.remember("b", "i", "x", 1).await;
+        w.remember("c", "i", "x", 1).await;
+        assert_eq!(
+            w.highest("a", "i", "").await,
             None,
             "the least recently used key went first"
         );
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(w.highest("c", "i", "x"), None, "forgotten after `remember`");
+        assert_eq!(
+            w.highest("c", "i", "x").await,
+            None,
+            "forgotten after `remember`"
+        );
     }
 }

@@ -137,13 +137,17 @@ impl Gateway {
             auth: Arc::default(),
             callers: caller::Callers::default(),
             tracer: None,
-            writes: Arc::new(consistency::Writes::new(Default::default())),
+            writes: Arc::new(consistency::Writes::new(Default::default(), None)),
         }
     }
 
-    /// Reads that wait for LSNs (`[consistency]`).
-    pub fn with_consistency(mut self, settings: consistency::ConsistencySettings) -> Self {
-        self.writes = Arc::new(consistency::Writes::new(settings));
+    /// Reads that wait for LSNs (`[consistency]`); callers' write LSNs shared through `redis` in redis mode.
+    pub fn with_consistency(
+        mut self,
+        settings: consistency::ConsistencySettings,
+        redis: Option<Arc<crate::stack::limit::shared::RedisLimits>>,
+    ) -> Self {
+        self.writes = Arc::new(consistency::Writes::new(settings, redis));
         self
     }
 
@@ -266,9 +270,10 @@ impl Gateway {
             let (read, write) = (op.is_namespace_read(), op.is_record_write());
             let caller = record.caller_name().to_string();
             let wanted = match (&namespace, read) {
-                (Some(ns), true) => {
-                    consistency::wanted(&md, || self.writes.highest(&caller, &record.index, ns))?
-                }
+                (Some(ns), true) => match consistency::asked(&md)? {
+                    Some(a) => self.writes.resolve(a, &caller, &record.index, ns).await,
+                    None => None,
+                },
                 _ => None,
             };
             let call = UpstreamCall {
@@ -282,7 +287,7 @@ impl Gateway {
                 None => self.call(call).await?,
             };
             if let (true, Some(ns), Some(lsn)) = (write, &namespace, record.ctx.lsns.request()) {
-                self.writes.remember(&caller, &record.index, ns, lsn);
+                self.writes.remember(&caller, &record.index, ns, lsn).await;
             }
             convert(reply)
         }

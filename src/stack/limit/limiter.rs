@@ -79,6 +79,11 @@ pub(super) fn describe(n: &Need, class: OpClass) -> String {
 }
 
 impl Limiter {
+    /// The Redis side, in redis mode (also where callers' write LSNs are shared: `api::consistency`).
+    pub fn redis(&self) -> Option<Arc<shared::RedisLimits>> {
+        self.shared.clone()
+    }
+
     pub fn new(settings: LimitSettings) -> Arc<Limiter> {
         // The configuration checked the URL; a failure here still leaves the static share in force.
         let shared = settings

@@ -242,8 +242,19 @@ pub struct RedisLimits {
     guard: redis::Script,
     close: redis::Script,
     block: redis::Script,
+    remember_lsn: redis::Script,
+    read_lsn: redis::Script,
     health: Mutex<Health>,
 }
+
+/// Keeps the highest LSN in a key and renews its expiry (read your writes across replicas: `api::consistency`).
+const REMEMBER_LSN: &str = r"
+local kept = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local lsn = tonumber(ARGV[1])
+if lsn > kept then kept = lsn end
+redis.call('SET', KEYS[1], kept, 'PX', ARGV[2])
+return kept
+";
 
 fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX)) as u64
@@ -275,6 +286,8 @@ impl RedisLimits {
             guard: redis::Script::new(GUARD),
             close: redis::Script::new(CLOSE),
             block: redis::Script::new(BLOCK),
+            remember_lsn: redis::Script::new(REMEMBER_LSN),
+            read_lsn: redis::Script::new("return redis.call('GET', KEYS[1])"),
             health: Mutex::new(Health {
                 degraded: false,
                 degraded_since: Instant::now(),
@@ -375,11 +388,8 @@ impl RedisLimits {
 
     /// Redis's decision for one call, or None when the gateway must decide locally (degraded).
     pub async fn decide(&self, buckets: &[Bucket], max_wait: Duration) -> Option<Verdict> {
-        {
-            let h = self.lock_health();
-            if h.degraded && Instant::now() < h.next_attempt {
-                return None;
-            }
+        if self.skip_while_degraded() {
+            return None;
         }
         let mut conn = self.connection().await?;
         let mut invocation = self.script.prepare_invoke();
@@ -416,6 +426,79 @@ impl RedisLimits {
                 None
             }
         }
+    }
+
+    /// The key of a caller's highest write LSN in one index and namespace (the caller's name is length-prefixed, so
+    /// that no two (caller, namespace) pairs share a key).
+    pub fn lsn_key(&self, caller: &str, index: &str, namespace: &str) -> String {
+        let tag = if index.is_empty() { "_project" } else { index };
+        format!(
+            "{}:{{{tag}}}:lsn:{}:{caller}:{namespace}",
+            self.settings.key_prefix,
+            caller.len()
+        )
+    }
+
+    /// Keeps `lsn` in `key` if it is the highest, for `ttl`. False when Redis failed (degraded now) or is skipped
+    /// while degraded.
+    pub async fn remember_lsn(&self, key: &str, lsn: u64, ttl: Duration) -> bool {
+        if self.skip_while_degraded() {
+            return false;
+        }
+        let Some(mut conn) = self.connection().await else {
+            return false;
+        };
+        let mut invocation = self.remember_lsn.prepare_invoke();
+        invocation.key(key).arg(lsn).arg(micros(ttl) / 1000);
+        match tokio::time::timeout(self.settings.timeout, conn.invoke::<i64>(&invocation)).await {
+            Ok(Ok(_)) => {
+                self.recovered();
+                true
+            }
+            Ok(Err(e)) => {
+                self.degrade(&format!("remember LSN: {:?}", e.kind()));
+                false
+            }
+            Err(_) => {
+                self.degrade("remember LSN: timed out");
+                false
+            }
+        }
+    }
+
+    /// The LSN kept in `key`: Some(None) when there is none, None when Redis failed or is skipped while degraded.
+    pub async fn highest_lsn(&self, key: &str) -> Option<Option<u64>> {
+        if self.skip_while_degraded() {
+            return None;
+        }
+        let mut conn = self.connection().await?;
+        let mut invocation = self.read_lsn.prepare_invoke();
+        invocation.key(key);
+        match tokio::time::timeout(
+            self.settings.timeout,
+            conn.invoke::<Option<u64>>(&invocation),
+        )
+        .await
+        {
+            Ok(Ok(v)) => {
+                self.recovered();
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                self.degrade(&format!("read LSN: {:?}", e.kind()));
+                None
+            }
+            Err(_) => {
+                self.degrade("read LSN: timed out");
+                None
+            }
+        }
+    }
+
+    /// Degraded and not yet due to try Redis again.
+    fn skip_while_degraded(&self) -> bool {
+        let h = self.lock_health();
+        h.degraded && Instant::now() < h.next_attempt
     }
 
     /// A 429 from Pinecone: every replica holds these buckets back for `pause`.
