@@ -266,16 +266,18 @@ impl Gateway {
                 Target::Project => String::new(),
             };
             auth::Auth::authorize(token, &record.index)?;
-            let namespace = op.namespace().map(str::to_string);
-            let (read, write) = (op.is_namespace_read(), op.is_record_write());
-            let caller = record.caller_name().to_string();
-            let wanted = match (&namespace, read) {
-                (Some(ns), true) => match consistency::asked(&md)? {
-                    Some(a) => self.writes.resolve(a, &caller, &record.index, ns).await,
-                    None => None,
-                },
+            // Only reads that ask for a floor and record writes pay for read your writes.
+            let wanted = match (op.is_namespace_read(), consistency::asked(&md)?) {
+                (true, Some(asked)) => {
+                    let ns = op.namespace().unwrap_or_default();
+                    let caller = record.caller_name();
+                    self.writes.resolve(asked, caller, &record.index, ns).await
+                }
                 _ => None,
             };
+            let written_ns = op
+                .is_record_write()
+                .then(|| op.namespace().unwrap_or_default().to_string());
             let call = UpstreamCall {
                 index: record.index.clone(),
                 op,
@@ -286,8 +288,9 @@ impl Gateway {
                 Some(w) => self.call_fresh(call, w).await?,
                 None => self.call(call).await?,
             };
-            if let (true, Some(ns), Some(lsn)) = (write, &namespace, record.ctx.lsns.request()) {
-                self.writes.remember(&caller, &record.index, ns, lsn).await;
+            if let (Some(ns), Some(lsn)) = (written_ns, record.ctx.lsns.request()) {
+                let caller = record.caller_name();
+                self.writes.remember(caller, &record.index, &ns, lsn).await;
             }
             convert(reply)
         }

@@ -391,38 +391,51 @@ impl RedisLimits {
         if self.skip_while_degraded() {
             return None;
         }
-        let mut conn = self.connection().await?;
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(micros(max_wait));
         for b in buckets {
             invocation.key(&b.key).arg(micros(b.spacing)).arg(b.cost);
         }
+        let (reserved, wait_us, binding) = self
+            .run::<(u8, u64, usize)>("decision", &invocation, true)
+            .await?;
+        let wait = Duration::from_micros(wait_us);
+        Some(if reserved == 1 {
+            Verdict::Go(wait)
+        } else {
+            Verdict::TooLate {
+                wait,
+                binding: binding.saturating_sub(1),
+            }
+        })
+    }
+
+    /// Runs a script within `timeout_ms`: its answer, or None when Redis failed (degraded now). `timed`: its latency
+    /// is a decision's (`pinecone_gateway_rate_limit_redis_decision_seconds`).
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        invocation: &redis::ScriptInvocation<'_>,
+        timed: bool,
+    ) -> Option<T> {
+        let mut conn = self.connection().await?;
         let started = Instant::now();
-        let answer = tokio::time::timeout(
-            self.settings.timeout,
-            conn.invoke::<(u8, u64, usize)>(&invocation),
-        )
-        .await;
-        metrics::histogram!(m::LIMIT_REDIS_SECONDS).record(started.elapsed().as_secs_f64());
+        let answer =
+            tokio::time::timeout(self.settings.timeout, conn.invoke::<T>(invocation)).await;
+        if timed {
+            metrics::histogram!(m::LIMIT_REDIS_SECONDS).record(started.elapsed().as_secs_f64());
+        }
         match answer {
-            Ok(Ok((reserved, wait_us, binding))) => {
+            Ok(Ok(v)) => {
                 self.recovered();
-                let wait = Duration::from_micros(wait_us);
-                Some(if reserved == 1 {
-                    Verdict::Go(wait)
-                } else {
-                    Verdict::TooLate {
-                        wait,
-                        binding: binding.saturating_sub(1),
-                    }
-                })
+                Some(v)
             }
             Ok(Err(e)) => {
-                self.degrade(&format!("decision: {:?}", e.kind()));
+                self.degrade(&format!("{what}: {:?}", e.kind()));
                 None
             }
             Err(_) => {
-                self.degrade("decision: timed out");
+                self.degrade(&format!("{what}: timed out"));
                 None
             }
         }
@@ -445,25 +458,11 @@ impl RedisLimits {
         if self.skip_while_degraded() {
             return false;
         }
-        let Some(mut conn) = self.connection().await else {
-            return false;
-        };
         let mut invocation = self.remember_lsn.prepare_invoke();
         invocation.key(key).arg(lsn).arg(micros(ttl) / 1000);
-        match tokio::time::timeout(self.settings.timeout, conn.invoke::<i64>(&invocation)).await {
-            Ok(Ok(_)) => {
-                self.recovered();
-                true
-            }
-            Ok(Err(e)) => {
-                self.degrade(&format!("remember LSN: {:?}", e.kind()));
-                false
-            }
-            Err(_) => {
-                self.degrade("remember LSN: timed out");
-                false
-            }
-        }
+        self.run::<i64>("remember LSN", &invocation, false)
+            .await
+            .is_some()
     }
 
     /// The LSN kept in `key`: Some(None) when there is none, None when Redis failed or is skipped while degraded.
@@ -471,28 +470,10 @@ impl RedisLimits {
         if self.skip_while_degraded() {
             return None;
         }
-        let mut conn = self.connection().await?;
         let mut invocation = self.read_lsn.prepare_invoke();
         invocation.key(key);
-        match tokio::time::timeout(
-            self.settings.timeout,
-            conn.invoke::<Option<u64>>(&invocation),
-        )
-        .await
-        {
-            Ok(Ok(v)) => {
-                self.recovered();
-                Some(v)
-            }
-            Ok(Err(e)) => {
-                self.degrade(&format!("read LSN: {:?}", e.kind()));
-                None
-            }
-            Err(_) => {
-                self.degrade("read LSN: timed out");
-                None
-            }
-        }
+        self.run::<Option<u64>>("read LSN", &invocation, false)
+            .await
     }
 
     /// Degraded and not yet due to try Redis again.
@@ -526,7 +507,6 @@ impl RedisLimits {
         period: Duration,
         in_flight_for: Duration,
     ) -> Option<GuardVerdict> {
-        let mut conn = self.connection().await?;
         let ticket = format!("{:016x}", rand::random::<u64>());
         let mut invocation = self.guard.prepare_invoke();
         invocation
@@ -536,28 +516,17 @@ impl RedisLimits {
         for (key, limit, cost) in buckets {
             invocation.key(key).arg(*limit).arg(*cost);
         }
-        let started = Instant::now();
-        let answer =
-            tokio::time::timeout(self.settings.timeout, conn.invoke::<(u8, u64)>(&invocation))
-                .await;
-        metrics::histogram!(m::LIMIT_REDIS_SECONDS).record(started.elapsed().as_secs_f64());
-        match answer {
-            Ok(Ok((1, _))) => Some(GuardVerdict::Admitted(Guarded {
-                members: buckets
-                    .iter()
-                    .map(|(key, _, cost)| (key.clone(), format!("{ticket}:{cost}")))
-                    .collect(),
-            })),
-            Ok(Ok((_, wait_us))) => Some(GuardVerdict::Wait(Duration::from_micros(wait_us))),
-            Ok(Err(e)) => {
-                self.degrade(&format!("guard: {:?}", e.kind()));
-                None
-            }
-            Err(_) => {
-                self.degrade("guard: timed out");
-                None
-            }
-        }
+        Some(
+            match self.run::<(u8, u64)>("guard", &invocation, true).await? {
+                (1, _) => GuardVerdict::Admitted(Guarded {
+                    members: buckets
+                        .iter()
+                        .map(|(key, _, cost)| (key.clone(), format!("{ticket}:{cost}")))
+                        .collect(),
+                }),
+                (_, wait_us) => GuardVerdict::Wait(Duration::from_micros(wait_us)),
+            },
+        )
     }
 
     /// The guarded request's answer came back: it counts from now for one window. (If this fails, it counts until
