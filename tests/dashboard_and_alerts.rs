@@ -4,6 +4,7 @@
 mod common;
 use common::pki::temp_dir;
 use common::*;
+use pinecone_gateway::pb::pinecone as p;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/observability");
 
@@ -68,7 +69,7 @@ fn every_alert_has_a_unit_test_and_uses_metrics_the_gateway_exports() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 5);
+    assert_eq!(alerts.len(), 6);
     for a in &alerts {
         assert!(
             tests.contains(&format!("alertname: {a}")),
@@ -223,13 +224,56 @@ async fn busy_and_retrying() -> String {
     scrape(env.gateway.as_ref().unwrap().admin_addr.unwrap()).await
 }
 
+/// A read that waits for its caller's write under an index lag, on a gateway exporting traces to a collector that is
+/// not there.
+async fn fresh_and_traced() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let env = Env::start_with(EnvOptions {
+        default_index: Some(INDEX.into()),
+        index_lag: std::time::Duration::from_millis(100),
+        config: Some(format!("[tracing]\notlp_endpoint = \"{endpoint}\"\n")),
+        ..Default::default()
+    })
+    .await;
+    let mut v = env.vectors();
+    let mut w = tonic::Request::new(p::UpsertRequest {
+        vectors: vec![p::Vector {
+            id: "mine".into(),
+            values: vec![1.0, 0.0, 0.0, 0.0],
+            ..Default::default()
+        }],
+        namespace: "ns".into(),
+    });
+    w.metadata_mut()
+        .insert("x-caller", "writer".parse().unwrap());
+    v.upsert(w).await.unwrap();
+    let mut r = tonic::Request::new(p::QueryRequest {
+        top_k: 1,
+        vector: vec![1.0, 0.0, 0.0, 0.0],
+        namespace: "ns".into(),
+        ..Default::default()
+    });
+    r.metadata_mut()
+        .insert("x-caller", "writer".parse().unwrap());
+    r.metadata_mut()
+        .insert("x-consistency", "read-your-writes".parse().unwrap());
+    let fresh = v.query(r).await.unwrap();
+    assert_eq!(
+        fresh.metadata().get("x-consistency-stale").unwrap(),
+        "false"
+    );
+}
+
 /// The metrics the rules and the dashboard name, once the events they watch have happened on running gateways (the
 /// recorder is the test process's, so the second scrape holds both): a call, an answer from Pinecone, a retry and one
 /// the budget did not allow, a wait for a limit's turn and a refusal, coalescing, redis mode degraded and healthy, a
-/// configured caller. A rule or a panel on a metric the gateway never exports would never show anything.
+/// configured caller, a read that waited for its write, traces exported to nowhere. A rule or a panel on a metric the gateway never exports would never show anything.
 #[tokio::test]
 async fn every_metric_the_rules_and_the_dashboard_use_appears_in_a_running_gateways_metrics() {
     degraded_and_failing().await;
+    fresh_and_traced().await;
     let metrics = busy_and_retrying().await;
     let rules = std::fs::read_to_string(format!("{DIR}/alerts.yaml")).unwrap();
     let queries: String = dashboard_queries().into_iter().map(|(_, q)| q).collect();

@@ -113,6 +113,11 @@ impl Tracer {
             )
             .build();
         exporter.set_resource(&resource);
+        // The series exist from the start (at 0), so that a rate over them is defined before the first drop.
+        m::counter(m::TRACE_SPANS_EXPORTED, &[]).increment(0);
+        for reason in ["queue_full", "export_failed"] {
+            m::counter(m::TRACE_SPANS_DROPPED, &[("reason", reason)]).increment(0);
+        }
         let (queue, rx) = mpsc::channel(settings.queue_spans);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(export(
