@@ -79,6 +79,32 @@ const call = (client, method, req, meta = md) =>
     check(delaySeconds > 0 && delaySeconds <= 1, `RetryInfo ${delaySeconds}`);
     check(pushbackMs > 0 && pushbackMs <= 1000, `grpc-retry-pushback-ms ${pushbackMs}`);
   }
+  // Read your writes: a write's LSN comes back in the response metadata; a read that asks for read-your-writes waits
+  // (within its deadline) until Pinecone has applied this caller's writes to the namespace.
+  const writer = new grpc.Metadata();
+  writer.set('pinecone-index', indexName);
+  writer.set('x-caller', 'writer');
+  const withMetadata = (method, req, meta) =>
+    new Promise((resolve, reject) => {
+      let headers;
+      const c = vectors[method](req, meta, { deadline: Date.now() + 5000 }, (err, res) =>
+        err ? reject(err) : resolve({ res, headers }),
+      );
+      c.on('metadata', (m) => {
+        headers = m;
+      });
+    });
+  const w = { namespace: 'fresh', vectors: [{ id: 'w1', values: [1, 0, 0, 0] }] };
+  const { headers: wrote } = await withMetadata('Upsert', w, writer);
+  const written = Number(wrote.get('x-pinecone-request-lsn')[0]);
+  const fresh = writer.clone();
+  fresh.set('x-consistency', 'read-your-writes');
+  const q = { namespace: 'fresh', top_k: 1, vector: [1, 0, 0, 0] };
+  const { res: found, headers: answer } = await withMetadata('Query', q, fresh);
+  const [stale] = answer.get('x-consistency-stale'); // 'false': it reflects the writes; 'true': the wait ran out
+  const applied = Number(answer.get('x-pinecone-max-indexed-lsn')[0]);
+  check(stale === 'false' && applied >= written, `read your writes: stale=${stale}, applied ${applied} < ${written}`);
+  check(found.matches.length === 1 && found.matches[0].id === 'w1', 'read your writes: the record');
   console.log(`node client (@grpc/grpc-js): ${checks} checks passed`);
   process.exit(0);
 })().catch((err) => {

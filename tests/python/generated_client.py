@@ -82,4 +82,22 @@ except grpc.RpcError as e:
     check(delay is not None and 0 < delay <= 1, f"RetryInfo {delay}")
     check(pushback_ms is not None and 0 < pushback_ms <= 1000, f"grpc-retry-pushback-ms {pushback_ms}")
 
+# Read your writes: a write's LSN comes back in the response metadata; a read that asks for read-your-writes waits
+# (within its deadline) until Pinecone has applied this caller's writes to the namespace.
+writer = [("pinecone-index", index_name), ("x-caller", "writer")]
+_, call = vectors.Upsert.with_call(
+    vs.UpsertRequest(namespace="fresh", vectors=[vs.Vector(id="w1", values=[1.0, 0.0, 0.0, 0.0])]), metadata=writer
+)
+written = int(dict(call.initial_metadata())["x-pinecone-request-lsn"])
+found, call = vectors.Query.with_call(
+    vs.QueryRequest(namespace="fresh", top_k=1, vector=[1.0, 0.0, 0.0, 0.0]),
+    metadata=writer + [("x-consistency", "read-your-writes")],
+    timeout=5.0,
+)
+answer = dict(call.initial_metadata())
+stale = answer.get("x-consistency-stale")  # "false": it reflects the writes; "true": the wait ran out
+applied = int(answer["x-pinecone-max-indexed-lsn"])
+check(stale == "false" and applied >= written, f"read your writes: stale={stale}, applied {applied} < {written}")
+check([m.id for m in found.matches] == ["w1"], f"read your writes: {found.matches}")
+
 print(f"python client generated from proto/: {checks} checks passed")
