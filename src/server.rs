@@ -178,7 +178,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     let client = Upstream::new(settings.upstream.clone())?;
     let limiter = Limiter::new(settings.limits.clone());
     let coalescing = Reloadable::new(settings.coalescing.clone());
-    let callers = Callers::new(&settings.callers);
+    let callers = Callers::new(&settings.callers).with_redis(limiter.redis());
     let gw = Gateway::new(
         upstream_stack(
             settings,

@@ -54,14 +54,7 @@ async fn a_quota_refusal_is_immediate_names_the_quota_and_never_reaches_pinecone
         "{}",
         e.message()
     );
-    let pushback: u64 = e
-        .metadata()
-        .get("grpc-retry-pushback-ms")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pushback = pushback_ms(&e);
     assert!((1..=1000).contains(&pushback), "{pushback}");
     // Refused without waiting for the quota (its next call is ~1 s away).
     assert!(started.elapsed() < std::time::Duration::from_millis(900));
@@ -281,4 +274,53 @@ async fn batch_calls_cannot_fill_the_gateway_and_shed_interactive_ones() {
         }
     }
     assert_eq!(shed, 2);
+}
+
+/// Redis mode: a caller's quota is one quota for every replica (its calls spread over two replicas get the quota once,
+/// not twice); a replica in local mode keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_redis_mode_a_callers_quota_is_shared_by_the_replicas() {
+    let url = std::env::var("PINECONE_GATEWAY_TEST_REDIS_URL").expect(
+        "PINECONE_GATEWAY_TEST_REDIS_URL names a running redis-server (./scripts/test starts one)",
+    );
+    // One call a second with a burst of two, so three calls in a row never fit, wherever they go.
+    let quota = "[callers.spread]\nrequests_per_second = 1\nburst = 2\n";
+    let redis = format!(
+        "{quota}[limits]\nmode = \"redis\"\n[limits.redis]\nurl = \"{url}\"\nkey_prefix = \"quota-{}-{}\"\ntimeout_ms = 500\n",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let env = Env::start_with(EnvOptions {
+        default_index: Some(INDEX.into()),
+        config: Some(redis.clone()),
+        ..Default::default()
+    })
+    .await;
+    let (second, mut b) = env.replica(&redis).await;
+    let (local, mut c) = env.replica(quota).await;
+    let stats = || {
+        let mut r = tonic::Request::new(p::DescribeIndexStatsRequest::default());
+        r.metadata_mut()
+            .insert("x-caller", "spread".parse().unwrap());
+        r
+    };
+    let mut a = env.vectors();
+    a.describe_index_stats(stats()).await.unwrap();
+    b.describe_index_stats(stats()).await.unwrap();
+    let e = a.describe_index_stats(stats()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(
+        e.message().contains("callers.spread.requests_per_second"),
+        "{}",
+        e.message()
+    );
+    let e = b.describe_index_stats(stats()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    let pushback = pushback_ms(&e);
+    assert!(pushback > 0 && pushback <= 1000, "{pushback}");
+    // The replica that does not share has the caller's whole burst to itself.
+    c.describe_index_stats(stats()).await.unwrap();
+    c.describe_index_stats(stats()).await.unwrap();
+    second.shutdown().await.unwrap();
+    local.shutdown().await.unwrap();
 }

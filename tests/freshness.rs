@@ -232,7 +232,6 @@ async fn repeated_reads_keep_to_the_rate_limits() {
 /// LSNs are shared through Redis); a replica that does not share (local mode) does not know the write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_redis_mode_a_write_through_one_replica_is_read_through_another() {
-    use pinecone_gateway::config::{FileConfig, Overrides};
     let url = std::env::var("PINECONE_GATEWAY_TEST_REDIS_URL").expect(
         "PINECONE_GATEWAY_TEST_REDIS_URL names a running redis-server (./scripts/test starts one)",
     );
@@ -247,28 +246,8 @@ async fn in_redis_mode_a_write_through_one_replica_is_read_through_another() {
         ..Default::default()
     })
     .await;
-    let replica = |config: &str| {
-        FileConfig::parse(std::path::Path::new("replica.toml"), config)
-            .unwrap()
-            .settings(Overrides {
-                listen: Some("127.0.0.1:0".into()),
-                admin_listen: Some("127.0.0.1:0".into()),
-                control_plane_url: Some(env.emulator.url()),
-                api_key: Some(KEY.into()),
-                ..Default::default()
-            })
-            .unwrap()
-    };
-    let sharing = pinecone_gateway::server::start(&replica(&redis))
-        .await
-        .unwrap();
-    let alone = pinecone_gateway::server::start(&replica("")).await.unwrap();
-    let connect = |addr: std::net::SocketAddr| async move {
-        p::vector_service_client::VectorServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap()
-    };
-    let (mut other, mut local) = (connect(sharing.addr).await, connect(alone.addr).await);
+    let (sharing, mut other) = env.replica(&redis).await;
+    let (alone, mut local) = env.replica("").await;
     env.vectors()
         .upsert(from("svc", upsert(&["mine"]), &[]))
         .await

@@ -16,6 +16,7 @@ use super::GatewayError;
 use crate::call::{Caller, Priority};
 use crate::stack::Reloadable;
 use crate::stack::limit::rates::OpClass;
+use crate::stack::limit::shared::{RedisLimits, Verdict};
 use crate::telemetry::metrics as m;
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
@@ -90,6 +91,8 @@ struct Policy {
 #[derive(Clone)]
 pub struct Callers {
     policies: Reloadable<HashMap<String, Arc<Policy>>>,
+    /// Redis mode: quotas are kept in Redis, for every replica at once.
+    shared: Option<Arc<RedisLimits>>,
 }
 
 impl Default for Callers {
@@ -104,13 +107,22 @@ pub struct Identified {
     pub name: String,
     pub caller: Caller,
     policy: Option<Arc<Policy>>,
+    shared: Option<Arc<RedisLimits>>,
 }
 
 impl Callers {
     pub fn new(settings: &CallerSettings) -> Self {
         Callers {
             policies: Reloadable::new(build(settings, &HashMap::new())),
+            shared: None,
         }
+    }
+
+    /// Redis mode: each quota is one GCRA bucket in Redis shared by every replica (`<key_prefix>:{quota:<caller>}:…`);
+    /// while Redis cannot be reached, each replica applies the whole quota itself, as in local mode.
+    pub fn with_redis(mut self, redis: Option<Arc<RedisLimits>>) -> Self {
+        self.shared = redis;
+        self
     }
 
     /// Whether the configuration names any caller (priorities then shape queues and load shedding).
@@ -180,52 +192,91 @@ impl Callers {
                 priority,
                 weight,
             },
+            shared: policy.as_ref().and(self.shared.clone()),
             policy,
         })
     }
 }
 
 impl Identified {
-    /// Takes one call of `class` from the caller's quotas, or refuses it at once.
-    pub fn take_quota(&self, class: OpClass) -> Result<(), GatewayError> {
+    /// Takes one call of `class` from the caller's quotas (its class's, then its own), or refuses it at once.
+    pub async fn take_quota(&self, class: OpClass) -> Result<(), GatewayError> {
         let Some(policy) = &self.policy else {
             return Ok(());
         };
-        let over = |limit: &Limit, what: String| {
-            limit.check().map(|retry_after| {
-                m::counter(
-                    m::CALLER_REFUSALS,
-                    &[("caller", policy.label), ("reason", "quota")],
-                )
-                .increment(1);
-                GatewayError::Quota {
-                    message: format!(
-                        "caller `{}` is over its quota of {} {what} per second (burst {}; {}); nothing was sent",
-                        policy.label,
-                        limit.quota.requests_per_second,
-                        limit.quota.burst,
-                        if what == "calls" {
-                            format!("callers.{}.requests_per_second", policy.label)
-                        } else {
-                            format!("callers.{}.classes.{}", policy.label, class.name())
-                        }
-                    ),
-                    retry_after,
+        for (limit, of_class) in [
+            (policy.classes.get(&class), true),
+            (policy.all.as_ref(), false),
+        ] {
+            let Some(limit) = limit else {
+                continue;
+            };
+            let shared = match &self.shared {
+                Some(redis) => {
+                    let scope = if of_class { class.name() } else { "all" };
+                    shared_wait(redis, policy.label, scope, &limit.quota).await
                 }
-            })
-        };
-        if let Some(limit) = policy.classes.get(&class)
-            && let Some(e) = over(limit, format!("{} calls", class.name()))
-        {
-            return Err(e);
-        }
-        if let Some(limit) = &policy.all
-            && let Some(e) = over(limit, "calls".into())
-        {
-            return Err(e);
+                None => None,
+            };
+            // Redis's answer, else (local mode, or Redis down) this replica's own bucket.
+            let Some(retry_after) = shared.unwrap_or_else(|| limit.check()) else {
+                continue;
+            };
+            m::counter(
+                m::CALLER_REFUSALS,
+                &[("caller", policy.label), ("reason", "quota")],
+            )
+            .increment(1);
+            let (what, key) = if of_class {
+                (
+                    format!("{} calls", class.name()),
+                    format!("callers.{}.classes.{}", policy.label, class.name()),
+                )
+            } else {
+                (
+                    "calls".to_string(),
+                    format!("callers.{}.requests_per_second", policy.label),
+                )
+            };
+            return Err(GatewayError::Quota {
+                message: format!(
+                    "caller `{}` is over its quota of {} {what} per second (burst {}; {key}); nothing was sent",
+                    policy.label, limit.quota.requests_per_second, limit.quota.burst,
+                ),
+                retry_after,
+            });
         }
         Ok(())
     }
+}
+
+/// One call from a quota kept in Redis: `Some(None)` if it has room, `Some(Some(wait))` if not, None when Redis
+/// failed. GCRA as the shared limits do it: a call may go while the bucket's theoretical arrival time is at most
+/// `burst - 1` spacings ahead, and taking it moves that time one spacing on.
+async fn shared_wait(
+    redis: &RedisLimits,
+    caller: &str,
+    scope: &str,
+    quota: &Quota,
+) -> Option<Option<Duration>> {
+    let spacing = Duration::from_secs(1) / quota.requests_per_second.max(1);
+    let tolerance = spacing * quota.burst.saturating_sub(1);
+    let bucket = crate::stack::limit::shared::Bucket {
+        key: redis.quota_key(caller, scope),
+        spacing,
+        cost: 1,
+    };
+    Some(
+        match redis
+            .decide(std::slice::from_ref(&bucket), tolerance)
+            .await?
+        {
+            Verdict::Go(_) => None,
+            Verdict::TooLate { wait, .. } => {
+                Some(wait.saturating_sub(tolerance).max(Duration::from_millis(1)))
+            }
+        },
+    )
 }
 
 /// The caller's own name for itself: `x-caller`, else the first product of `user-agent`, else `anonymous`. An
@@ -389,13 +440,13 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn quotas_refuse_at_once_and_survive_a_reload_that_keeps_them() {
+    #[tokio::test]
+    async fn quotas_refuse_at_once_and_survive_a_reload_that_keeps_them() {
         let c = callers();
         let search = || c.identify(None, &md(&[("x-caller", "search")])).unwrap();
-        assert!(search().take_quota(OpClass::Query).is_ok());
-        assert!(search().take_quota(OpClass::Query).is_ok());
-        let e = search().take_quota(OpClass::Query).unwrap_err();
+        assert!(search().take_quota(OpClass::Query).await.is_ok());
+        assert!(search().take_quota(OpClass::Query).await.is_ok());
+        let e = search().take_quota(OpClass::Query).await.unwrap_err();
         let GatewayError::Quota {
             message,
             retry_after,
@@ -412,7 +463,7 @@ mod tests {
         let mut s = CallerSettings::new();
         s.insert("search".into(), c.policies.get()["search"].settings.clone());
         c.reload(&s);
-        assert!(search().take_quota(OpClass::Query).is_err());
+        assert!(search().take_quota(OpClass::Query).await.is_err());
         // Per class: fetches are limited, queries are not.
         let backfill = || c.identify(None, &md(&[("x-caller", "backfill")]));
         c.reload(
@@ -424,17 +475,17 @@ mod tests {
                 .collect(),
         );
         let b = backfill().unwrap();
-        assert!(b.take_quota(OpClass::Fetch).is_ok());
-        let e = b.take_quota(OpClass::Fetch).unwrap_err();
+        assert!(b.take_quota(OpClass::Fetch).await.is_ok());
+        let e = b.take_quota(OpClass::Fetch).await.unwrap_err();
         assert!(
             e.to_string().contains("callers.backfill.classes.fetch"),
             "{e}"
         );
-        assert!(b.take_quota(OpClass::Query).is_ok());
+        assert!(b.take_quota(OpClass::Query).await.is_ok());
         // Callers not configured have no quota.
         let other = c.identify(None, &md(&[("x-caller", "someone")])).unwrap();
         for _ in 0..100 {
-            assert!(other.take_quota(OpClass::Fetch).is_ok());
+            assert!(other.take_quota(OpClass::Fetch).await.is_ok());
         }
     }
 }

@@ -62,14 +62,19 @@ impl ListService for ListApi {
             }
             let index = route::index(req.metadata(), self.gw.default_index.as_deref())?;
             super::auth::Auth::authorize(token, &index)?;
-            // The walk counts as one call of the caller's quota, however many pages it takes.
-            who.take_quota(crate::stack::limit::rates::OpClass::List)?;
             Ok((place, index, who))
         })();
         let (place, index, mut who) = match started {
             Ok(ok) => ok,
             Err(e) => return record.finish::<PageStream>(Err(e)),
         };
+        // The walk counts as one call of the caller's quota, however many pages it takes.
+        if let Err(e) = who
+            .take_quota(crate::stack::limit::rates::OpClass::List)
+            .await
+        {
+            return record.finish::<PageStream>(Err(e));
+        }
         record.set_caller(&mut who);
         record.index = index.clone();
         let ctx = record.ctx.clone();

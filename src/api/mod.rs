@@ -259,7 +259,8 @@ impl Gateway {
             record.set_caller(&mut who);
             self.shed_for(&who.caller)?;
             let (target, op) = build(message)?;
-            who.take_quota(crate::stack::limit::rates::OpClass::of(&op))?;
+            who.take_quota(crate::stack::limit::rates::OpClass::of(&op))
+                .await?;
             record.index = match target {
                 Target::FromMetadata => route::index(&md, self.default_index.as_deref())?,
                 Target::Index(name) => name,

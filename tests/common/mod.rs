@@ -158,6 +158,41 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Another replica in front of this environment's emulator, configured by `config` (calls name no index: the
+    /// test index is the default); with its client.
+    pub async fn replica(&self, config: &str) -> (RunningGateway, VectorServiceClient<Channel>) {
+        let settings = FileConfig::parse(std::path::Path::new("replica.toml"), config)
+            .unwrap()
+            .settings(Overrides {
+                listen: Some("127.0.0.1:0".into()),
+                admin_listen: Some("127.0.0.1:0".into()),
+                control_plane_url: Some(self.emulator.url()),
+                default_index: Some(INDEX.into()),
+                api_key: Some(KEY.into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let gateway = server::start(&settings).await.unwrap();
+        let channel = Channel::from_shared(format!("http://{}", gateway.addr))
+            .unwrap()
+            .connect_lazy();
+        (gateway, VectorServiceClient::new(channel))
+    }
+}
+
+/// The retry advice of a RESOURCE_EXHAUSTED status, from its `grpc-retry-pushback-ms` trailer.
+pub fn pushback_ms(status: &tonic::Status) -> u64 {
+    status
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// A request for the test index.
 pub fn req<T>(msg: T) -> tonic::Request<T> {
     req_for(INDEX, msg)

@@ -441,6 +441,11 @@ impl RedisLimits {
         }
     }
 
+    /// The key of a caller's quota: `scope` is an operation class, or `all` for its quota over all its calls.
+    pub fn quota_key(&self, caller: &str, scope: &str) -> String {
+        format!("{}:{{quota:{caller}}}:{scope}", self.settings.key_prefix)
+    }
+
     /// The key of a caller's highest write LSN in one index and namespace (the caller's name is length-prefixed, so
     /// that no two (caller, namespace) pairs share a key).
     pub fn lsn_key(&self, caller: &str, index: &str, namespace: &str) -> String {
