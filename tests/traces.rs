@@ -21,6 +21,8 @@ use tokio::sync::Notify;
 struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
     resources: Arc<Mutex<Vec<(String, String)>>>,
+    /// The `x-team-key` metadata of each export.
+    keys: Arc<Mutex<Vec<String>>>,
     arrived: Arc<Notify>,
 }
 
@@ -30,6 +32,12 @@ impl TraceService for Collector {
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if let Some(k) = req.metadata().get("x-team-key") {
+            self.keys
+                .lock()
+                .unwrap()
+                .push(k.to_str().unwrap().to_string());
+        }
         for rs in req.into_inner().resource_spans {
             if let Some(r) = rs.resource {
                 self.resources
@@ -48,16 +56,34 @@ impl TraceService for Collector {
 
 impl Collector {
     async fn start() -> (Collector, String) {
+        Self::start_with(None).await
+    }
+
+    /// With `tls` (certificate and key, PEM), the collector speaks TLS: an https:// endpoint.
+    async fn start_with(tls: Option<(String, String)>) -> (Collector, String) {
         let c = Collector::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let service = TraceServiceServer::new(c.clone());
+        let mut server = tonic::transport::Server::builder();
+        let scheme = match &tls {
+            Some((cert, key)) => {
+                server = server
+                    .tls_config(
+                        tonic::transport::ServerTlsConfig::new()
+                            .identity(tonic::transport::Identity::from_pem(cert, key)),
+                    )
+                    .unwrap();
+                "https"
+            }
+            None => "http",
+        };
         tokio::spawn(
-            tonic::transport::Server::builder()
+            server
                 .add_service(service)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
-        (c, format!("http://{addr}"))
+        (c, format!("{scheme}://{addr}"))
     }
 
     /// Waits (at most 10 s) until the spans received satisfy `done`, and returns them.
@@ -447,4 +473,42 @@ async fn a_collector_that_is_down_costs_calls_nothing_and_drops_are_counted() {
     // is counted, whether the queue was full or its export failed.
     let lost = dropped(&after) - dropped(&before);
     assert!(lost >= 90.0, "{lost} spans counted as dropped");
+}
+
+/// A collector behind TLS, its certificate from a private CA named by `tracing.ca_file`, and a vendor's API key in
+/// `tracing.headers`: the spans arrive with the key; the key is never printed by `config check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_collector_with_a_private_ca_gets_the_spans_and_the_headers() {
+    let ca = common::pki::TestCa::new();
+    let (collector, endpoint) = Collector::start_with(Some(ca.issue(&["127.0.0.1"]))).await;
+    let dir = common::pki::temp_dir("otlp-tls");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let env = env_with(
+        &endpoint,
+        &format!(
+            "ca_file = \"{}\"\n[tracing.headers]\n\"x-team-key\" = \"s3cret-team-key\"\n",
+            ca_file.display()
+        ),
+        "",
+    )
+    .await;
+    let (tp, trace, _) = traceparent(400, true);
+    env.vectors()
+        .describe_index_stats(traced(p::DescribeIndexStatsRequest::default(), &tp))
+        .await
+        .unwrap();
+    collector
+        .wait_for("the call's span over TLS", |spans| {
+            spans
+                .iter()
+                .any(|s| hex(&s.trace_id) == trace && s.kind == 2)
+        })
+        .await;
+    let keys = collector.keys.lock().unwrap().clone();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k == "s3cret-team-key"),
+        "{keys:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

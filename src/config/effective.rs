@@ -293,6 +293,18 @@ pub fn render(s: &Settings) -> String {
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
         tracing.insert("resource_attributes".into(), attributes.into());
+        if let Some(ca) = &t.ca_file {
+            tracing.insert("ca_file".into(), ca.display().to_string().into());
+        }
+        if !t.headers.0.is_empty() {
+            let masked: Table = t
+                .headers
+                .0
+                .keys()
+                .map(|k| (k.clone(), Value::String("*** (masked)".into())))
+                .collect();
+            tracing.insert("headers".into(), masked.into());
+        }
         root.insert("tracing".into(), tracing.into());
     }
 

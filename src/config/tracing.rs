@@ -10,7 +10,8 @@ use std::time::Duration;
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TracingSection {
-    /// The collector's OTLP/gRPC endpoint, `http://host:port` (usually a local collector or agent on 4317).
+    /// The collector's OTLP/gRPC endpoint: `http://host:port` (a local collector or agent, usually on 4317), or
+    /// `https://…` (TLS, the system's roots and `ca_file`).
     /// Unset (the default): no spans are made.
     pub otlp_endpoint: Option<String>,
     /// The spans' `service.name`. Default "pinecone-gateway".
@@ -29,21 +30,48 @@ pub struct TracingSection {
     pub export_interval_ms: Option<u64>,
     /// The longest one export may take before its spans are counted as dropped. Default 10000.
     pub export_timeout_ms: Option<u64>,
+    /// With an `https://` endpoint: a CA certificate file (PEM) trusted besides the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// gRPC metadata sent with every export, e.g. a vendor's API key (`"x-honeycomb-team" = "…"`); never printed.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 pub(super) fn settings(t: &TracingSection, p: &mut Problems) -> Option<T> {
     let endpoint = t.otlp_endpoint.as_deref()?.trim();
     match url::Url::parse(endpoint) {
-        Ok(u) if u.scheme() == "http" && u.host_str().is_some() => {}
-        Ok(u) if u.scheme() == "https" => p.push(invalid(
-            "tracing.otlp_endpoint",
-            "TLS to the collector is not built in: export to a local collector or agent over http://",
-        )),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
         _ => p.push(invalid(
             "tracing.otlp_endpoint",
-            format!("`{endpoint}` is not an http://host:port URL"),
+            format!("`{endpoint}` is not an http:// or https:// URL of a host"),
         )),
     }
+    for (k, v) in &t.headers {
+        let key_ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !key_ok || k.ends_with("-bin") {
+            p.push(invalid(
+                &format!("tracing.headers.{k}"),
+                "not a gRPC metadata key (lowercase letters, digits, `-`, `_`, `.`)",
+            ));
+        }
+        if !v.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+            // The value is a secret: say what is wrong, not what it is.
+            p.push(invalid(
+                &format!("tracing.headers.{k}"),
+                "the value must be printable ASCII",
+            ));
+        }
+    }
+    let ca_pem = t.ca_file.as_deref().and_then(|path| {
+        p.take(std::fs::read(path).map_err(|e| {
+            invalid(
+                "tracing.ca_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        }))
+    });
     let ratio = t.sample_ratio.unwrap_or(1.0);
     let sample_ratio = if (0.0..=1.0).contains(&ratio) {
         ratio
@@ -95,6 +123,9 @@ pub(super) fn settings(t: &TracingSection, p: &mut Problems) -> Option<T> {
             ),
             T::DEFAULT_EXPORT_TIMEOUT,
         ),
+        ca_pem,
+        ca_file: t.ca_file.clone(),
+        headers: crate::telemetry::trace::Secrets(t.headers.clone()),
     })
 }
 
@@ -135,9 +166,31 @@ mod tests {
     }
 
     #[test]
+    fn header_values_are_secrets() {
+        let s = settings(
+            "[tracing]\notlp_endpoint = \"https://vendor.example:443\"\n\
+             [tracing.headers]\n\"x-team-key\" = \"s3cret\"\n",
+        )
+        .unwrap();
+        let rendered = crate::config::effective::render(&s);
+        assert!(
+            rendered.contains("x-team-key") && !rendered.contains("s3cret"),
+            "{rendered}"
+        );
+        assert!(!format!("{s:?}").contains("s3cret"));
+        let e = settings("[tracing]\notlp_endpoint = \"http://c:4317\"\n[tracing.headers]\n\"Bad Key\" = \"s3cret\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tracing.headers.Bad Key") && !e.contains("s3cret"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let e = settings(
-            "[tracing]\notlp_endpoint = \"https://vendor.example\"\nsample_ratio = 2\nqueue_spans = 0\n",
+            "[tracing]\notlp_endpoint = \"ftp://vendor.example\"\nsample_ratio = 2\nqueue_spans = 0\n",
         )
         .unwrap_err()
         .to_string();
@@ -151,6 +204,6 @@ mod tests {
         let e = settings("[tracing]\notlp_endpoint = \"collector:4317\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("http://host:port"), "{e}");
+        assert!(e.contains("http:// or https://"), "{e}");
     }
 }

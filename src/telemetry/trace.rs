@@ -48,6 +48,23 @@ pub struct TraceSettings {
     pub export_interval: Duration,
     /// The longest one export may take.
     pub export_timeout: Duration,
+    /// With an `https://` endpoint: a CA (PEM) trusted besides the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    pub ca_file: Option<std::path::PathBuf>,
+    /// gRPC metadata sent with every export (a vendor's API key: secrets, never printed).
+    pub headers: Secrets,
+}
+
+/// Header values that are secrets: compared, never shown.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secrets(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "*** (masked)")))
+            .finish()
+    }
 }
 
 impl TraceSettings {
@@ -93,16 +110,32 @@ impl Exporting {
 impl Tracer {
     /// Builds the exporter and starts its task; needs a Tokio runtime. The collector need not be up.
     pub fn start(settings: &TraceSettings) -> Result<(Tracer, Exporting), TraceError> {
-        use opentelemetry_otlp::WithExportConfig;
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+        use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+        let fail = |detail: String| TraceError {
+            endpoint: settings.otlp_endpoint.clone(),
+            detail,
+        };
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        for (k, v) in &settings.headers.0 {
+            let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
+                .map_err(|_| fail(format!("`{k}` is not a gRPC metadata key")))?;
+            let value = tonic::metadata::MetadataValue::try_from(v.as_str())
+                .map_err(|_| fail(format!("the value of `{k}` is not a metadata value")))?;
+            metadata.insert(key, value);
+        }
+        let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(settings.otlp_endpoint.clone())
             .with_timeout(settings.export_timeout)
-            .build()
-            .map_err(|e| TraceError {
-                endpoint: settings.otlp_endpoint.clone(),
-                detail: e.to_string(),
-            })?;
+            .with_metadata(metadata);
+        if settings.otlp_endpoint.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+            if let Some(pem) = &settings.ca_pem {
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            builder = builder.with_tls_config(tls);
+        }
+        let mut exporter = builder.build().map_err(|e| fail(e.to_string()))?;
         let resource = opentelemetry_sdk::Resource::builder()
             .with_service_name(settings.service_name.clone())
             .with_attributes(
