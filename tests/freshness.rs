@@ -266,3 +266,27 @@ async fn in_redis_mode_a_write_through_one_replica_is_read_through_another() {
     sharing.shutdown().await.unwrap();
     alone.shutdown().await.unwrap();
 }
+
+/// A repeated read that the rate limiter cannot fit before the deadline does not turn the call into a refusal: the
+/// last answer stands, flagged stale.
+#[tokio::test]
+async fn a_repeat_the_limiter_cannot_fit_leaves_the_last_answer_stale() {
+    let env = Env::start_with(EnvOptions {
+        index_lag: Duration::from_secs(60),
+        config: Some("[limits.rates.query]\nindex_requests_per_second = 1\n".into()),
+        ..Default::default()
+    })
+    .await;
+    let mut c = env.vectors();
+    c.upsert(from("svc", upsert(&["mine"]), &[])).await.unwrap();
+    let mut r = from("svc", query(), &[RYW]);
+    r.set_timeout(Duration::from_millis(500));
+    let stale = c.query(r).await.unwrap();
+    assert_eq!(stale.metadata().get("x-consistency-stale").unwrap(), "true");
+    assert_eq!(lsn(stale.metadata(), "x-pinecone-max-indexed-lsn"), Some(0));
+    assert_eq!(
+        env.emulator.count(INDEX, "query"),
+        1,
+        "the repeat never went out"
+    );
+}

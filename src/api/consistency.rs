@@ -9,7 +9,8 @@
 //! gateway sends the read; while the answer's applied LSN is below N it sends it again after a backoff (doubling from
 //! `first_backoff_ms` to `max_backoff_ms`), each time through the whole stack and so through the rate limiter, until
 //! it is fresh or `consistency.max_wait_ms` or the caller's deadline runs out. Then it answers with the last result
-//! and `x-consistency-stale: true`, or, with `x-consistency-required: true`, FAILED_PRECONDITION naming both LSNs. An
+//! and `x-consistency-stale: true`, or, with `x-consistency-required: true`, FAILED_PRECONDITION naming both LSNs (a
+//! repeated read that fails, say because its limit's turn would come too late, ends the wait the same way). An
 //! answer without an applied LSN (an operation Pinecone does not give one, a pod-based index) is passed on with
 //! `x-consistency-stale: unknown`, at once.
 //!

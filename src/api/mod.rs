@@ -320,39 +320,55 @@ impl Gateway {
         let give_up = call.deadline.min(started + settings.max_wait);
         let lsns = &call.ctx.lsns;
         let mut repeats = 0;
-        loop {
+        let mut last: Option<(Reply, u64)> = None;
+        let (reply, seen) = loop {
             lsns.forget_indexed();
             let sent = tokio::time::Instant::now();
-            let reply = self.call(call.clone()).await?;
-            // Another read must have time to come back before the caller stops waiting.
-            let read_takes = sent.elapsed() * 2;
+            let reply = match self.call(call.clone()).await {
+                Ok(reply) => reply,
+                Err(e) => match last.take() {
+                    // A repeated read failed (its turn would come too late, Pinecone failed): the last answer stands.
+                    Some((reply, seen)) => {
+                        lsns.note(None, Some(seen));
+                        break (reply, seen);
+                    }
+                    None => return Err(e),
+                },
+            };
             let verdict = match lsns.indexed() {
                 None => Freshness::Unknown,
                 Some(seen) if seen >= want.lsn => Freshness::Fresh,
                 Some(seen) => {
+                    // Another read must have time to come back before the caller stops waiting.
+                    let read_takes = sent.elapsed() * 2;
                     let pause = consistency::backoff(settings, repeats);
-                    if tokio::time::Instant::now() + pause + read_takes < give_up {
-                        repeats += 1;
-                        tokio::time::sleep(pause).await;
-                        continue;
+                    if tokio::time::Instant::now() + pause + read_takes >= give_up {
+                        break (reply, seen);
                     }
-                    if want.required {
-                        consistency::record(None, repeats, started.elapsed());
-                        return Err(GatewayError::NotFresh {
-                            namespace: call.op.namespace().unwrap_or_default().to_string(),
-                            wanted: want.lsn,
-                            seen,
-                            waited_ms: started.elapsed().as_millis(),
-                            reads: repeats + 1,
-                        });
-                    }
-                    Freshness::Stale
+                    last = Some((reply, seen));
+                    repeats += 1;
+                    tokio::time::sleep(pause).await;
+                    continue;
                 }
             };
             consistency::record(Some(verdict), repeats, started.elapsed());
             lsns.set_verdict(verdict);
             return Ok(reply);
+        };
+        // The wait ran out below the floor.
+        if want.required {
+            consistency::record(None, repeats, started.elapsed());
+            return Err(GatewayError::NotFresh {
+                namespace: call.op.namespace().unwrap_or_default().to_string(),
+                wanted: want.lsn,
+                seen,
+                waited_ms: started.elapsed().as_millis(),
+                reads: repeats + 1,
+            });
         }
+        consistency::record(Some(Freshness::Stale), repeats, started.elapsed());
+        lsns.set_verdict(Freshness::Stale);
+        Ok(reply)
     }
 }
 

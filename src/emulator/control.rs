@@ -163,6 +163,7 @@ pub(super) async fn create_index(
             data.unwrap_or_else(|| IndexData::new(dimension, metric, sparse)),
         ),
         lag: Default::default(),
+        lagging: Default::default(),
         lag_ms: shared.index_lag_ms.clone(),
         shutdown: tx,
         limits: shared.limits.clone(),

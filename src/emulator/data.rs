@@ -127,8 +127,21 @@ fn reading<T>(i: &EmuIndex, f: impl FnOnce(&IndexData) -> T) -> T {
 
 /// [`reading`], with the LSN of `namespace`'s last write the view holds.
 fn reading_at<T>(i: &EmuIndex, namespace: &str, f: impl FnOnce(&IndexData, u64) -> T) -> T {
+    use std::sync::atomic::Ordering::SeqCst;
+    // Nothing pending (the usual case): reads share the data's read lock, as without a lag. The flag is set before a
+    // lagged write takes the write lock, so one read under the read lock that still sees it clear reads data the
+    // write has not changed.
+    if !i.lagging.load(SeqCst) {
+        let data = read(&i.data);
+        if !i.lagging.load(SeqCst) {
+            return f(&data, data.indexed_lsn(namespace));
+        }
+    }
     let mut lag = lock(&i.lag);
     lag.catch_up(std::time::Instant::now());
+    if !lag.lagging() {
+        i.lagging.store(false, SeqCst);
+    }
     let data = read(&i.data);
     f(lag.view(&data), lag.indexed_lsn(&data, namespace))
 }
@@ -158,8 +171,10 @@ fn writing<T>(
     let now = std::time::Instant::now();
     let mut lag = lock(&i.lag);
     lag.catch_up(now);
-    let mut data = write(&i.data);
     let lagged = !delay.is_zero() || lag.lagging();
+    // Before the data changes: readers then go through the indexed view (see `reading_at`).
+    i.lagging.store(lagged, std::sync::atomic::Ordering::SeqCst);
+    let mut data = write(&i.data);
     if lagged {
         lag.before_write(&data);
     }

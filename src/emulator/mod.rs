@@ -84,6 +84,8 @@ struct EmuIndex {
     data: RwLock<IndexData>,
     /// The indexed view and the writes not yet in it (lock before `data`).
     lag: Mutex<lag::Lag>,
+    /// Whether reads must go through `lag` (writes are pending); clear, they read `data` alone.
+    lagging: std::sync::atomic::AtomicBool,
     /// The emulator's index lag (`--index-lag-ms`), shared by every index.
     lag_ms: Arc<std::sync::atomic::AtomicU64>,
     shutdown: watch::Sender<bool>,
