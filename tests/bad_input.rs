@@ -547,3 +547,80 @@ async fn backup_calls_are_checked() {
         ["page_size", "1 to 100"]
     );
 }
+
+/// Vectors of another length than the index's dimension (known from the index's description, which the gateway
+/// reads to find its host) are refused before they are sent: upsert, query by vector, update of values. Records
+/// without dense values and queries by ID are Pinecone's to judge.
+#[tokio::test]
+async fn vectors_of_another_dimension_are_refused_before_they_are_sent() {
+    let env = Env::start().await;
+    let mut c = env.vectors();
+    // The first call looks the index up (its host and its dimension, 4).
+    c.upsert(req(p::UpsertRequest {
+        vectors: vec![vec4("ok")],
+        namespace: "ns".into(),
+    }))
+    .await
+    .unwrap();
+    let upserts = env.emulator.count(INDEX, "upsert");
+    let three = |id: &str| p::Vector {
+        values: vec![1.0, 2.0, 3.0],
+        ..vec4(id)
+    };
+    let e = c
+        .upsert(req(p::UpsertRequest {
+            vectors: vec![vec4("a"), three("short")],
+            namespace: "ns".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    for part in ["`short`", "3 values", "dimension 4", "nothing was sent"] {
+        assert!(e.message().contains(part), "{}", e.message());
+    }
+    let e = c
+        .query(req(p::QueryRequest {
+            top_k: 1,
+            vector: vec![1.0; 5],
+            namespace: "ns".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().starts_with("vector: 5 values"),
+        "{}",
+        e.message()
+    );
+    let e = c
+        .update(req(p::UpdateRequest {
+            id: "ok".into(),
+            values: vec![1.0, 2.0],
+            namespace: "ns".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().starts_with("values: 2 values"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(
+        env.emulator.count(INDEX, "upsert"),
+        upserts,
+        "nothing was sent"
+    );
+    assert_eq!(env.emulator.count(INDEX, "query"), 0);
+    assert_eq!(env.emulator.count(INDEX, "update"), 0);
+    // A query by ID carries no vector: it goes.
+    c.query(req(p::QueryRequest {
+        top_k: 1,
+        id: "ok".into(),
+        namespace: "ns".into(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+}

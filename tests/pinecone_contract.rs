@@ -214,13 +214,15 @@ async fn call(channel: tonic::transport::Channel, case: &Case) -> Result<Value, 
             r(b.$method(md($msg, index)).await.map(|x| x.map(json)))
         };
     }
+    // The dimension of the fixtures' indexes: the gateway refuses vectors of another length before sending them.
+    const FIXTURE_DIMENSION: usize = 1536;
     match case.operation.as_str() {
         "upsert" => v!(
             upsert,
             p::UpsertRequest {
                 vectors: vec![p::Vector {
                     id: "a".into(),
-                    values: vec![1.0, 2.0],
+                    values: vec![0.5; FIXTURE_DIMENSION],
                     ..Default::default()
                 }],
                 namespace: "ns1".into(),
@@ -261,7 +263,7 @@ async fn call(channel: tonic::transport::Channel, case: &Case) -> Result<Value, 
             p::QueryRequest {
                 namespace: "ns1".into(),
                 top_k: 3,
-                vector: vec![1.0, 2.0],
+                vector: vec![0.5; FIXTURE_DIMENSION],
                 ..Default::default()
             }
         ),
@@ -269,7 +271,7 @@ async fn call(channel: tonic::transport::Channel, case: &Case) -> Result<Value, 
             update,
             p::UpdateRequest {
                 id: "a".into(),
-                values: vec![1.0, 2.0],
+                values: vec![0.5; FIXTURE_DIMENSION],
                 namespace: "ns1".into(),
                 ..Default::default()
             }

@@ -97,9 +97,14 @@ async fn pinecone_refusals_keep_their_message() {
     let e = env
         .vectors()
         .upsert(req(p::UpsertRequest {
+            // Sparse values only, in a dense index: the gateway leaves that to Pinecone (a wrong dense length it
+            // refuses itself: tests/bad_input.rs).
             vectors: vec![p::Vector {
                 id: "a".into(),
-                values: vec![1.0, 2.0, 3.0],
+                sparse_values: Some(p::SparseValues {
+                    indices: vec![1],
+                    values: vec![0.5],
+                }),
                 ..Default::default()
             }],
             namespace: "".into(),
@@ -109,7 +114,7 @@ async fn pinecone_refusals_keep_their_message() {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(
         e.message()
-            .contains("dimension 3 does not match the dimension of the index 4"),
+            .contains("dimension 0 does not match the dimension of the index 4"),
         "{}",
         e.message()
     );

@@ -31,6 +31,16 @@ pub enum UpstreamError {
          (poll BackupService.DescribeIndex)"
     )]
     NotReady { index: String, state: String },
+    /// The vectors are not as long as the index's dimension (known from its description); nothing was sent.
+    #[error(
+        "{field}: {got} values, but index `{index}` has dimension {dimension}; nothing was sent"
+    )]
+    WrongDimension {
+        field: String,
+        got: u32,
+        index: String,
+        dimension: u32,
+    },
     /// Pinecone answered 2xx with a body that is not the documented shape.
     #[error("malformed answer from Pinecone for {operation}: {detail}")]
     Malformed {

@@ -15,6 +15,9 @@ pub struct Hosts {
     scheme: String,
     static_hosts: std::sync::RwLock<HashMap<String, Url>>,
     cache: RwLock<HashMap<String, Url>>,
+    /// The dimension of each dense index looked up (from the same describe index as its host): requests with
+    /// vectors of another length are refused before they are sent.
+    dimensions: RwLock<HashMap<String, u32>>,
 }
 
 impl Hosts {
@@ -28,6 +31,7 @@ impl Hosts {
             scheme,
             static_hosts: std::sync::RwLock::new(static_hosts),
             cache: RwLock::new(HashMap::new()),
+            dimensions: RwLock::new(HashMap::new()),
         }
     }
 
@@ -47,13 +51,33 @@ impl Hosts {
             .cloned()
     }
 
-    pub fn insert(&self, index: &str, host: &str) -> Result<Url, UpstreamError> {
+    /// Caches a looked-up index: its host, and its dimension when it is a dense index.
+    pub fn insert(
+        &self,
+        index: &str,
+        host: &str,
+        dimension: Option<u32>,
+    ) -> Result<Url, UpstreamError> {
         let url = to_url(&self.scheme, host)?;
         self.cache
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(index.to_string(), url.clone());
+        let mut dimensions = self.dimensions.write().unwrap_or_else(|e| e.into_inner());
+        match dimension {
+            Some(d) => dimensions.insert(index.to_string(), d),
+            None => dimensions.remove(index),
+        };
         Ok(url)
+    }
+
+    /// The dimension of `index`, if it was looked up and is dense (a configured host says nothing of it).
+    pub fn dimension(&self, index: &str) -> Option<u32> {
+        self.dimensions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(index)
+            .copied()
     }
 
     /// Replaces the configured hosts (a configuration reload); looked-up hosts stay cached.
@@ -78,6 +102,11 @@ impl Hosts {
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.get(index) == Some(failed) {
             cache.remove(index);
+            // The index may have been recreated with another dimension: the next lookup says.
+            self.dimensions
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(index);
             return true;
         }
         false
@@ -125,7 +154,7 @@ mod tests {
         );
         let a = hosts.get("a").unwrap();
         assert!(!hosts.forget("a", &a));
-        let b = hosts.insert("b", "b.example").unwrap();
+        let b = hosts.insert("b", "b.example", Some(4)).unwrap();
         assert!(hosts.forget("b", &b));
         assert!(hosts.get("b").is_none());
     }

@@ -193,6 +193,9 @@ impl Upstream {
             return decode(op_name, resp);
         }
         let base = inner.host(&call.index, call.deadline, &call.ctx).await?;
+        if let Some(dimension) = inner.hosts.dimension(&call.index) {
+            wrong_dimension(&call, dimension)?;
+        }
         let first = inner
             .execute(op_name, &base, &rest, call.deadline, &call.ctx)
             .await;
@@ -338,7 +341,7 @@ impl Inner {
         };
         // An index without a host (initializing) is not cached: the next call looks it up again.
         match model.usable_host() {
-            Some(host) => self.hosts.insert(index, host),
+            Some(host) => self.hosts.insert(index, host, model.dimension),
             None => Err(UpstreamError::NotReady {
                 index: index.to_string(),
                 state: if model.status.state.is_empty() {
@@ -608,6 +611,28 @@ fn decode_empty(_: &'static str, answer: Answer) -> Result<Reply, UpstreamError>
         Ok(Reply::Empty)
     } else {
         Err(answer.error())
+    }
+}
+
+/// Refuses vectors whose length is not the index's dimension, before anything is sent (Pinecone would answer 400).
+/// Empty dense values pass: a query by ID, an update of metadata only, a sparse-only record (Pinecone judges those).
+fn wrong_dimension(call: &UpstreamCall, dimension: u32) -> Result<(), UpstreamError> {
+    let found = match &call.op {
+        Op::Upsert(body) => body
+            .wrong_dimension(dimension)
+            .map(|(id, got)| (format!("vectors[id `{id}`].values"), got)),
+        Op::Query(q) => Some(("vector".to_string(), q.vector.len() as u32)),
+        Op::Update(u) => Some(("values".to_string(), u.values.len() as u32)),
+        _ => None,
+    };
+    match found {
+        Some((field, got)) if got > 0 && got != dimension => Err(UpstreamError::WrongDimension {
+            field,
+            got,
+            index: call.index.clone(),
+            dimension,
+        }),
+        _ => Ok(()),
     }
 }
 

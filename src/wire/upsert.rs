@@ -18,6 +18,8 @@ pub struct UpsertBody {
     records: Bytes,
     /// Where record `i` ends in `records` (it starts one byte, the comma, after record `i - 1` ends).
     ends: Vec<usize>,
+    /// The number of dense values of record `i`.
+    dimensions: Vec<u32>,
 }
 
 /// `{"vectors":[` and `]` around the records, `}` at the end.
@@ -49,7 +51,18 @@ impl UpsertBody {
             ids: req.vectors.iter().map(|v| v.id.clone()).collect(),
             records: Bytes::from(out),
             ends,
+            dimensions: req.vectors.iter().map(|v| v.values.len() as u32).collect(),
         }
+    }
+
+    /// The first record with dense values that are not `dimension` long: its ID and its length (records without
+    /// dense values are Pinecone's to judge).
+    pub fn wrong_dimension(&self, dimension: u32) -> Option<(&str, u32)> {
+        self.ids
+            .iter()
+            .zip(&self.dimensions)
+            .find(|(_, d)| **d != dimension && **d > 0)
+            .map(|(id, d)| (id.as_str(), *d))
     }
 
     pub fn namespace(&self) -> &str {
@@ -121,6 +134,7 @@ impl UpsertBody {
                 ids: Vec::new(),
                 records: Bytes::new(),
                 ends: Vec::new(),
+                dimensions: Vec::new(),
             };
         }
         let from = self.start(range.start);
@@ -129,7 +143,8 @@ impl UpsertBody {
             namespace: self.namespace.clone(),
             ids: self.ids[range.clone()].to_vec(),
             records: self.records.slice(from..to),
-            ends: self.ends[range].iter().map(|e| e - from).collect(),
+            ends: self.ends[range.clone()].iter().map(|e| e - from).collect(),
+            dimensions: self.dimensions[range].to_vec(),
         }
     }
 
