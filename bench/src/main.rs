@@ -228,12 +228,15 @@ async fn limiter(a: &Args) -> anyhow::Result<Value> {
 struct RedisServer {
     child: Child,
     port: u16,
+    dir: std::path::PathBuf,
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // Killed and waited for before its directory goes, so nothing is written into it afterwards.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -265,7 +268,7 @@ fn redis_server() -> anyhow::Result<RedisServer> {
         }
     }
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    Ok(RedisServer { child, port })
+    Ok(RedisServer { child, port, dir })
 }
 
 async fn shared(a: &Args) -> anyhow::Result<Value> {
