@@ -149,6 +149,11 @@ struct EmulatorArgs {
     /// consistent; a write's `x-emulator-index-lag-ms` header wins.
     #[arg(long, default_value_t = 0)]
     index_lag_ms: u64,
+    /// The names of the LSN headers of answers: `current` (`x-pinecone-lsn-committed` / `-reconciled`, what
+    /// Pinecone's current SDK reads), `guide` (`x-pinecone-request-lsn` / `-max-indexed-lsn`, as Pinecone's freshness
+    /// guide names them) or `both`; a request's `x-emulator-lsn-headers` wins.
+    #[arg(long, default_value = "current")]
+    lsn_headers: pinecone_gateway::emulator::LsnSpelling,
 }
 
 const DEMO_INDEX: &str = "demo";
@@ -357,6 +362,7 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
         enforce_limits: args.enforce_limits,
         restore_init: std::time::Duration::from_millis(args.restore_init_ms),
         index_lag: std::time::Duration::from_millis(args.index_lag_ms),
+        lsn_spelling: args.lsn_headers,
         tls: None,
         faults: Faults {
             error_percent: args.fault_error_percent,

@@ -1,9 +1,15 @@
 //! The emulator answers with Pinecone's log sequence numbers, as the "check data freshness" guide describes: every
-//! write to a namespace (upsert, update, delete) gets the next LSN of that namespace in `x-pinecone-request-lsn`, a
-//! write to another namespace does not move it, a refused write takes none, and a query carries the highest LSN its
-//! namespace has applied in `x-pinecone-max-indexed-lsn`. Straight to the emulator's REST API, no gateway.
+//! write to a namespace (upsert, update, delete) gets the next LSN of that namespace (`x-pinecone-request-lsn`, or
+//! `x-pinecone-lsn-committed` as Pinecone's current SDK reads it), a write to another namespace does not move it, a
+//! refused write takes none, and a query carries the highest LSN its namespace has applied
+//! (`x-pinecone-max-indexed-lsn`, or `x-pinecone-lsn-reconciled`); which names, as `--lsn-headers` or a request's
+//! `x-emulator-lsn-headers` says. Every answer carries an `x-pinecone-request-id`. Straight to the emulator's REST
+//! API, no gateway.
+#![allow(non_snake_case)] // the header names of `numbering`, as constants would be
+
 mod common;
 use common::*;
+use pinecone_gateway::emulator::LsnSpelling;
 
 async fn send(
     http: &reqwest::Client,
@@ -25,16 +31,43 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<u64> {
         .map(|v| v.to_str().unwrap().parse().unwrap())
 }
 
+async fn env_spelling(spelling: LsnSpelling) -> Env {
+    Env::start_with(EnvOptions {
+        lsn_spelling: spelling,
+        ..Default::default()
+    })
+    .await
+}
+
 #[tokio::test]
-async fn writes_get_the_next_lsn_of_their_namespace_and_queries_carry_the_applied_one() {
-    let env = Env::start().await;
+async fn lsns_under_the_freshness_guides_names() {
+    numbering(
+        LsnSpelling::Guide,
+        "x-pinecone-request-lsn",
+        "x-pinecone-max-indexed-lsn",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn lsns_under_the_current_sdks_names() {
+    numbering(
+        LsnSpelling::Current,
+        "x-pinecone-lsn-committed",
+        "x-pinecone-lsn-reconciled",
+    )
+    .await;
+}
+
+/// Writes get the next LSN of their namespace, and queries carry the applied one, under the names `WRITE` and
+/// `APPLIED`.
+async fn numbering(spelling: LsnSpelling, WRITE: &str, APPLIED: &str) {
+    let env = env_spelling(spelling).await;
     let host = env.index_host().await;
     let http = reqwest::Client::new();
     let upsert = |ns: &str, id: &str| serde_json::json!({"namespace": ns, "vectors": [{"id": id, "values": [1.0, 2.0, 3.0, 4.0]}]});
     let query =
         |ns: &str| serde_json::json!({"namespace": ns, "topK": 1, "vector": [1.0, 2.0, 3.0, 4.0]});
-    const WRITE: &str = "x-pinecone-request-lsn";
-    const APPLIED: &str = "x-pinecone-max-indexed-lsn";
 
     let r = send(&http, &host, "query", query("a")).await;
     assert_eq!((r.status().as_u16(), header(&r, APPLIED)), (200, Some(0)));
@@ -85,7 +118,7 @@ async fn writes_get_the_next_lsn_of_their_namespace_and_queries_carry_the_applie
 /// before then misses the record and carries the LSN before the write; a fetch misses it too.
 #[tokio::test]
 async fn a_lagging_index_shows_a_write_only_when_it_is_due() {
-    let env = Env::start().await;
+    let env = env_spelling(LsnSpelling::Guide).await;
     let host = env.index_host().await;
     let http = reqwest::Client::new();
     let lagged = |path: &str, lag_ms: u64, body: serde_json::Value| {
@@ -143,4 +176,63 @@ async fn a_lagging_index_shows_a_write_only_when_it_is_due() {
     )
     .await;
     assert_eq!(header(&r, "x-pinecone-max-indexed-lsn"), Some(0));
+}
+
+/// The current names are the default; a write's answer also says what its namespace had applied (lower than the
+/// write's own while it lags, as in Pinecone's SDK tests), `both` sends every name, a request's header wins, and every
+/// answer (errors too) has a request id of its own.
+#[tokio::test]
+async fn the_spelling_is_chosen_and_every_answer_has_a_request_id() {
+    let env = Env::start().await;
+    let host = env.index_host().await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, spelling: Option<&str>, body: serde_json::Value| {
+        let mut r = http
+            .post(format!("http://{host}/{path}"))
+            .header("Api-Key", KEY)
+            .json(&body);
+        if let Some(s) = spelling {
+            r = r.header("x-emulator-lsn-headers", s);
+        }
+        r.send()
+    };
+    let record = |id: &str| serde_json::json!({"namespace": "s", "vectors": [{"id": id, "values": [1.0, 0.0, 0.0, 0.0]}]});
+    let r = post("vectors/upsert", None, record("a")).await.unwrap();
+    assert_eq!(header(&r, "x-pinecone-lsn-committed"), Some(1));
+    assert_eq!(header(&r, "x-pinecone-lsn-reconciled"), Some(1));
+    assert_eq!(header(&r, "x-pinecone-request-lsn"), None);
+    let first_id = r.headers()["x-pinecone-request-id"].clone();
+    env.emulator
+        .set_index_lag(std::time::Duration::from_secs(60));
+    let r = post("vectors/upsert", Some("both"), record("b"))
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "x-pinecone-lsn-committed"), Some(2));
+    assert_eq!(header(&r, "x-pinecone-request-lsn"), Some(2));
+    assert_eq!(
+        header(&r, "x-pinecone-lsn-reconciled"),
+        Some(1),
+        "the lagging write is not applied yet"
+    );
+    assert_ne!(r.headers()["x-pinecone-request-id"], first_id);
+    let query = serde_json::json!({"namespace": "s", "topK": 1, "vector": [1.0, 0.0, 0.0, 0.0]});
+    let r = post("query", Some("guide"), query).await.unwrap();
+    assert_eq!(header(&r, "x-pinecone-max-indexed-lsn"), Some(1));
+    assert_eq!(header(&r, "x-pinecone-lsn-reconciled"), None);
+    let refused = post(
+        "vectors/upsert",
+        None,
+        serde_json::json!({"namespace": "s", "vectors": [{"id": "z", "values": [1.0]}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    assert!(refused.headers().contains_key("x-pinecone-request-id"));
+    let control = http
+        .get(format!("{}/indexes/{INDEX}", env.emulator.url()))
+        .header("Api-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(control.headers().contains_key("x-pinecone-request-id"));
 }

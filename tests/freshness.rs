@@ -4,12 +4,47 @@
 //! back stale with the flag, or FAILED_PRECONDITION when required; the repeated reads keep to the rate limits.
 mod common;
 use common::*;
+use pinecone_gateway::emulator::LsnSpelling;
 use pinecone_gateway::pb::pinecone as p;
 use std::time::Duration;
 
+/// An LSN of the answer's metadata, which must say the same under its other spelling (the gateway returns both:
+/// the freshness guide's names and the ones Pinecone's current SDK reads).
 fn lsn(md: &tonic::metadata::MetadataMap, key: &str) -> Option<u64> {
-    md.get(key).map(|v| v.to_str().unwrap().parse().unwrap())
+    let twin = match key {
+        "x-pinecone-request-lsn" => "x-pinecone-lsn-committed",
+        "x-pinecone-max-indexed-lsn" => "x-pinecone-lsn-reconciled",
+        other => panic!("not an LSN header: {other}"),
+    };
+    let read = |k: &str| -> Option<u64> { md.get(k).map(|v| v.to_str().unwrap().parse().unwrap()) };
+    assert_eq!(read(key), read(twin), "{key} and {twin} differ");
+    read(key)
 }
+
+/// Runs a scenario against an emulator that spells its LSN headers as Pinecone's freshness guide does, and against
+/// one that spells them as Pinecone's current SDK reads them: read your writes must work with either alone.
+macro_rules! under_each_spelling {
+    ($scenario:ident) => {
+        mod $scenario {
+            use pinecone_gateway::emulator::LsnSpelling;
+
+            #[tokio::test]
+            async fn guide_names() {
+                super::$scenario(LsnSpelling::Guide).await;
+            }
+
+            #[tokio::test]
+            async fn current_names() {
+                super::$scenario(LsnSpelling::Current).await;
+            }
+        }
+    };
+}
+
+under_each_spelling!(writes_return_their_lsn_and_queries_the_applied_one);
+under_each_spelling!(read_your_writes_waits_for_the_lag_and_then_reflects_the_write);
+under_each_spelling!(a_read_whose_wait_runs_out_is_stale_or_refused_when_required);
+under_each_spelling!(a_repeat_the_limiter_cannot_fit_leaves_the_last_answer_stale);
 
 fn vector(id: &str, x: f32) -> p::Vector {
     p::Vector {
@@ -54,9 +89,12 @@ fn ids(r: &p::QueryResponse) -> Vec<String> {
 
 const RYW: (&str, &str) = ("x-consistency", "read-your-writes");
 
-#[tokio::test]
-async fn writes_return_their_lsn_and_queries_the_applied_one() {
-    let env = Env::start().await;
+async fn writes_return_their_lsn_and_queries_the_applied_one(lsn_spelling: LsnSpelling) {
+    let env = Env::start_with(EnvOptions {
+        lsn_spelling,
+        ..Default::default()
+    })
+    .await;
     let mut c = env.vectors();
     let r = c.upsert(from("a", upsert(&["x"]), &[])).await.unwrap();
     assert_eq!(lsn(r.metadata(), "x-pinecone-request-lsn"), Some(1));
@@ -99,10 +137,10 @@ async fn writes_return_their_lsn_and_queries_the_applied_one() {
     assert_eq!(lsn(r.metadata(), "x-pinecone-request-lsn"), Some(1));
 }
 
-#[tokio::test]
-async fn read_your_writes_waits_for_the_lag_and_then_reflects_the_write() {
+async fn read_your_writes_waits_for_the_lag_and_then_reflects_the_write(lsn_spelling: LsnSpelling) {
     let env = Env::start_with(EnvOptions {
         index_lag: Duration::from_millis(300),
+        lsn_spelling,
         ..Default::default()
     })
     .await;
@@ -159,10 +197,10 @@ async fn read_your_writes_waits_for_the_lag_and_then_reflects_the_write() {
     assert!(metric(&text, "pinecone_gateway_consistency_repeated_reads_total") >= 1.0);
 }
 
-#[tokio::test]
-async fn a_read_whose_wait_runs_out_is_stale_or_refused_when_required() {
+async fn a_read_whose_wait_runs_out_is_stale_or_refused_when_required(lsn_spelling: LsnSpelling) {
     let env = Env::start_with(EnvOptions {
         index_lag: Duration::from_secs(60),
+        lsn_spelling,
         ..Default::default()
     })
     .await;
@@ -269,10 +307,10 @@ async fn in_redis_mode_a_write_through_one_replica_is_read_through_another() {
 
 /// A repeated read that the rate limiter cannot fit before the deadline does not turn the call into a refusal: the
 /// last answer stands, flagged stale.
-#[tokio::test]
-async fn a_repeat_the_limiter_cannot_fit_leaves_the_last_answer_stale() {
+async fn a_repeat_the_limiter_cannot_fit_leaves_the_last_answer_stale(lsn_spelling: LsnSpelling) {
     let env = Env::start_with(EnvOptions {
         index_lag: Duration::from_secs(60),
+        lsn_spelling,
         config: Some("[limits.rates.query]\nindex_requests_per_second = 1\n".into()),
         ..Default::default()
     })

@@ -271,6 +271,13 @@ async fn a_coalesced_fetch_is_one_batch_span_linked_from_every_caller() {
         attr(request, "url.template").as_deref(),
         Some("/vectors/fetch")
     );
+    // Pinecone's id of the request (what its support asks for) on the attempt, and on every call of the batch.
+    let pinecone_id = attr(request, "pinecone.request_id").expect("no pinecone.request_id");
+    assert!(!pinecone_id.is_empty());
+    assert_eq!(
+        attr(owner_call, "pinecone.request_id").as_deref(),
+        Some(pinecone_id.as_str())
+    );
     let waits: Vec<&Span> = spans
         .iter()
         .filter(|s| s.name == "coalesce wait" && s.links.iter().any(|l| l.span_id == batch.span_id))

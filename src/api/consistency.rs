@@ -1,8 +1,9 @@
 //! Read your writes: reads that wait for their namespace to apply a log sequence number.
 //!
 //! Pinecone is eventually consistent; for serverless indexes its REST answers say how far a namespace is: a write's
-//! LSN (`x-pinecone-request-lsn`) and, with a query, the highest LSN the namespace has applied
-//! (`x-pinecone-max-indexed-lsn`). The gateway returns both in response metadata. A read (query, fetch, fetch by
+//! LSN (`x-pinecone-request-lsn`, or `x-pinecone-lsn-committed` as Pinecone's current SDK reads it) and, with a query,
+//! the highest LSN the namespace has applied (`x-pinecone-max-indexed-lsn`, or `x-pinecone-lsn-reconciled`). The
+//! gateway reads either spelling and returns both, under both spellings, in response metadata. A read (query, fetch, fetch by
 //! metadata, list) may ask for a floor: `x-pinecone-min-lsn: N`, or `x-consistency: read-your-writes` (N is then the
 //! highest LSN of the caller's own acknowledged writes to that index and namespace, remembered for
 //! `consistency.remember_ms`, at most `consistency.max_remembered` of them, least recently used dropped first). The
@@ -31,8 +32,14 @@ pub const MIN_LSN: &str = "x-pinecone-min-lsn";
 pub const CONSISTENCY: &str = "x-consistency";
 pub const REQUIRED: &str = "x-consistency-required";
 pub const STALE: &str = "x-consistency-stale";
+/// A write's LSN and the applied one are returned under both of Pinecone's spellings (the freshness guide's and the
+/// current SDK's), so a client reading either finds them.
 pub const REQUEST_LSN: &str = "x-pinecone-request-lsn";
+pub const LSN_COMMITTED: &str = "x-pinecone-lsn-committed";
 pub const MAX_INDEXED_LSN: &str = "x-pinecone-max-indexed-lsn";
+pub const LSN_RECONCILED: &str = "x-pinecone-lsn-reconciled";
+/// Pinecone's ids of the call's upstream requests.
+pub const PINECONE_REQUEST_ID: &str = "x-pinecone-request-id";
 const READ_YOUR_WRITES: &str = "read-your-writes";
 
 #[derive(Clone, Debug, PartialEq)]

@@ -74,6 +74,7 @@ impl CallRecord {
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             attempts,
             request_id = self.ctx.request_id.as_str(),
+            pinecone_request_id = self.ctx.pinecone_request_ids.joined(),
             "call"
         );
         if let Some(scope) = &self.ctx.trace {
@@ -105,6 +106,9 @@ impl CallRecord {
         }
         if !self.caller.is_empty() {
             attributes.push(KeyValue::new("gateway.caller", self.caller.clone()));
+        }
+        if let Some(ids) = self.ctx.pinecone_request_ids.joined() {
+            attributes.push(KeyValue::new("pinecone.request_id", ids));
         }
         // OpenTelemetry's gRPC conventions: on a server span these codes are errors, the others the caller's doing.
         use tonic::Code::*;
@@ -154,9 +158,16 @@ impl CallRecord {
         let number = |n: u64| tonic::metadata::MetadataValue::from(n);
         if let Some(n) = lsns.request() {
             md.insert(c::REQUEST_LSN, number(n));
+            md.insert(c::LSN_COMMITTED, number(n));
         }
         if let Some(n) = lsns.indexed() {
             md.insert(c::MAX_INDEXED_LSN, number(n));
+            md.insert(c::LSN_RECONCILED, number(n));
+        }
+        if let Some(ids) = self.ctx.pinecone_request_ids.joined()
+            && let Ok(v) = tonic::metadata::MetadataValue::try_from(ids)
+        {
+            md.insert(c::PINECONE_REQUEST_ID, v);
         }
         if let Some(v) = lsns.verdict() {
             let stale = match v {

@@ -78,6 +78,7 @@ pub fn context(
         caller: Default::default(),
         attempts: Default::default(),
         lsns: Default::default(),
+        pinecone_request_ids: Default::default(),
     }
 }
 

@@ -184,6 +184,53 @@ pub struct CallContext {
     pub attempts: std::sync::atomic::AtomicU32,
     /// The log sequence numbers Pinecone answered with, and whether a read was fresh enough.
     pub lsns: Lsns,
+    /// Pinecone's own ids of the requests the call took (`x-pinecone-request-id`): what Pinecone's support asks for.
+    pub pinecone_request_ids: PineconeRequestIds,
+}
+
+/// The `x-pinecone-request-id`s of a call's upstream requests, in the order they were answered: every attempt and
+/// every batch has its own. At most [`PineconeRequestIds::MAX`] are kept (a 2,500-ID fetch takes a few; a call
+/// retried through a long outage could take many), the first ones, and how many more there were.
+#[derive(Debug, Default)]
+pub struct PineconeRequestIds {
+    ids: std::sync::Mutex<(Vec<Box<str>>, usize)>,
+}
+
+impl PineconeRequestIds {
+    pub const MAX: usize = 8;
+
+    pub fn note(&self, id: &str) {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.0.len() < Self::MAX {
+            ids.0.push(id.into());
+        } else {
+            ids.1 += 1;
+        }
+    }
+
+    /// Takes in another context's ids (a coalesced batch's).
+    pub fn take_from(&self, other: &PineconeRequestIds) {
+        let theirs = other.ids.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for id in &theirs.0 {
+            self.note(id);
+        }
+        if theirs.1 > 0 {
+            self.ids.lock().unwrap_or_else(|e| e.into_inner()).1 += theirs.1;
+        }
+    }
+
+    /// The ids joined by `, `, and `(+N more)` when some were not kept; `None` when Pinecone sent none.
+    pub fn joined(&self) -> Option<String> {
+        let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.0.is_empty() {
+            return None;
+        }
+        let mut out = ids.0.join(", ");
+        if ids.1 > 0 {
+            out.push_str(&format!(" (+{} more)", ids.1));
+        }
+        Some(out)
+    }
 }
 
 /// The log sequence numbers Pinecone answered a call with (serverless indexes, REST only): the highest LSN of its
@@ -450,5 +497,26 @@ mod tests {
         let other = Lsns::default();
         other.take_from(&l);
         assert_eq!(other.request(), Some(5));
+    }
+
+    #[test]
+    fn pinecone_request_ids_keep_the_first_ones_and_count_the_rest() {
+        let ids = PineconeRequestIds::default();
+        assert_eq!(ids.joined(), None);
+        ids.note("a");
+        ids.note("b");
+        assert_eq!(ids.joined().as_deref(), Some("a, b"));
+        for n in 0..10 {
+            ids.note(&format!("x{n}"));
+        }
+        let joined = ids.joined().unwrap_or_default();
+        assert!(joined.starts_with("a, b, x0"), "{joined}");
+        assert!(joined.ends_with("x5 (+4 more)"), "{joined}");
+        let member = PineconeRequestIds::default();
+        member.note("own");
+        member.take_from(&ids);
+        let joined = member.joined().unwrap_or_default();
+        assert!(joined.starts_with("own, a, b"), "{joined}");
+        assert!(joined.ends_with("x4 (+5 more)"), "{joined}");
     }
 }

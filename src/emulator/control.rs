@@ -165,6 +165,7 @@ pub(super) async fn create_index(
         lag: Default::default(),
         lagging: Default::default(),
         lag_ms: shared.index_lag_ms.clone(),
+        lsn_spelling: shared.options.lsn_spelling,
         shutdown: tx,
         limits: shared.limits.clone(),
     });

@@ -7,7 +7,7 @@
 use super::limits::Class;
 use super::model as m;
 use super::store::{self, DataError, IndexData};
-use super::{EmuIndex, EmulatorState, lag, lock, read, write};
+use super::{EmuIndex, EmulatorState, LsnSpelling, lag, lock, read, write};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -166,7 +166,7 @@ fn writing<T>(
     namespace: &str,
     apply: impl FnOnce(&mut IndexData) -> Result<T, DataError>,
     queued: impl FnOnce() -> lag::Write,
-) -> Result<(T, u64), DataError> {
+) -> Result<(T, Written), DataError> {
     let delay = lag_of(i, headers);
     let now = std::time::Instant::now();
     let mut lag = lock(&i.lag);
@@ -183,7 +183,18 @@ fn writing<T>(
     if lagged {
         lag.push(now, delay, namespace, lsn, queued());
     }
-    Ok((out, lsn))
+    let applied = if lagged {
+        lag.indexed_lsn(&data, namespace)
+    } else {
+        lsn
+    };
+    Ok((out, Written { lsn, applied }))
+}
+
+/// A write's LSN, and the LSN its namespace had applied when it was answered (lower while writes lag).
+struct Written {
+    lsn: u64,
+    applied: u64,
 }
 
 /// A change that is not lagged (namespaces created and deleted): to the data and the indexed view alike.
@@ -200,17 +211,51 @@ fn changing<T>(
     Ok(out)
 }
 
-/// Pinecone's REST answers carry log sequence numbers in headers (only REST, not its gRPC API): a write the LSN it
-/// was given (`x-pinecone-request-lsn`), a query the highest LSN its namespace has applied
-/// (`x-pinecone-max-indexed-lsn`).
+/// Pinecone's REST answers carry log sequence numbers in headers (only REST, not its gRPC API), spelt as
+/// [`LsnSpelling`] says: a write the LSN it was given, a query the highest LSN its namespace has applied; with the
+/// current spelling a write also says what its namespace had applied (as in Pinecone's SDK tests).
 const REQUEST_LSN: &str = "x-pinecone-request-lsn";
 const MAX_INDEXED_LSN: &str = "x-pinecone-max-indexed-lsn";
+const LSN_COMMITTED: &str = "x-pinecone-lsn-committed";
+const LSN_RECONCILED: &str = "x-pinecone-lsn-reconciled";
+/// A request's `x-emulator-lsn-headers: guide|current|both` wins over the emulator's `--lsn-headers`.
+const SPELLING_HEADER: &str = "x-emulator-lsn-headers";
 
-fn lsn(name: &'static str, lsn: u64) -> [(&'static str, String); 1] {
-    [(name, lsn.to_string())]
+type Lsns = axum::response::AppendHeaders<Vec<(&'static str, String)>>;
+type WithLsn<T> = (Lsns, Json<T>);
+
+fn spelling(i: &EmuIndex, headers: &HeaderMap) -> LsnSpelling {
+    headers
+        .get(SPELLING_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(i.lsn_spelling)
 }
 
-type WithLsn<T> = ([(&'static str, String); 1], Json<T>);
+/// The headers of a write's answer: its LSN, and (current spelling) what its namespace had applied.
+fn write_lsns(spelling: LsnSpelling, lsn: u64, applied: u64) -> Lsns {
+    let mut out = Vec::with_capacity(3);
+    if spelling.guide() {
+        out.push((REQUEST_LSN, lsn.to_string()));
+    }
+    if spelling.current() {
+        out.push((LSN_COMMITTED, lsn.to_string()));
+        out.push((LSN_RECONCILED, applied.to_string()));
+    }
+    axum::response::AppendHeaders(out)
+}
+
+/// The headers of a query's answer: what its namespace had applied.
+fn read_lsns(spelling: LsnSpelling, applied: u64) -> Lsns {
+    let mut out = Vec::with_capacity(2);
+    if spelling.guide() {
+        out.push((MAX_INDEXED_LSN, applied.to_string()));
+    }
+    if spelling.current() {
+        out.push((LSN_RECONCILED, applied.to_string()));
+    }
+    axum::response::AppendHeaders(out)
+}
 
 async fn upsert(
     State(i): S,
@@ -229,7 +274,10 @@ async fn upsert(
         |d| d.upsert(req),
         || lag::Write::Upsert(kept),
     )?;
-    Ok((lsn(REQUEST_LSN, n), Json(out)))
+    Ok((
+        write_lsns(spelling(&i, &headers), n.lsn, n.applied),
+        Json(out),
+    ))
 }
 
 async fn fetch(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::FetchOut>, DataError> {
@@ -273,7 +321,10 @@ async fn delete(
         |d| d.delete(&req),
         || lag::Write::Delete(req.clone()),
     )?;
-    Ok((lsn(REQUEST_LSN, n), Json(serde_json::json!({}))))
+    Ok((
+        write_lsns(spelling(&i, &headers), n.lsn, n.applied),
+        Json(serde_json::json!({})),
+    ))
 }
 
 async fn list(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::ListOut>, DataError> {
@@ -290,11 +341,12 @@ async fn list(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::ListOut>, Da
 
 async fn query(
     State(i): S,
+    headers: HeaderMap,
     Body(req): Body<m::QueryIn>,
 ) -> Result<WithLsn<m::QueryOut>, DataError> {
     i.admit(Class::Query, &req.namespace, 0, 0)?;
     let (out, indexed) = reading_at(&i, &req.namespace, |d, indexed| (d.query(&req), indexed));
-    Ok((lsn(MAX_INDEXED_LSN, indexed), Json(out?)))
+    Ok((read_lsns(spelling(&i, &headers), indexed), Json(out?)))
 }
 
 async fn update(
@@ -316,7 +368,10 @@ async fn update(
         |d| d.update(&req),
         || lag::Write::Update(req.clone()),
     )?;
-    Ok((lsn(REQUEST_LSN, n), Json(out)))
+    Ok((
+        write_lsns(spelling(&i, &headers), n.lsn, n.applied),
+        Json(out),
+    ))
 }
 
 async fn stats(State(i): S, Body(req): Body<m::StatsIn>) -> Result<Json<m::StatsOut>, DataError> {

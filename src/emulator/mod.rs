@@ -64,6 +64,49 @@ pub struct EmulatorOptions {
     pub tls: Option<EmulatorTls>,
     /// How long after a write reads see it (`--index-lag-ms`; a write's `x-emulator-index-lag-ms` wins).
     pub index_lag: Duration,
+    /// Which names the LSN headers of answers have (`--lsn-headers`; a request's `x-emulator-lsn-headers` wins).
+    pub lsn_spelling: LsnSpelling,
+}
+
+/// The names Pinecone's answers give their log sequence numbers. Pinecone's "check data freshness" guide names
+/// `x-pinecone-request-lsn` (a write's) and `x-pinecone-max-indexed-lsn` (what a query's namespace had applied); its
+/// current Python SDK reads `x-pinecone-lsn-committed` and `x-pinecone-lsn-reconciled`, and its tests show both of
+/// those on an upsert's answer. Which one Pinecone sends to a given account is not documented, so the emulator can
+/// answer with either or both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LsnSpelling {
+    /// The freshness guide's names.
+    Guide,
+    /// The current SDK's names (the default: what Pinecone's own client reads today).
+    #[default]
+    Current,
+    /// Both.
+    Both,
+}
+
+impl LsnSpelling {
+    fn guide(self) -> bool {
+        matches!(self, LsnSpelling::Guide | LsnSpelling::Both)
+    }
+
+    fn current(self) -> bool {
+        matches!(self, LsnSpelling::Current | LsnSpelling::Both)
+    }
+}
+
+impl std::str::FromStr for LsnSpelling {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "guide" => Ok(LsnSpelling::Guide),
+            "current" => Ok(LsnSpelling::Current),
+            "both" => Ok(LsnSpelling::Both),
+            other => Err(format!(
+                "unknown LSN header spelling {other:?}: guide, current or both"
+            )),
+        }
+    }
 }
 
 /// An index: its description, its records, and its data-plane server.
@@ -88,6 +131,8 @@ struct EmuIndex {
     lagging: std::sync::atomic::AtomicBool,
     /// The emulator's index lag (`--index-lag-ms`), shared by every index.
     lag_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// The names of the LSN headers (`--lsn-headers`).
+    lsn_spelling: LsnSpelling,
     shutdown: watch::Sender<bool>,
     limits: Option<Arc<limits::Limits>>,
 }
@@ -468,6 +513,7 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     use axum::serve::ListenerExt;
+    let app = app.layer(axum::middleware::map_response(with_pinecone_request_id));
     let signal = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
@@ -494,6 +540,15 @@ async fn serve(
     if let Err(e) = result {
         tracing::warn!(error = %e, "emulator listener failed");
     }
+}
+
+/// Every answer, on either plane and errors included, carries an id of its own in `x-pinecone-request-id`, as
+/// Pinecone's do (its SDKs show it as `response_info.request_id`).
+async fn with_pinecone_request_id(mut resp: Response) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&new_id()) {
+        resp.headers_mut().insert("x-pinecone-request-id", v);
+    }
+    resp
 }
 
 /// Counts a request under its scope and operation, before anything else looks at it.

@@ -231,12 +231,34 @@ const API_VERSION: HeaderName = HeaderName::from_static("x-pinecone-api-version"
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
-/// Pinecone's log sequence numbers (serverless, REST only): a write's, and the one a namespace has applied.
+/// Pinecone's log sequence numbers (serverless, REST only): a write's, and the one a namespace has applied, each
+/// under two spellings. Pinecone's "check data freshness" guide names `x-pinecone-request-lsn` and
+/// `x-pinecone-max-indexed-lsn`; its current Python SDK (pinecone-io/python-sdk, `ResponseInfo`) reads
+/// `x-pinecone-lsn-committed` and `x-pinecone-lsn-reconciled`, and its tests put both of those on upsert answers.
 const REQUEST_LSN: HeaderName = HeaderName::from_static("x-pinecone-request-lsn");
+const LSN_COMMITTED: HeaderName = HeaderName::from_static("x-pinecone-lsn-committed");
 const MAX_INDEXED_LSN: HeaderName = HeaderName::from_static("x-pinecone-max-indexed-lsn");
+const LSN_RECONCILED: HeaderName = HeaderName::from_static("x-pinecone-lsn-reconciled");
+/// Pinecone's id of a request: what its support asks for.
+const PINECONE_REQUEST_ID: HeaderName = HeaderName::from_static("x-pinecone-request-id");
 
 fn lsn_header(headers: &::http::HeaderMap, name: &HeaderName) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The LSNs an answer carries, under either spelling: the write's (committed; the higher when both are sent, so a
+/// read never waits for less than the write) and the one the namespace had applied (reconciled; the lower when both
+/// are sent, so a read is never called fresher than either says).
+pub fn answer_lsns(headers: &::http::HeaderMap) -> (Option<u64>, Option<u64>) {
+    let committed = lsn_header(headers, &REQUEST_LSN).max(lsn_header(headers, &LSN_COMMITTED));
+    let reconciled = match (
+        lsn_header(headers, &MAX_INDEXED_LSN),
+        lsn_header(headers, &LSN_RECONCILED),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    (committed, reconciled)
 }
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const USER_AGENT: HeaderValue =
@@ -258,6 +280,7 @@ struct Answer {
     status: u16,
     body: bytes::Bytes,
     retry_after: Option<Duration>,
+    pinecone_request_id: Option<Box<str>>,
 }
 
 impl Answer {
@@ -399,6 +422,9 @@ impl Inner {
                         "http.response.status_code",
                         i64::from(a.status),
                     ));
+                    if let Some(id) = &a.pinecone_request_id {
+                        span.attribute(KeyValue::new("pinecone.request_id", id.to_string()));
+                    }
                     if a.status >= 400 {
                         Status::error(a.status.to_string())
                     } else {
@@ -500,15 +526,25 @@ impl Inner {
         self.note_connection(&answer);
         let answer = answer?;
         if (200..300).contains(&answer.status) {
-            ctx.lsns.note(
-                lsn_header(&answer.headers, &REQUEST_LSN),
-                lsn_header(&answer.headers, &MAX_INDEXED_LSN),
-            );
+            let (committed, reconciled) = answer_lsns(&answer.headers);
+            ctx.lsns.note(committed, reconciled);
+        }
+        // Kept for errors too: those are what support is asked about.
+        let pinecone_request_id = answer
+            .headers
+            .get(PINECONE_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(Box::<str>::from);
+        if let Some(id) = &pinecone_request_id {
+            ctx.pinecone_request_ids.note(id);
         }
         Ok(Answer {
             status: answer.status,
             retry_after: retry_after(&answer.headers),
             body: answer.body,
+            pinecone_request_id,
         })
     }
 
@@ -802,6 +838,7 @@ pub fn decode_answer(
             status,
             body: bytes::Bytes::copy_from_slice(body),
             retry_after,
+            pinecone_request_id: None,
         },
     )
 }

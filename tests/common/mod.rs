@@ -42,6 +42,8 @@ pub struct EnvOptions {
     pub restore_init: std::time::Duration,
     /// Emulator: how long after a write reads see it.
     pub index_lag: std::time::Duration,
+    /// Emulator: the names of its LSN headers.
+    pub lsn_spelling: pinecone_gateway::emulator::LsnSpelling,
 }
 
 impl Env {
@@ -67,6 +69,7 @@ impl Env {
                 faults: o.faults.clone(),
                 restore_init: o.restore_init,
                 index_lag: o.index_lag,
+                lsn_spelling: o.lsn_spelling,
                 tls: None,
             },
         )

@@ -6,6 +6,7 @@ Exits non-zero on the first failed check.
 import sys
 
 import grpc
+import pinecone
 from pinecone.grpc import GRPCClientConfig, PineconeGRPC
 
 host, index_name = sys.argv[1], sys.argv[2]
@@ -28,6 +29,13 @@ vectors = [
 ]
 r = index.upsert(vectors=vectors, namespace=ns, batch_size=100)
 check(r.upserted_count == 300, f"upsert counted {r.upserted_count}")
+if pinecone.__version__.startswith("8."):
+    # 8.x shows a call's response metadata as response_info's raw headers (7.x keeps none): the write's LSN under
+    # both of Pinecone's spellings, and Pinecone's own request id.
+    raw = r._response_info["raw_headers"]
+    check(raw.get("x-pinecone-lsn-committed") is not None, f"no x-pinecone-lsn-committed in {raw}")
+    check(raw.get("x-pinecone-lsn-committed") == raw.get("x-pinecone-request-lsn"), f"the two spellings differ: {raw}")
+    check(raw.get("x-pinecone-request-id"), f"no x-pinecone-request-id in {raw}")
 
 f = index.fetch(ids=["doc-001", "doc-002", "missing"], namespace=ns)
 check(set(f.vectors) == {"doc-001", "doc-002"}, f"fetch returned {sorted(f.vectors)}")
@@ -84,6 +92,5 @@ except PineconeException as e:
     check(delay is not None and 0 < delay <= 1, f"RetryInfo {delay}")
     check(pushback_ms is not None and 0 < pushback_ms <= 1000, f"grpc-retry-pushback-ms {pushback_ms}")
 
-import pinecone  # noqa: E402
 
 print(f"official client pinecone[grpc]=={pinecone.__version__}: {checks} checks passed")

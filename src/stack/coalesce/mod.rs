@@ -403,6 +403,9 @@ impl<S: Inner> Coalescer<S> {
         for m in &members {
             if !Arc::ptr_eq(&m.ctx, &ctx) {
                 m.ctx.lsns.take_from(&ctx.lsns);
+                m.ctx
+                    .pinecone_request_ids
+                    .take_from(&ctx.pinecone_request_ids);
             }
         }
         let ordering = std::sync::atomic::Ordering::Relaxed;
