@@ -1,5 +1,6 @@
 //! Calls larger than one Pinecone request are split into upstream batches and merged: fetch and delete of 2,500
-//! IDs, an upsert of 2,500 vectors, and a split call whose batches partly fail.
+//! IDs (a fetch split by the URL budget, and one of short IDs split by the 1,000-ID cap), an upsert of 2,500
+//! vectors, and a split call whose batches partly fail.
 mod common;
 use common::*;
 use pinecone_gateway::pb::pinecone as p;
@@ -38,6 +39,48 @@ async fn a_2500_id_fetch_is_split_and_merged() {
         Some(batches as u32),
         "usage summed"
     );
+}
+
+/// IDs of two characters ("ids=Xy&" is 7 bytes: 1,170 would fit the 8 KiB URL budget), so Pinecone's 1,000-ID cap
+/// is what splits the fetch: 1,000 + 1,000 + 500. The emulator refuses a fetch of more than 1,000 IDs, as Pinecone
+/// does, so a gateway that let the URL budget alone decide would fail the call.
+#[tokio::test]
+async fn a_fetch_of_short_ids_is_split_by_the_1000_id_cap() {
+    const CHARS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let env = Env::start().await;
+    let ids: Vec<String> = (0..2500)
+        .map(|i| {
+            let (a, b) = (CHARS[i / CHARS.len()], CHARS[i % CHARS.len()]);
+            String::from_utf8(vec![a, b]).unwrap()
+        })
+        .collect();
+    env.vectors()
+        .upsert(req(p::UpsertRequest {
+            vectors: ids
+                .iter()
+                .map(|id| p::Vector {
+                    id: id.clone(),
+                    values: vec![1.0, 0.0, 0.0, 0.0],
+                    ..Default::default()
+                })
+                .collect(),
+            namespace: "short".into(),
+        }))
+        .await
+        .unwrap();
+    let before = env.emulator.arrivals(INDEX, "fetch").len();
+    let r = env
+        .vectors()
+        .fetch(req(p::FetchRequest {
+            ids: ids.clone(),
+            namespace: "short".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.vectors.len(), 2500);
+    let batches = env.emulator.arrivals(INDEX, "fetch").len() - before;
+    assert_eq!(batches, 3, "1,000 + 1,000 + 500 IDs");
 }
 
 #[tokio::test]
