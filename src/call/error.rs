@@ -31,6 +31,13 @@ pub enum UpstreamError {
          (poll BackupService.DescribeIndex)"
     )]
     NotReady { index: String, state: String },
+    /// The index has no host and will not get one (its initialization failed, or it is being deleted): retrying
+    /// cannot help. Nothing was sent.
+    #[error(
+        "index `{index}` cannot serve calls: its state is {state}, from which it does not become ready \
+         (recreate it, or restore it again from its backup)"
+    )]
+    IndexFailed { index: String, state: String },
     /// The vectors are not as long as the index's dimension (known from its description); nothing was sent.
     #[error(
         "{field}: {got} values, but index `{index}` has dimension {dimension}; nothing was sent"

@@ -365,6 +365,17 @@ impl Inner {
         // An index without a host (initializing) is not cached: the next call looks it up again.
         match model.usable_host() {
             Some(host) => self.hosts.insert(index, host, model.dimension),
+            // Pinecone's states from which an index never becomes ready: clients retry UNAVAILABLE for ever.
+            None if matches!(
+                model.status.state.as_str(),
+                "InitializationFailed" | "Terminating"
+            ) =>
+            {
+                Err(UpstreamError::IndexFailed {
+                    index: index.to_string(),
+                    state: model.status.state,
+                })
+            }
             None => Err(UpstreamError::NotReady {
                 index: index.to_string(),
                 state: if model.status.state.is_empty() {
