@@ -63,6 +63,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "::pbjson::private::NumberDeserialize",
             "crate::wire::number::Number",
         );
+        let code = if package.to_string() == JSON_PACKAGE {
+            saturating_counts(code)?
+        } else {
+            code
+        };
         std::fs::write(out.join(format!("{package}.serde.rs")), code)?;
     }
 
@@ -75,4 +80,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;
     Ok(())
+}
+
+/// Counts that Pinecone's REST API sends as 64-bit integers into `uint32` fields of its proto (`totalVectorCount`,
+/// `vectorCount`, `upsertedCount`) are read by `wire::number::Count`, which saturates instead of failing the whole
+/// answer. Fails the build when the generated code no longer has the shape this rewrites.
+fn saturating_counts(code: String) -> Result<String, Box<dyn std::error::Error>> {
+    const FROM: &str = "crate::wire::number::Number<_>";
+    const TO: &str = "crate::wire::number::Count";
+    let mut out = code;
+    for field in ["total_vector_count", "vector_count", "upserted_count"] {
+        let target = format!("{field}__ = ");
+        let mut at = 0;
+        let mut found = false;
+        while let Some(i) = out[at..].find(&target) {
+            let start = at + i;
+            let end = start + out[start..].find(';').ok_or("no end of statement")?;
+            let statement = out[start..end].replace(FROM, TO);
+            found |= statement.contains(TO);
+            out.replace_range(start..end, &statement);
+            at = start + statement.len();
+        }
+        if !found {
+            return Err(
+                format!("no `{field}` read through {FROM} in the generated JSON code").into(),
+            );
+        }
+    }
+    Ok(out)
 }

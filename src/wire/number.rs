@@ -94,6 +94,30 @@ impl<'de, T: FromJson> serde::Deserialize<'de> for Number<T> {
     }
 }
 
+/// A count that Pinecone's REST API sends as a 64-bit integer but its proto (and so the gateway's gRPC answer) holds
+/// in 32 bits: `totalVectorCount`, `vectorCount`, `upsertedCount` (build.rs points those fields here). Above
+/// 4,294,967,295 it is saturated at that value, and the first time that happens it is logged, rather than failing the
+/// whole answer: the proto cannot say more, and the rest of the answer is still true.
+pub struct Count(pub u32);
+
+static SATURATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = Number::<u64>::deserialize(d)?.0;
+        Ok(Count(u32::try_from(n).unwrap_or_else(|_| {
+            if !SATURATED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    count = n,
+                    "Pinecone answered with a count above 4,294,967,295, more than the proto's uint32 holds: \
+                     passed on as 4,294,967,295 (logged once)"
+                );
+            }
+            u32::MAX
+        })))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +141,16 @@ mod tests {
         assert!(read::<u32>("-1").is_err());
         assert!(read::<u32>("1.5").is_err());
         assert!(read::<u32>("true").is_err());
+    }
+
+    #[test]
+    fn counts_saturate_instead_of_failing() {
+        let count = |json: &str| serde_json::from_str::<Count>(json).map(|c| c.0);
+        assert_eq!(count("\"5000000000\"").unwrap(), u32::MAX);
+        assert_eq!(count("4294967296").unwrap(), u32::MAX);
+        assert_eq!(count("4294967295").unwrap(), u32::MAX);
+        assert_eq!(count("\"12\"").unwrap(), 12);
+        assert!(count("-1").is_err());
+        assert!(count("\"many\"").is_err());
     }
 }
