@@ -624,3 +624,58 @@ async fn vectors_of_another_dimension_are_refused_before_they_are_sent() {
     .await
     .unwrap();
 }
+
+/// An index deleted and recreated with another dimension: the dimension the gateway cached with its host would refuse
+/// every correct vector until a restart. A vector the cached dimension refuses makes the gateway describe the index
+/// once more (at most once a second per index) before refusing; the recreated index's vectors then go.
+#[tokio::test]
+async fn an_index_recreated_with_another_dimension_is_described_again() {
+    let env = Env::start().await;
+    let mut c = env.vectors();
+    c.upsert(req(p::UpsertRequest {
+        vectors: vec![vec4("ok")],
+        namespace: "ns".into(),
+    }))
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let deleted = http
+        .delete(format!("{}/indexes/{INDEX}", env.emulator.url()))
+        .header("Api-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{deleted:?}");
+    env.emulator.create_index(INDEX, 3, "cosine").await.unwrap();
+    let three = p::Vector {
+        values: vec![1.0, 2.0, 3.0],
+        ..vec4("three")
+    };
+    // A lookup is rechecked at most once a second: this test waits that second out.
+    tokio::time::sleep(pinecone_gateway::upstream::hosts::Hosts::RECHECK_EVERY).await;
+    let described = env.emulator.count("control", "describe_index");
+    c.upsert(req(p::UpsertRequest {
+        vectors: vec![three.clone()],
+        namespace: "ns".into(),
+    }))
+    .await
+    .expect("the recreated index's dimension is 3");
+    assert_eq!(
+        env.emulator.count("control", "describe_index"),
+        described + 1
+    );
+    // The old dimension is now the wrong one, and refused without another describe (looked up just now).
+    let e = c
+        .upsert(req(p::UpsertRequest {
+            vectors: vec![vec4("four")],
+            namespace: "ns".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("dimension 3"), "{}", e.message());
+    assert_eq!(
+        env.emulator.count("control", "describe_index"),
+        described + 1
+    );
+}

@@ -1,7 +1,9 @@
 //! Index name → data-plane base URL.
 //!
 //! Hosts come from the configuration (static, never forgotten) or from the control plane's describe index (cached
-//! until the host stops answering or answers 404, when the next call looks it up again). Pinecone reports bare host
+//! with the index's dimension until the host stops answering, or until what was cached may be stale: a vector the
+//! cached dimension refuses, Pinecone's 404 or dimension error; then the next call looks it up again, at most once a
+//! second per index). Pinecone reports bare host
 //! names; the scheme is the control plane's, so an `http://` control plane (the emulator, local development) means
 //! plain http to the index hosts, and Pinecone's `https://` means TLS.
 
@@ -18,6 +20,9 @@ pub struct Hosts {
     /// The dimension of each dense index looked up (from the same describe index as its host): requests with
     /// vectors of another length are refused before they are sent.
     dimensions: RwLock<HashMap<String, u32>>,
+    /// When each index was last looked up: a lookup to check what may be stale (a dimension that refuses a vector,
+    /// Pinecone's 404 or dimension error) is made at most once per [`Hosts::RECHECK_EVERY`] per index.
+    looked_up: RwLock<HashMap<String, std::time::Instant>>,
 }
 
 impl Hosts {
@@ -32,7 +37,26 @@ impl Hosts {
             static_hosts: std::sync::RwLock::new(static_hosts),
             cache: RwLock::new(HashMap::new()),
             dimensions: RwLock::new(HashMap::new()),
+            looked_up: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The least time between two lookups of one index made to recheck it: a stream of calls with vectors of the
+    /// wrong length, or of 404s, costs the control plane at most one describe index per second per index.
+    pub const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Forgets a looked-up index (its host and dimension) so that the next call describes it again, when what was
+    /// looked up may be stale (the index deleted and recreated with another dimension) and it was looked up at least
+    /// [`Hosts::RECHECK_EVERY`] ago. False when nothing was forgotten (a configured host, looked up too recently, or
+    /// already forgotten).
+    pub fn recheck(&self, index: &str, host: &Url) -> bool {
+        let recent = self
+            .looked_up
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(index)
+            .is_some_and(|at| at.elapsed() < Self::RECHECK_EVERY);
+        !recent && self.forget(index, host)
     }
 
     pub fn get(&self, index: &str) -> Option<Url> {
@@ -63,6 +87,10 @@ impl Hosts {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(index.to_string(), url.clone());
+        self.looked_up
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(index.to_string(), std::time::Instant::now());
         let mut dimensions = self.dimensions.write().unwrap_or_else(|e| e.into_inner());
         match dimension {
             Some(d) => dimensions.insert(index.to_string(), d),
@@ -157,5 +185,20 @@ mod tests {
         let b = hosts.insert("b", "b.example", Some(4)).unwrap();
         assert!(hosts.forget("b", &b));
         assert!(hosts.get("b").is_none());
+    }
+
+    #[test]
+    fn a_recheck_waits_a_second_after_the_last_lookup() {
+        let hosts = Hosts::new("https", HashMap::new());
+        let b = hosts.insert("b", "b.example", Some(4)).unwrap();
+        assert!(!hosts.recheck("b", &b), "looked up just now");
+        assert_eq!(hosts.dimension("b"), Some(4));
+        hosts
+            .looked_up
+            .write()
+            .unwrap()
+            .insert("b".into(), std::time::Instant::now() - Hosts::RECHECK_EVERY);
+        assert!(hosts.recheck("b", &b));
+        assert_eq!((hosts.get("b"), hosts.dimension("b")), (None, None));
     }
 }

@@ -192,13 +192,31 @@ impl Upstream {
                 .await?;
             return decode(op_name, resp);
         }
-        let base = inner.host(&call.index, call.deadline, &call.ctx).await?;
-        if let Some(dimension) = inner.hosts.dimension(&call.index) {
-            wrong_dimension(&call, dimension)?;
+        let mut base = inner.host(&call.index, call.deadline, &call.ctx).await?;
+        if let Some(dimension) = inner.hosts.dimension(&call.index)
+            && let Err(refused) = wrong_dimension(&call, dimension)
+        {
+            // The index may have been deleted and recreated with another dimension since it was looked up: look
+            // again (at most once a second per index) before refusing.
+            if !inner.hosts.recheck(&call.index, &base) {
+                return Err(refused);
+            }
+            base = inner.host(&call.index, call.deadline, &call.ctx).await?;
+            if let Some(dimension) = inner.hosts.dimension(&call.index) {
+                wrong_dimension(&call, dimension)?;
+            }
         }
         let first = inner
             .execute(op_name, &base, &rest, call.deadline, &call.ctx)
             .await;
+        // Pinecone's own dimension error, or a 404 (the index gone, or only a namespace missing): what was looked up
+        // may be stale, so the next call looks the index up again (at most once a second per index).
+        if let Ok(answer) = &first
+            && (answer.status == 404
+                || (answer.status == 400 && contains(&answer.body, b"dimension")))
+        {
+            inner.hosts.recheck(&call.index, &base);
+        }
         // A refused connection never reached Pinecone, and the host may have moved (the index deleted or
         // recreated): look it up again (a vanished index then answers NOT_FOUND) and, only if the host changed, send
         // the request once more. Nothing that may have been applied is ever sent twice here. A data-plane 404 is not
@@ -659,6 +677,10 @@ fn decode_empty(_: &'static str, answer: Answer) -> Result<Reply, UpstreamError>
     } else {
         Err(answer.error())
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Refuses vectors whose length is not the index's dimension, before anything is sent (Pinecone would answer 400).
