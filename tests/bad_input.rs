@@ -278,6 +278,20 @@ async fn ranges_are_checked() {
         })),
         ["exactly one of a vector"]
     );
+    // Pinecone's deprecated multi-vector query: refused, saying what to send instead.
+    refused!(
+        env,
+        v.query(req(p::QueryRequest {
+            top_k: 1,
+            queries: vec![p::QueryVector {
+                values: vec![1.0; 4],
+                top_k: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+        ["queries", "deprecated", "one Query per query vector"]
+    );
 }
 
 #[tokio::test]

@@ -160,7 +160,9 @@ fn build_query(r: p::QueryRequest) -> Checked<Op> {
     v::top_k(r.top_k)?;
     if !r.queries.is_empty() {
         return Err(invalid(
-            "queries: deprecated by Pinecone and not part of API 2025-10; send vector, sparse_vector or id",
+            "queries: deprecated by Pinecone (its 2025-10 and 2026-04 APIs still list it, marked deprecated: use `vector` \
+             or `id`), and the gateway does not send it; send one Query per query vector, each with vector (or \
+             sparse_vector, or id), top_k, namespace and filter",
         ));
     }
     let sparse = non_empty_sparse(r.sparse_vector);
