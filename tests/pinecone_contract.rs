@@ -70,7 +70,7 @@ fn message(operation: &str, reply: Reply) -> Value {
         Reply::Namespace(r) => json(r),
         Reply::Empty if operation == "delete_backup" => json(g::DeleteBackupResponse {}),
         Reply::Empty => json(p::DeleteResponse {}),
-        Reply::Index(i) => json(cv::index_from_wire(i)),
+        Reply::Index(i) => json(cv::index_from_wire(*i)),
         Reply::Backup(b) => json(cv::backup_from_wire(b)),
         Reply::Backups(l) => json(cv::backups_page(l)),
         Reply::Restore(r) => json(cv::restore_from_wire(r)),

@@ -231,7 +231,9 @@ impl BackupService for BackupApi {
                 req,
                 |_| String::new(),
                 build,
-                |reply| expect_reply!(reply, Index, "describe_index").map(cv::index_from_wire),
+                |reply| {
+                    expect_reply!(reply, Index, "describe_index").map(|i| cv::index_from_wire(*i))
+                },
             )
             .await
     }

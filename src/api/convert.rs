@@ -94,15 +94,51 @@ pub fn restore_job_from_wire(j: c::RestoreJobModel) -> g::RestoreJob {
     }
 }
 
+/// A JSON object of Pinecone's as a `google.protobuf.Struct` (the protobuf JSON mapping reads any object); `None` for
+/// anything else (`null`, a value that is not an object).
+fn structure(v: Option<&serde_json::Value>) -> Option<pbjson_types::Struct> {
+    v.filter(|v| v.is_object())
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
 /// An index without a host (initializing) is not ready, whatever its status says.
 pub fn index_from_wire(i: c::IndexModel) -> g::Index {
     let ready = i.status.ready && i.usable_host().is_some();
+    let dimension = i.dense_dimension();
+    let metric = i.dense_metric();
+    let schema = structure(i.any_schema());
+    let read_capacity = structure(i.any_read_capacity());
+    let embed = structure(i.embed.as_ref());
+    let deployment = structure(i.deployment.as_ref());
     let serverless = i.spec.serverless;
+    let pod = i.spec.pod.map(|p| g::PodSpec {
+        environment: p.environment,
+        pod_type: p.pod_type,
+        pods: p.pods.unwrap_or(1),
+        replicas: p.replicas.unwrap_or(1),
+        shards: p.shards.unwrap_or(1),
+        indexed_metadata_fields: p.metadata_config.indexed,
+        source_collection: p.source_collection,
+    });
+    let byoc = i.spec.byoc.map(|b| g::ByocSpec {
+        environment: b.environment,
+    });
+    // 2026-07 says where a managed index runs in `deployment`, no longer in `spec.serverless`.
+    let place = |key: &str| {
+        i.deployment
+            .as_ref()
+            .and_then(|d| d.get(key)?.as_str())
+            .map(str::to_string)
+    };
+    let (cloud, region) = match &serverless {
+        Some(s) => (Some(s.cloud.clone()), Some(s.region.clone())),
+        None => (place("cloud"), place("region")),
+    };
     g::Index {
         name: i.name,
-        metric: i.metric,
+        metric,
         host: i.host.unwrap_or_default(),
-        dimension: i.dimension,
+        dimension,
         vector_type: if i.vector_type.is_empty() {
             "dense".into()
         } else {
@@ -116,8 +152,17 @@ pub fn index_from_wire(i: c::IndexModel) -> g::Index {
             i.deletion_protection
         },
         tags: i.tags.into_iter().collect(),
-        cloud: serverless.as_ref().map(|s| s.cloud.clone()),
-        region: serverless.map(|s| s.region),
+        cloud,
+        region,
+        private_host: i.private_host.filter(|h| !h.is_empty()),
+        pod,
+        byoc,
+        read_capacity,
+        embed,
+        schema,
+        deployment,
+        source_backup_id: i.source_backup_id,
+        cmek_id: i.cmek_id,
     }
 }
 

@@ -393,7 +393,8 @@ pub enum Reply {
     Namespace(p::NamespaceDescription),
     /// Operations whose answer carries nothing (delete, delete namespace, delete backup).
     Empty,
-    Index(c::IndexModel),
+    /// Boxed: an index description is much larger than every other answer.
+    Index(Box<c::IndexModel>),
     Backup(c::BackupModel),
     Backups(c::BackupList),
     Restore(c::CreateIndexFromBackupResponse),

@@ -382,7 +382,7 @@ impl Inner {
         };
         // An index without a host (initializing) is not cached: the next call looks it up again.
         match model.usable_host() {
-            Some(host) => self.hosts.insert(index, host, model.dimension),
+            Some(host) => self.hosts.insert(index, host, model.dense_dimension()),
             // Pinecone's states from which an index never becomes ready: clients retry UNAVAILABLE for ever.
             None if matches!(
                 model.status.state.as_str(),
@@ -819,7 +819,7 @@ fn translate(call: &UpstreamCall) -> (RestRequest, Decoder) {
         ),
         Op::DescribeIndex => (
             RestRequest::new(M::GET, &["indexes", index]),
-            control!(Index),
+            (|op, a| decode_control(op, a).map(|m| Reply::Index(Box::new(m)))) as Decoder,
         ),
         Op::CreateBackup(b) => (
             RestRequest::new(M::POST, &["indexes", index, "backups"]).json(b),

@@ -83,12 +83,50 @@ pub struct ServerlessSpec {
     pub cloud: String,
     #[serde(default, deserialize_with = "null_default")]
     pub region: String,
+    #[serde(default)]
+    pub read_capacity: Option<Value>,
+    #[serde(default)]
+    pub schema: Option<Value>,
+}
+
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct PodMetadataConfig {
+    #[serde(default, deserialize_with = "null_default")]
+    pub indexed: Vec<String>,
+}
+
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct PodSpec {
+    #[serde(default, deserialize_with = "null_default")]
+    pub environment: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub pod_type: String,
+    #[serde(default, deserialize_with = "lenient_u32")]
+    pub pods: Option<u32>,
+    #[serde(default, deserialize_with = "lenient_u32")]
+    pub replicas: Option<u32>,
+    #[serde(default, deserialize_with = "lenient_u32")]
+    pub shards: Option<u32>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub metadata_config: PodMetadataConfig,
+    #[serde(default)]
+    pub source_collection: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct ByocSpec {
+    #[serde(default, deserialize_with = "null_default")]
+    pub environment: String,
 }
 
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct IndexSpec {
     #[serde(default)]
     pub serverless: Option<ServerlessSpec>,
+    #[serde(default)]
+    pub pod: Option<PodSpec>,
+    #[serde(default)]
+    pub byoc: Option<ByocSpec>,
 }
 
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]
@@ -119,12 +157,86 @@ pub struct IndexModel {
     pub deletion_protection: String,
     #[serde(default, deserialize_with = "lenient_tags")]
     pub tags: Tags,
+    #[serde(default)]
+    pub private_host: Option<String>,
+    #[serde(default)]
+    pub embed: Option<Value>,
+    /// API 2026-07: the index's fields (`schema.fields.NAME.type`: `dense_vector`, `sparse_vector`, `string`, ...).
+    #[serde(default)]
+    pub schema: Option<Value>,
+    /// API 2026-07: how the index is deployed.
+    #[serde(default)]
+    pub deployment: Option<Value>,
+    /// API 2026-07: top level, no longer under `spec.serverless`.
+    #[serde(default)]
+    pub read_capacity: Option<Value>,
+    #[serde(default)]
+    pub source_backup_id: Option<String>,
+    #[serde(default)]
+    pub cmek_id: Option<String>,
 }
+
+/// The field of a 2026-07 schema that the vector API's `values` are: `_values` (Pinecone's "classic vectors API"
+/// index). An index whose dense vectors are named otherwise is a document index, which the vector API does not serve.
+pub const CLASSIC_DENSE_FIELD: &str = "_values";
 
 impl IndexModel {
     /// The host, when the index has one (an index that is scaling or terminating still has its host and answers).
     pub fn usable_host(&self) -> Option<&str> {
         self.host.as_deref().filter(|h| !h.is_empty())
+    }
+
+    /// The dimension of the vector API's dense values: the top-level `dimension` (up to API 2026-04), else the
+    /// 2026-07 schema's `_values` field when it is a `dense_vector`.
+    pub fn dense_dimension(&self) -> Option<u32> {
+        self.dimension.or_else(|| {
+            let field = self
+                .schema
+                .as_ref()?
+                .get("fields")?
+                .get(CLASSIC_DENSE_FIELD)?;
+            (field.get("type")?.as_str()? == "dense_vector")
+                .then(|| field.get("dimension")?.as_u64())
+                .flatten()
+                .and_then(|d| u32::try_from(d).ok())
+        })
+    }
+
+    /// The metric: the top-level one (up to API 2026-04), else the 2026-07 schema's `_values` field's.
+    pub fn dense_metric(&self) -> String {
+        if !self.metric.is_empty() {
+            return self.metric.clone();
+        }
+        self.schema
+            .as_ref()
+            .and_then(|s| {
+                s.get("fields")?
+                    .get(CLASSIC_DENSE_FIELD)?
+                    .get("metric")?
+                    .as_str()
+            })
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The schema under either shape: 2026-07's top level, or `spec.serverless.schema` before.
+    pub fn any_schema(&self) -> Option<&Value> {
+        self.schema.as_ref().or_else(|| {
+            self.spec
+                .serverless
+                .as_ref()
+                .and_then(|s| s.schema.as_ref())
+        })
+    }
+
+    /// Read capacity under either shape.
+    pub fn any_read_capacity(&self) -> Option<&Value> {
+        self.read_capacity.as_ref().or_else(|| {
+            self.spec
+                .serverless
+                .as_ref()
+                .and_then(|s| s.read_capacity.as_ref())
+        })
     }
 }
 
@@ -267,6 +379,35 @@ mod tests {
         assert_eq!(i.usable_host(), Some("r-1.svc.pinecone.io"));
         assert_eq!(i.metric, "");
         assert_eq!(i.dimension, None);
+        assert_eq!(i.dense_dimension(), None);
+    }
+
+    /// The dimension check reads a 2026-07 index's dimension from its `_values` field (the vector API's dense
+    /// values); a dense field named otherwise (a document index) or a sparse one gives none.
+    #[test]
+    fn a_2026_07_dimension_comes_from_the_values_field() {
+        let read = |fields: &str| -> IndexModel {
+            serde_json::from_str(&format!(
+                r#"{{"name":"r","host":"h","status":{{"ready":true,"state":"Ready"}},"schema":{{"fields":{fields}}}}}"#
+            ))
+            .unwrap()
+        };
+        let classic =
+            read(r#"{"_values":{"type":"dense_vector","dimension":8,"metric":"dotproduct"}}"#);
+        assert_eq!(
+            (classic.dense_dimension(), classic.dense_metric().as_str()),
+            (Some(8), "dotproduct")
+        );
+        let document =
+            read(r#"{"embedding":{"type":"dense_vector","dimension":8,"metric":"cosine"}}"#);
+        assert_eq!(document.dense_dimension(), None);
+        let sparse = read(r#"{"_values":{"type":"sparse_vector"}}"#);
+        assert_eq!(sparse.dense_dimension(), None);
+        // Up to 2026-04 the top-level dimension wins.
+        let old: IndexModel =
+            serde_json::from_str(r#"{"name":"r","host":"h","dimension":4,"metric":"cosine"}"#)
+                .unwrap();
+        assert_eq!(old.dense_dimension(), Some(4));
     }
 
     #[test]
