@@ -69,7 +69,7 @@ impl BackupService for BackupApi {
     ) -> Result<Response<g::Backup>, Status> {
         let build = |r: g::DescribeBackupRequest| {
             v::opaque_id("backup_id", &r.backup_id)?;
-            Ok((Target::Project, Op::DescribeBackup(r.backup_id)))
+            Ok((Target::ByAnswer, Op::DescribeBackup(r.backup_id)))
         };
         self.gw
             .handle(
@@ -127,7 +127,10 @@ impl BackupService for BackupApi {
     ) -> Result<Response<g::DeleteBackupResponse>, Status> {
         let build = |r: g::DeleteBackupRequest| {
             v::opaque_id("backup_id", &r.backup_id)?;
-            Ok((Target::Project, Op::DeleteBackup(r.backup_id)))
+            Ok((
+                Target::Backup(r.backup_id.clone()),
+                Op::DeleteBackup(r.backup_id),
+            ))
         };
         self.gw
             .handle(
@@ -148,6 +151,10 @@ impl BackupService for BackupApi {
             v::opaque_id("backup_id", &r.backup_id)?;
             v::index_name("name", &r.name)?;
             deletion_protection(&r.deletion_protection)?;
+            let target = Target::Restore {
+                backup_id: r.backup_id.clone(),
+                index: r.name.clone(),
+            };
             let request = c::CreateIndexFromBackupRequest {
                 name: r.name,
                 tags: (!r.tags.is_empty()).then(|| r.tags.into_iter().collect()),
@@ -157,7 +164,7 @@ impl BackupService for BackupApi {
                 backup_id: r.backup_id,
                 request,
             };
-            Ok((Target::Project, op))
+            Ok((target, op))
         };
         self.gw
             .handle(
@@ -179,7 +186,7 @@ impl BackupService for BackupApi {
     ) -> Result<Response<g::RestoreJob>, Status> {
         let build = |r: g::DescribeRestoreJobRequest| {
             v::opaque_id("job_id", &r.job_id)?;
-            Ok((Target::Project, Op::DescribeRestoreJob(r.job_id)))
+            Ok((Target::ByAnswer, Op::DescribeRestoreJob(r.job_id)))
         };
         self.gw
             .handle(

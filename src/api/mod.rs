@@ -104,7 +104,15 @@ pub struct Gateway {
     tracer: Option<crate::telemetry::trace::Tracer>,
     /// Callers' write LSNs, for read-your-writes.
     writes: Arc<consistency::Writes>,
+    /// Each backup's source index, once a limited token's call needed it (a backup's source never changes).
+    backup_sources: Arc<std::sync::Mutex<lru::LruCache<String, String>>>,
 }
+
+/// Backups whose source index is remembered at most.
+const BACKUP_SOURCES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(10_000) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
 
 /// A call's place among the calls in progress; it frees the place, and says so, however the call ends.
 pub(crate) struct Place {
@@ -138,6 +146,7 @@ impl Gateway {
             callers: caller::Callers::default(),
             tracer: None,
             writes: Arc::new(consistency::Writes::new(Default::default(), None)),
+            backup_sources: Arc::new(std::sync::Mutex::new(lru::LruCache::new(BACKUP_SOURCES))),
         }
     }
 
@@ -261,12 +270,30 @@ impl Gateway {
             let (target, op) = build(message)?;
             who.take_quota(crate::stack::limit::rates::OpClass::of(&op))
                 .await?;
+            let by_answer = matches!(target, Target::ByAnswer);
+            let limited = token.is_some_and(|t| t.indexes.is_some());
             record.index = match target {
                 Target::FromMetadata => route::index(&md, self.default_index.as_deref())?,
                 Target::Index(name) => name,
-                Target::Project => String::new(),
+                Target::Project | Target::ByAnswer => String::new(),
+                Target::Backup(id) if limited => {
+                    self.backup_source(&id, deadline, &record.ctx).await?
+                }
+                Target::Backup(_) => String::new(),
+                Target::Restore { backup_id, index } => {
+                    if limited {
+                        let source = self
+                            .backup_source(&backup_id, deadline, &record.ctx)
+                            .await?;
+                        auth::Auth::authorize(token, &source)?;
+                    }
+                    index
+                }
             };
-            auth::Auth::authorize(token, &record.index)?;
+            // Limited tokens: a call authorised by its answer is checked once the answer says which index it is of.
+            if !(by_answer && limited) {
+                auth::Auth::authorize(token, &record.index)?;
+            }
             // Only reads that ask for a floor and record writes pay for read your writes.
             let wanted = match (op.is_namespace_read(), consistency::asked(&md)?) {
                 (true, Some(asked)) => {
@@ -293,10 +320,49 @@ impl Gateway {
                 let caller = record.caller_name();
                 self.writes.remember(caller, &record.index, &ns, lsn).await;
             }
+            if by_answer && let Some(index) = index_of(&reply) {
+                if limited {
+                    auth::Auth::authorize(token, index)?;
+                }
+                record.index = index.to_string();
+            }
             convert(reply)
         }
         .await;
         record.finish(result)
+    }
+
+    /// The index a backup was taken of, for authorising a limited token's call on the backup: remembered, else
+    /// described (one DescribeBackup through the stack, so under the control-plane limit).
+    async fn backup_source(
+        &self,
+        backup_id: &str,
+        deadline: tokio::time::Instant,
+        ctx: &Arc<crate::call::CallContext>,
+    ) -> Result<String, GatewayError> {
+        let known = self
+            .backup_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(backup_id)
+            .cloned();
+        if let Some(index) = known {
+            return Ok(index);
+        }
+        let reply = self
+            .call(UpstreamCall {
+                index: String::new(),
+                op: Op::DescribeBackup(backup_id.to_string()),
+                deadline,
+                ctx: ctx.clone(),
+            })
+            .await?;
+        let index = expect_reply!(reply, Backup, "describe_backup")?.source_index_name;
+        self.backup_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(backup_id.to_string(), index.clone());
+        Ok(index)
     }
 
     /// When the caller stops waiting.
@@ -380,6 +446,23 @@ pub(crate) enum Target {
     Index(String),
     /// No index: project-wide control-plane calls.
     Project,
+    /// A backup (project-wide in Pinecone's API): a token limited to some indexes may use it when it is a backup of
+    /// one of them (its source index, described first and remembered).
+    Backup(String),
+    /// A backup restored into a new index: a limited token must have both the backup's source index and the new one.
+    Restore { backup_id: String, index: String },
+    /// Authorised by the answer (a backup's source index, a restore job's target index): a limited token's call goes
+    /// to Pinecone, and its answer is withheld (PERMISSION_DENIED) unless it is of one of the token's indexes.
+    ByAnswer,
+}
+
+/// The index an answer is of, for calls authorised by their answer.
+fn index_of(reply: &Reply) -> Option<&str> {
+    match reply {
+        Reply::Backup(b) => Some(&b.source_index_name),
+        Reply::RestoreJob(j) => Some(&j.target_index_name),
+        _ => None,
+    }
 }
 
 fn expect_empty(reply: Reply, op: &'static str) -> Result<(), GatewayError> {
