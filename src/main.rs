@@ -304,8 +304,19 @@ fn reload(running: &server::RunningGateway, path: Option<&std::path::Path>, over
     };
     match FileConfig::read(path).and_then(|f| f.settings(overrides.clone())) {
         Ok(settings) => {
-            running.reload(&settings);
-            tracing::info!(file = %path.display(), "configuration reloaded: limits, coalescing, callers and per-index settings");
+            let done = running.reload(&settings);
+            if !done.restart.is_empty() {
+                tracing::warn!(
+                    file = %path.display(),
+                    keys = %done.restart.join(", "),
+                    "changed in the file but kept as they are: they take effect at the next restart"
+                );
+            }
+            tracing::info!(
+                file = %path.display(),
+                applied = %done.applied.join(", "),
+                "configuration reloaded: changed limits, coalescing, callers and per-index settings applied"
+            );
         }
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "configuration refused; keeping the old one")

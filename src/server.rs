@@ -58,7 +58,8 @@ pub struct RunningGateway {
     grace: Duration,
     /// The span export, with `[tracing]` on: flushed last.
     exporting: Option<crate::telemetry::trace::Exporting>,
-    tracing: Option<crate::telemetry::trace::TraceSettings>,
+    /// The settings in force: what a reload compares the file with.
+    settings: std::sync::Mutex<Settings>,
 }
 
 /// How long a stopping gateway waits for its last spans to reach the collector.
@@ -116,36 +117,20 @@ impl RunningGateway {
         Ok(())
     }
 
-    /// Applies a new configuration's `[limits]` (but `limits.mode` and `[limits.redis]`), `[coalescing]` and
-    /// `[indexes.*]` to calls from now on, dropping none; says what else changed and needs a restart.
-    pub fn reload(&self, settings: &Settings) {
-        let mut limits = settings.limits.clone();
-        let current = self.limiter.settings();
-        let redis_of = |l: &stack::limit::LimitSettings| {
-            l.redis.as_ref().map(|r| {
-                (
-                    r.url.clone(),
-                    r.key_prefix.clone(),
-                    r.timeout,
-                    r.reconnect_interval,
-                )
-            })
-        };
-        if redis_of(&limits) != redis_of(&current) {
-            tracing::warn!(
-                "limits.mode and [limits.redis] changed in the file: they take effect at the next restart"
-            );
-            limits.redis = current.redis.clone();
-            limits.share = current.share;
-        }
-        if settings.tracing != self.tracing {
-            tracing::warn!("[tracing] changed in the file: it takes effect at the next restart");
-        }
-        self.limiter.reload(limits);
-        self.coalescing.set(settings.coalescing.clone());
-        self.callers.reload(&settings.callers);
+    /// Applies a reloaded configuration file: its live keys (`[limits]`, `[coalescing]`, `[callers]`,
+    /// `[indexes.*]`) to calls from now on, dropping none; start-up keys stay as they are (see
+    /// [`crate::config::reload`]). Returns what changed, for the log.
+    pub fn reload(&self, file: &Settings) -> crate::config::reload::Reload {
+        let mut current = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = crate::config::reload::plan(&current, file);
+        let next = &plan.settings;
+        self.limiter.reload(next.limits.clone());
+        self.coalescing.set(next.coalescing.clone());
+        self.callers.reload(&next.callers);
         self.upstream
-            .reload_hosts(settings.upstream.static_hosts.clone());
+            .reload_hosts(next.upstream.static_hosts.clone());
+        *current = next.clone();
+        plan
     }
 
     /// Waits until the server ends by itself (it does not, unless it fails).
@@ -283,7 +268,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         task,
         grace: settings.server.drain_grace,
         exporting,
-        tracing: settings.tracing.clone(),
+        settings: std::sync::Mutex::new(settings.clone()),
     })
 }
 

@@ -219,3 +219,29 @@ async fn sighup_applies_callers_priorities_and_quotas() {
     s.gw.signal("-TERM");
     assert_eq!(s.gw.exit().await.0, Some(0));
 }
+
+/// A reload names every key it changed: `limits.mode` and `limits.replicas` between local and static-share are
+/// applied (here halving a limit of 2 per second) and logged; keys that only a restart can change (`[retry]`,
+/// `[server]`) are kept and logged by name as needing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_names_what_it_applied_and_what_needs_a_restart() {
+    let mut s = setup(100, &stats_rate(2)).await;
+    assert!(s.two_in_a_row_pass(INDEX).await, "2 per second");
+    let shared = "mode = \"static-share\"\nreplicas = 2\n";
+    s.reload(
+        &(config(&s.emulator, 100, shared) + &stats_rate(2)),
+        "\"applied\":\"limits.mode, limits.replicas\"",
+    );
+    assert!(
+        !s.two_in_a_row_pass("second").await,
+        "a share of 2 replicas: 1 per second each"
+    );
+    s.reload(
+        &(config(&s.emulator, 100, shared)
+            + &stats_rate(2)
+            + "[retry]\nmax_attempts = 5\n[server]\ndefault_timeout_ms = 9000\n"),
+        "\"keys\":\"retry.max_attempts, server.default_timeout_ms\"",
+    );
+    s.gw.signal("-TERM");
+    assert_eq!(s.gw.exit().await.0, Some(0));
+}

@@ -12,6 +12,7 @@ mod coalescing;
 mod consistency;
 pub mod effective;
 mod limits;
+pub mod reload;
 mod retry;
 mod server;
 mod tracing;
