@@ -31,7 +31,7 @@ async fn the_newest_supported_version_is_sent_unless_configured() {
 fn an_unsupported_version_is_refused_naming_the_key() {
     let file = FileConfig::parse(
         std::path::Path::new("t.toml"),
-        "[upstream]\napi_version = \"2026-07\"\n",
+        "[upstream]\napi_version = \"2027-01\"\n",
     )
     .unwrap();
     let e = file
@@ -42,5 +42,5 @@ fn an_unsupported_version_is_refused_naming_the_key() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("upstream.api_version"), "{e}");
-    assert!(e.contains("2025-10, 2026-04"), "{e}");
+    assert!(e.contains("2025-10, 2026-04, 2026-07"), "{e}");
 }

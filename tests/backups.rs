@@ -60,6 +60,7 @@ async fn backup_lifecycle_and_restore() {
             index_name: INDEX.into(),
             limit: Some(2),
             pagination_token: None,
+            include_deleted: None,
         })
         .await
         .unwrap()
@@ -71,6 +72,7 @@ async fn backup_lifecycle_and_restore() {
             index_name: INDEX.into(),
             limit: Some(2),
             pagination_token: Some(token),
+            include_deleted: None,
         })
         .await
         .unwrap()

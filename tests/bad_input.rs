@@ -449,7 +449,8 @@ async fn backup_calls_are_checked() {
         b.list_index_backups(g::ListIndexBackupsRequest {
             index_name: INDEX.into(),
             limit: Some(0),
-            pagination_token: None
+            pagination_token: None,
+            include_deleted: None,
         }),
         ["limit", "1 to 100"]
     );

@@ -33,16 +33,29 @@ async fn official_python_client_8_works_through_the_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_client_10_works_through_the_gateway() {
+    client_10(None).await;
+}
+
+/// 10.2.0 speaks API 2026-07 for its own control calls; a gateway that speaks it upstream too serves it the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_client_10_works_through_a_gateway_on_api_2026_07() {
+    client_10(Some("2026-07")).await;
+}
+
+async fn client_10(api_version: Option<&str>) {
     let Some(py) = tool("PINECONE_GATEWAY_PYTHON10") else {
         return;
     };
     // The caller this client is (its user-agent's first product) may fetch once a second: its last two fetches are
     // refused once and retried by the client after the advice.
+    let mut config =
+        "[callers.\"python-client[grpc]\".classes.fetch]\nrequests_per_second = 1\n".to_string();
+    if let Some(v) = api_version {
+        config.push_str(&format!("[upstream]\napi_version = \"{v}\"\n"));
+    }
     let env = Env::start_with(EnvOptions {
         default_index: Some(INDEX.into()),
-        config: Some(
-            "[callers.\"python-client[grpc]\".classes.fetch]\nrequests_per_second = 1\n".into(),
-        ),
+        config: Some(config),
         ..Default::default()
     })
     .await;
@@ -65,6 +78,10 @@ async fn official_python_client_10_works_through_the_gateway() {
     );
     assert!(env.emulator.count(INDEX, "upsert") >= 3);
     assert!(env.emulator.count(INDEX, "describe_namespace") >= 1);
+    assert_eq!(
+        env.emulator.last_api_version(),
+        api_version.unwrap_or("2026-04")
+    );
 }
 
 #[test]

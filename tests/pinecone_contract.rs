@@ -325,7 +325,8 @@ async fn call(channel: tonic::transport::Channel, case: &Case) -> Result<Value, 
             g::ListIndexBackupsRequest {
                 index_name: "docs".into(),
                 limit: None,
-                pagination_token: None
+                pagination_token: None,
+                include_deleted: None,
             }
         ),
         "list_project_backups" => b!(

@@ -25,6 +25,7 @@ fn page(limit: Option<u32>, token: &Option<String>) -> Checked<c::PageParams> {
     Ok(c::PageParams {
         limit,
         pagination_token: token.clone().filter(|t| !t.is_empty()),
+        include_deleted: false,
     })
 }
 
@@ -88,7 +89,8 @@ impl BackupService for BackupApi {
     ) -> Result<Response<g::ListBackupsResponse>, Status> {
         let build = |r: g::ListIndexBackupsRequest| {
             v::index_name("index_name", &r.index_name)?;
-            let p = page(r.limit, &r.pagination_token)?;
+            let mut p = page(r.limit, &r.pagination_token)?;
+            p.include_deleted = r.include_deleted.unwrap_or(false);
             Ok((Target::Index(r.index_name), Op::ListIndexBackups(p)))
         };
         self.gw

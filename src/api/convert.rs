@@ -41,6 +41,8 @@ pub fn non_empty_sparse(s: Option<p::SparseValues>) -> Option<p::SparseValues> {
 }
 
 pub fn backup_from_wire(b: c::BackupModel) -> g::Backup {
+    let (dimension, metric) = b.dense();
+    let schema = structure(b.schema.as_ref());
     g::Backup {
         backup_id: b.backup_id,
         source_index_name: b.source_index_name,
@@ -50,13 +52,15 @@ pub fn backup_from_wire(b: c::BackupModel) -> g::Backup {
         status: b.status,
         cloud: b.cloud,
         region: b.region,
-        dimension: b.dimension,
-        metric: b.metric,
+        dimension,
+        metric,
         record_count: b.record_count,
         namespace_count: b.namespace_count,
         size_bytes: b.size_bytes,
         tags: b.tags.into_iter().collect(),
         created_at: b.created_at,
+        schema,
+        source_index_deleted_at: b.source_index_deleted_at,
     }
 }
 
@@ -106,6 +110,7 @@ pub fn index_from_wire(i: c::IndexModel) -> g::Index {
     let ready = i.status.ready && i.usable_host().is_some();
     let dimension = i.dense_dimension();
     let metric = i.dense_metric();
+    let vector_type = i.any_vector_type();
     let schema = structure(i.any_schema());
     let read_capacity = structure(i.any_read_capacity());
     let embed = structure(i.embed.as_ref());
@@ -139,11 +144,7 @@ pub fn index_from_wire(i: c::IndexModel) -> g::Index {
         metric,
         host: i.host.unwrap_or_default(),
         dimension,
-        vector_type: if i.vector_type.is_empty() {
-            "dense".into()
-        } else {
-            i.vector_type
-        },
+        vector_type,
         ready,
         state: i.status.state,
         deletion_protection: if i.deletion_protection.is_empty() {

@@ -104,7 +104,10 @@ pub fn to_status(err: GatewayError) -> Status {
             UpstreamError::Connect { .. }
             | UpstreamError::Broken { .. }
             | UpstreamError::NotReady { .. } => Status::unavailable(e.to_string()),
-            UpstreamError::IndexFailed { .. } => Status::failed_precondition(e.to_string()),
+            UpstreamError::IndexFailed { .. } | UpstreamError::DocumentIndex { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
+            UpstreamError::NotInVersion { .. } => Status::invalid_argument(e.to_string()),
             UpstreamError::Timeout => Status::deadline_exceeded(e.to_string()),
             UpstreamError::Malformed { .. } => Status::internal(e.to_string()),
             UpstreamError::WrongDimension { .. } => Status::invalid_argument(e.to_string()),

@@ -38,6 +38,19 @@ pub enum UpstreamError {
          (recreate it, or restore it again from its backup)"
     )]
     IndexFailed { index: String, state: String },
+    /// An API 2026-07 document index (its schema has no `_values` or `_sparse_values` field): Pinecone's vectors API
+    /// does not serve it. Nothing was sent.
+    #[error(
+        "index `{index}` is a document index (its schema has no `_values` or `_sparse_values` field): Pinecone's \
+         vectors API, which this call is, does not serve it; nothing was sent"
+    )]
+    DocumentIndex { index: String },
+    /// A request field that the configured API version does not have; nothing was sent.
+    #[error("{field}: needs upstream.api_version 2026-07 or later; the gateway speaks {version}")]
+    NotInVersion {
+        field: &'static str,
+        version: &'static str,
+    },
     /// The vectors are not as long as the index's dimension (known from its description); nothing was sent.
     #[error(
         "{field}: {got} values, but index `{index}` has dimension {dimension}; nothing was sent"

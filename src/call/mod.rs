@@ -147,6 +147,20 @@ impl Op {
     }
 
     /// Whether the operation goes to an index's data plane (and so needs its host).
+    /// Whether Pinecone's vectors API serves it (not namespaces or stats): what a 2026-07 document index refuses.
+    pub fn is_vectors_api(&self) -> bool {
+        matches!(
+            self,
+            Op::Upsert(_)
+                | Op::Fetch { .. }
+                | Op::FetchByMetadata(_)
+                | Op::Delete(_)
+                | Op::List(_)
+                | Op::Query(_)
+                | Op::Update(_)
+        )
+    }
+
     pub fn is_data_plane(&self) -> bool {
         !matches!(
             self,

@@ -4,9 +4,10 @@
 
 use super::model as m;
 use super::store::{self, IndexData, Metric};
+use super::v2026_07 as v7;
 use super::{EmuIndex, EmulatorState, RestoreJob, lock, new_id, now_timestamp, read, write};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -153,6 +154,7 @@ pub(super) async fn create_index(
         metric: metric.as_str().into(),
         dimension,
         vector_type: if sparse { "sparse" } else { "dense" },
+        document: req.document,
         cloud: serverless.cloud,
         region: serverless.region,
         deletion_protection: req.deletion_protection.unwrap_or_else(|| "disabled".into()),
@@ -199,13 +201,32 @@ fn index(s: &EmulatorState, name: &str) -> R<Arc<EmuIndex>> {
         .ok_or_else(|| not_found("Index", name))
 }
 
-async fn list_indexes(State(s): S) -> Json<m::IndexListOut> {
-    let indexes = read(&s.inner).indexes.values().map(|i| i.model()).collect();
-    Json(m::IndexListOut { indexes })
+async fn list_indexes(State(s): S, headers: HeaderMap) -> Json<serde_json::Value> {
+    let indexes: Vec<serde_json::Value> = read(&s.inner)
+        .indexes
+        .values()
+        .map(|i| index_answer(i, &headers))
+        .collect();
+    Json(serde_json::json!({ "indexes": indexes }))
 }
 
-async fn describe_index(State(s): S, Path(name): Path<String>) -> R<Json<m::IndexOut>> {
-    Ok(Json(index(&s, &name)?.model()))
+/// An index as the request's API version describes it.
+fn index_answer(i: &EmuIndex, headers: &HeaderMap) -> serde_json::Value {
+    let model = i.model();
+    if v7::asked(headers) {
+        v7::index(i, &model)
+    } else {
+        serde_json::to_value(model).unwrap_or_default()
+    }
+}
+
+async fn describe_index(
+    State(s): S,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> R<Json<serde_json::Value>> {
+    let i = index(&s, &name)?;
+    Ok(Json(index_answer(&i, &headers)))
 }
 
 async fn delete_index(State(s): S, Path(name): Path<String>) -> R<StatusCode> {
@@ -217,15 +238,34 @@ async fn delete_index(State(s): S, Path(name): Path<String>) -> R<StatusCode> {
             "Deletion protection is enabled for this index. Disable deletion protection before retrying.",
         ));
     }
-    write(&s.inner).indexes.remove(&name);
+    let mut inner = write(&s.inner);
+    inner.indexes.remove(&name);
+    let deleted_at = now_timestamp();
+    for b in inner.backups.values_mut() {
+        if b.model.source_index_id == i.id {
+            b.source_deleted_at = Some(deleted_at.clone());
+        }
+    }
+    drop(inner);
     let _ = i.shutdown.send(true);
     Ok(StatusCode::ACCEPTED)
 }
 
-/// `limit` (1-100, default 10) and `paginationToken`, percent-decoded; anything else is refused.
-fn page_params(q: Option<String>) -> R<(usize, Option<String>)> {
-    let mut limit = 10;
-    let mut token = None;
+/// A listing's query: `limit` (1-100; default 10, 100 from API 2026-07), `paginationToken`, and from 2026-07
+/// `include_deleted` where `deleted` allows it; anything else is refused.
+struct PageQuery {
+    limit: usize,
+    token: Option<String>,
+    include_deleted: bool,
+}
+
+fn page_params(q: Option<String>, headers: &HeaderMap, deleted: bool) -> R<PageQuery> {
+    let v7 = v7::asked(headers);
+    let mut page = PageQuery {
+        limit: if v7 { 100 } else { 10 },
+        token: None,
+        include_deleted: false,
+    };
     for pair in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_encoding::percent_decode_str(v)
@@ -233,17 +273,28 @@ fn page_params(q: Option<String>) -> R<(usize, Option<String>)> {
             .map_err(|_| invalid(format!("Invalid query parameter: {pair}")))?;
         match k {
             "limit" => {
-                limit = v
+                page.limit = v
                     .parse::<usize>()
                     .ok()
                     .filter(|l| (1..=100).contains(l))
                     .ok_or_else(|| invalid(format!("limit must be 1 to 100; got {v}")))?;
             }
-            "paginationToken" => token = Some(v.into_owned()),
+            "paginationToken" => page.token = Some(v.into_owned()),
+            "include_deleted" if v7 && deleted => {
+                page.include_deleted = match v.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    other => {
+                        return Err(invalid(format!(
+                            "include_deleted must be true or false; got {other}"
+                        )));
+                    }
+                }
+            }
             other => return Err(invalid(format!("Unknown query parameter: {other}"))),
         }
     }
-    Ok((limit, token))
+    Ok(page)
 }
 
 fn store_error(e: store::DataError) -> ControlError {
@@ -251,37 +302,59 @@ fn store_error(e: store::DataError) -> ControlError {
 }
 
 fn backup_list<'a>(
-    items: impl Iterator<Item = &'a m::BackupOut>,
-    q: Option<String>,
-) -> R<Json<m::BackupListOut>> {
-    let (limit, token) = page_params(q)?;
+    items: impl Iterator<Item = &'a super::Backup>,
+    page: PageQuery,
+    headers: &HeaderMap,
+) -> R<Json<serde_json::Value>> {
     // Sorted by name (bitwise), then id, as Pinecone documents its order.
-    let mut sorted: Vec<(String, &m::BackupOut)> = items
+    let mut sorted: Vec<(String, &super::Backup)> = items
         .map(|b| {
             (
-                format!("{}\u{0}{}", b.name.clone().unwrap_or_default(), b.backup_id),
+                format!(
+                    "{}\u{0}{}",
+                    b.model.name.clone().unwrap_or_default(),
+                    b.model.backup_id
+                ),
                 b,
             )
         })
         .collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let (data, next) = store::page(
-        sorted.iter().map(|(k, b)| (k, (*b).clone())),
-        limit,
-        token.as_deref(),
+        sorted.iter().map(|(k, b)| (k, *b)),
+        page.limit,
+        page.token.as_deref(),
     )
     .map_err(store_error)?;
-    Ok(Json(m::BackupListOut {
-        data,
-        pagination: next.map(|next| m::ControlPagination { next }),
-    }))
+    if v7::asked(headers) {
+        return Ok(Json(v7::page(
+            data.into_iter().map(v7::backup).collect(),
+            next,
+        )));
+    }
+    Ok(Json(
+        serde_json::to_value(m::BackupListOut {
+            data: data.into_iter().map(|b| b.model.clone()).collect(),
+            pagination: next.map(|next| m::ControlPagination { next }),
+        })
+        .unwrap_or_default(),
+    ))
+}
+
+fn backup_answer(b: &super::Backup, headers: &HeaderMap) -> serde_json::Value {
+    if v7::asked(headers) {
+        v7::backup(b)
+    } else {
+        serde_json::to_value(&b.model).unwrap_or_default()
+    }
 }
 
 async fn create_backup(
     State(s): S,
+    headers: HeaderMap,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
-) -> R<(StatusCode, Json<m::BackupOut>)> {
+) -> R<(StatusCode, Json<serde_json::Value>)> {
     let req: m::CreateBackupIn = body(&bytes)?;
     let i = index(&s, &name)?;
     let snapshot = read(&i.data).clone();
@@ -308,43 +381,67 @@ async fn create_backup(
         tags: None,
         created_at: now_timestamp(),
     };
-    write(&s.inner).backups.insert(
-        model.backup_id.clone(),
-        super::Backup {
-            model: model.clone(),
-            snapshot,
-        },
-    );
-    Ok((StatusCode::CREATED, Json(model)))
+    let backup = super::Backup {
+        model,
+        snapshot,
+        schema: v7::schema(&i),
+        source_deleted_at: None,
+    };
+    let answer = backup_answer(&backup, &headers);
+    write(&s.inner)
+        .backups
+        .insert(backup.model.backup_id.clone(), backup);
+    let status = if v7::asked(&headers) {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(answer)))
 }
 
 async fn list_index_backups(
     State(s): S,
+    headers: HeaderMap,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
-) -> R<Json<m::BackupListOut>> {
-    index(&s, &name)?;
+) -> R<Json<serde_json::Value>> {
+    let page = page_params(q, &headers, true)?;
+    // The backups of a deleted index of this name are listed only when asked for (2026-07's include_deleted).
+    let live = read(&s.inner).indexes.get(&name).map(|i| i.id.clone());
+    if live.is_none() && !page.include_deleted {
+        return Err(not_found("Index", &name));
+    }
     let inner = read(&s.inner);
+    let include_deleted = page.include_deleted;
     backup_list(
-        inner
-            .backups
-            .values()
-            .map(|b| &b.model)
-            .filter(|m| m.source_index_name == name),
-        q,
+        inner.backups.values().filter(|b| {
+            b.model.source_index_name == name
+                && (Some(&b.model.source_index_id) == live.as_ref() || include_deleted)
+        }),
+        page,
+        &headers,
     )
 }
 
-async fn list_project_backups(State(s): S, RawQuery(q): RawQuery) -> R<Json<m::BackupListOut>> {
+async fn list_project_backups(
+    State(s): S,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> R<Json<serde_json::Value>> {
+    let page = page_params(q, &headers, false)?;
     let inner = read(&s.inner);
-    backup_list(inner.backups.values().map(|b| &b.model), q)
+    backup_list(inner.backups.values(), page, &headers)
 }
 
-async fn describe_backup(State(s): S, Path(id): Path<String>) -> R<Json<m::BackupOut>> {
+async fn describe_backup(
+    State(s): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> R<Json<serde_json::Value>> {
     read(&s.inner)
         .backups
         .get(&id)
-        .map(|b| Json(b.model.clone()))
+        .map(|b| Json(backup_answer(b, &headers)))
         .ok_or_else(|| not_found("Backup", &id))
 }
 
@@ -383,6 +480,7 @@ async fn create_index_from_backup(
         vector_type: Some(if snapshot.sparse { "sparse" } else { "dense" }.into()),
         deletion_protection: req.deletion_protection.clone(),
         tags: req.tags.clone(),
+        document: false,
     };
     let ready_at = Instant::now() + s.options.restore_init;
     let target = create_index(&s, create, Some(snapshot), Some(ready_at)).await?;
@@ -415,25 +513,45 @@ fn job_model(job: &RestoreJob) -> m::RestoreJobOut {
     }
 }
 
-async fn list_restore_jobs(State(s): S, RawQuery(q): RawQuery) -> R<Json<m::RestoreJobListOut>> {
-    let (limit, token) = page_params(q)?;
-    let inner = read(&s.inner);
-    let (data, next) = store::page(
-        inner.restore_jobs.iter().map(|(k, j)| (k, job_model(j))),
-        limit,
-        token.as_deref(),
-    )
-    .map_err(store_error)?;
-    Ok(Json(m::RestoreJobListOut {
-        data,
-        pagination: next.map(|next| m::ControlPagination { next }),
-    }))
+fn job_answer(job: &RestoreJob, headers: &HeaderMap) -> serde_json::Value {
+    let model = job_model(job);
+    if v7::asked(headers) {
+        v7::restore_job(&model)
+    } else {
+        serde_json::to_value(model).unwrap_or_default()
+    }
 }
 
-async fn describe_restore_job(State(s): S, Path(id): Path<String>) -> R<Json<m::RestoreJobOut>> {
+async fn list_restore_jobs(
+    State(s): S,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> R<Json<serde_json::Value>> {
+    let page = page_params(q, &headers, false)?;
+    let inner = read(&s.inner);
+    let (data, next) = store::page(inner.restore_jobs.iter(), page.limit, page.token.as_deref())
+        .map_err(store_error)?;
+    if v7::asked(&headers) {
+        let data = data.into_iter().map(|j| job_answer(j, &headers)).collect();
+        return Ok(Json(v7::page(data, next)));
+    }
+    Ok(Json(
+        serde_json::to_value(m::RestoreJobListOut {
+            data: data.into_iter().map(job_model).collect(),
+            pagination: next.map(|next| m::ControlPagination { next }),
+        })
+        .unwrap_or_default(),
+    ))
+}
+
+async fn describe_restore_job(
+    State(s): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> R<Json<serde_json::Value>> {
     read(&s.inner)
         .restore_jobs
         .get(&id)
-        .map(|j| Json(job_model(j)))
+        .map(|j| Json(job_answer(j, &headers)))
         .ok_or_else(|| not_found("Restore job", &id))
 }

@@ -114,10 +114,35 @@ pub(super) fn router(shared: Arc<EmulatorState>, index: Arc<EmuIndex>) -> Router
             get(describe_namespace).delete(delete_namespace),
         )
         .route_layer(axum::middleware::from_fn_with_state(
+            index.clone(),
+            refuse_document_index,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
             (shared, scope),
             super::count_requests,
         ))
         .with_state(index)
+}
+
+/// A 2026-07 document index is not served by the vectors API: every vector operation is refused with
+/// FAILED_PRECONDITION (code 9). Namespaces and stats stay available.
+async fn refuse_document_index(
+    State(i): S,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let vectors = req.uri().path().starts_with("/vectors/") || req.uri().path() == "/query";
+    if i.document && vectors {
+        return DataError::new(
+            9,
+            format!(
+                "Index '{}' is a document index: the vectors API does not serve it; use the documents API",
+                i.name
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Reads what reads see: the indexed view while writes are pending (see `lag`), else the data.

@@ -22,6 +22,7 @@ mod lag;
 pub mod limits;
 pub mod model;
 pub mod store;
+mod v2026_07;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -116,6 +117,8 @@ struct EmuIndex {
     metric: String,
     dimension: Option<u32>,
     vector_type: &'static str,
+    /// A 2026-07 document index: the vectors API is refused on its data plane.
+    document: bool,
     cloud: String,
     region: String,
     deletion_protection: String,
@@ -205,6 +208,10 @@ impl EmuIndex {
 struct Backup {
     model: model::BackupOut,
     snapshot: IndexData,
+    /// The schema of its index as API 2026-07 describes it (backups carry it instead of dimension and metric).
+    schema: serde_json::Value,
+    /// When its source index was deleted, if it was.
+    source_deleted_at: Option<String>,
 }
 
 /// A restore job; its state follows its target index's initialization.
@@ -362,6 +369,34 @@ impl Emulator {
                     region: "us-east-1".into(),
                 }),
             },
+            ..Default::default()
+        };
+        control::create_index(&self.shared, req, None, None)
+            .await
+            .map(|i| i.host.clone())
+            .map_err(|e| e.message)
+    }
+
+    /// Creates a document index as API 2026-07 describes one: its dense vectors are a schema field named `embedding`,
+    /// not the vectors API's `_values`, and its data plane refuses the vectors API (code 9, FAILED_PRECONDITION). Returns
+    /// its host.
+    pub async fn create_document_index(
+        &self,
+        name: &str,
+        dimension: u32,
+        metric: &str,
+    ) -> Result<String, String> {
+        let req = model::CreateIndexIn {
+            name: name.into(),
+            dimension: Some(dimension),
+            metric: Some(metric.into()),
+            spec: model::IndexSpecIn {
+                serverless: Some(model::ServerlessSpec {
+                    cloud: "aws".into(),
+                    region: "us-east-1".into(),
+                }),
+            },
+            document: true,
             ..Default::default()
         };
         control::create_index(&self.shared, req, None, None)

@@ -342,6 +342,10 @@ pub struct CreateIndexIn {
     pub deletion_protection: Option<String>,
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,
+    /// A document index of API 2026-07 (its dense field is not the vectors API's `_values`): its data plane refuses
+    /// the vectors API. Not part of Pinecone's request: set by [`super::Emulator::create_document_index`].
+    #[serde(skip)]
+    pub document: bool,
 }
 
 #[derive(Serialize, Clone, Debug)]

@@ -23,6 +23,8 @@ pub struct Hosts {
     /// When each index was last looked up: a lookup to check what may be stale (a dimension that refuses a vector,
     /// Pinecone's 404 or dimension error) is made at most once per [`Hosts::RECHECK_EVERY`] per index.
     looked_up: RwLock<HashMap<String, std::time::Instant>>,
+    /// Indexes looked up as API 2026-07 document indexes, which the vectors API does not serve.
+    documents: RwLock<std::collections::HashSet<String>>,
 }
 
 impl Hosts {
@@ -38,7 +40,16 @@ impl Hosts {
             cache: RwLock::new(HashMap::new()),
             dimensions: RwLock::new(HashMap::new()),
             looked_up: RwLock::new(HashMap::new()),
+            documents: RwLock::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Whether `index` was looked up as a document index (API 2026-07).
+    pub fn is_document(&self, index: &str) -> bool {
+        self.documents
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(index)
     }
 
     /// The least time between two lookups of one index made to recheck it: a stream of calls with vectors of the
@@ -75,13 +86,22 @@ impl Hosts {
             .cloned()
     }
 
-    /// Caches a looked-up index: its host, and its dimension when it is a dense index.
+    /// Caches a looked-up index: its host, its dimension when it is a dense index, and whether it is a document index.
     pub fn insert(
         &self,
         index: &str,
         host: &str,
         dimension: Option<u32>,
+        document: bool,
     ) -> Result<Url, UpstreamError> {
+        {
+            let mut documents = self.documents.write().unwrap_or_else(|e| e.into_inner());
+            if document {
+                documents.insert(index.to_string());
+            } else {
+                documents.remove(index);
+            }
+        }
         let url = to_url(&self.scheme, host)?;
         self.cache
             .write()
@@ -182,7 +202,7 @@ mod tests {
         );
         let a = hosts.get("a").unwrap();
         assert!(!hosts.forget("a", &a));
-        let b = hosts.insert("b", "b.example", Some(4)).unwrap();
+        let b = hosts.insert("b", "b.example", Some(4), false).unwrap();
         assert!(hosts.forget("b", &b));
         assert!(hosts.get("b").is_none());
     }
@@ -190,7 +210,7 @@ mod tests {
     #[test]
     fn a_recheck_waits_a_second_after_the_last_lookup() {
         let hosts = Hosts::new("https", HashMap::new());
-        let b = hosts.insert("b", "b.example", Some(4)).unwrap();
+        let b = hosts.insert("b", "b.example", Some(4), false).unwrap();
         assert!(!hosts.recheck("b", &b), "looked up just now");
         assert_eq!(hosts.dimension("b"), Some(4));
         hosts

@@ -31,7 +31,7 @@ use url::Url;
 
 /// The REST API versions the gateway speaks, oldest first. Their wire shapes are the same for every operation the
 /// gateway uses (data plane, describe index, backups, restore jobs); the README's "Compatibility" says more.
-pub const API_VERSIONS: &[&str] = &["2025-10", "2026-04"];
+pub const API_VERSIONS: &[&str] = &["2025-10", "2026-04", "2026-07"];
 
 /// The newest supported version: Pinecone supports a stable version for at least 12 months after its release.
 pub const DEFAULT_API_VERSION: &str = "2026-04";
@@ -85,6 +85,8 @@ struct Inner {
     control_plane: Url,
     /// The headers every request carries, made once (the key's value marked sensitive: it never prints).
     headers: CommonHeaders,
+    /// `upstream.api_version`.
+    api_version: &'static str,
     hosts: Hosts,
     /// Since when no connection to Pinecone has succeeded (None while the last attempt got an answer).
     failing_since: std::sync::Mutex<Option<tokio::time::Instant>>,
@@ -136,6 +138,7 @@ impl RestRequest {
     fn page(self, p: &c::PageParams) -> Self {
         self.query("limit", p.limit)
             .query("paginationToken", p.pagination_token.as_ref())
+            .query("include_deleted", p.include_deleted.then_some("true"))
     }
 }
 
@@ -152,6 +155,7 @@ impl Upstream {
                 http,
                 control_plane: settings.control_plane,
                 headers: common_headers(&settings.api_key, settings.api_version),
+                api_version: settings.api_version,
                 hosts,
                 failing_since: std::sync::Mutex::new(None),
                 failing: std::sync::atomic::AtomicBool::new(false),
@@ -184,6 +188,15 @@ impl Upstream {
         if items > 0 {
             m::histogram(m::BATCH_SIZE, &[("operation", op_name)]).record(items as f64);
         }
+        if let Op::ListIndexBackups(p) = &call.op
+            && p.include_deleted
+            && inner.api_version != "2026-07"
+        {
+            return Err(UpstreamError::NotInVersion {
+                field: "include_deleted",
+                version: inner.api_version,
+            });
+        }
         let (rest, decode) = translate(&call);
         if !call.op.is_data_plane() {
             let base = inner.control_plane.clone();
@@ -193,6 +206,11 @@ impl Upstream {
             return decode(op_name, resp);
         }
         let mut base = inner.host(&call.index, call.deadline, &call.ctx).await?;
+        if call.op.is_vectors_api() && inner.hosts.is_document(&call.index) {
+            return Err(UpstreamError::DocumentIndex {
+                index: call.index.clone(),
+            });
+        }
         if let Some(dimension) = inner.hosts.dimension(&call.index)
             && let Err(refused) = wrong_dimension(&call, dimension)
         {
@@ -382,11 +400,16 @@ impl Inner {
         };
         // An index without a host (initializing) is not cached: the next call looks it up again.
         match model.usable_host() {
-            Some(host) => self.hosts.insert(index, host, model.dense_dimension()),
+            Some(host) => self.hosts.insert(
+                index,
+                host,
+                model.dense_dimension(),
+                model.is_document_index(),
+            ),
             // Pinecone's states from which an index never becomes ready: clients retry UNAVAILABLE for ever.
             None if matches!(
                 model.status.state.as_str(),
-                "InitializationFailed" | "Terminating"
+                "InitializationFailed" | "Failed" | "Terminating"
             ) =>
             {
                 Err(UpstreamError::IndexFailed {

@@ -179,6 +179,8 @@ pub struct IndexModel {
 /// The field of a 2026-07 schema that the vector API's `values` are: `_values` (Pinecone's "classic vectors API"
 /// index). An index whose dense vectors are named otherwise is a document index, which the vector API does not serve.
 pub const CLASSIC_DENSE_FIELD: &str = "_values";
+/// The vectors API's sparse values in a 2026-07 schema.
+pub const CLASSIC_SPARSE_FIELD: &str = "_sparse_values";
 
 impl IndexModel {
     /// The host, when the index has one (an index that is scaling or terminating still has its host and answers).
@@ -200,6 +202,33 @@ impl IndexModel {
                 .flatten()
                 .and_then(|d| u32::try_from(d).ok())
         })
+    }
+
+    /// An API 2026-07 document index: a schema whose fields name neither of the vectors API's reserved fields.
+    pub fn is_document_index(&self) -> bool {
+        self.schema
+            .as_ref()
+            .and_then(|s| s.get("fields")?.as_object())
+            .is_some_and(|f| {
+                !f.is_empty()
+                    && !f.contains_key(CLASSIC_DENSE_FIELD)
+                    && !f.contains_key(CLASSIC_SPARSE_FIELD)
+            })
+    }
+
+    /// dense or sparse: the top-level `vector_type` (up to API 2026-04), else what the 2026-07 schema's reserved
+    /// fields say (a dense index reports `_values` and `_sparse_values`, a sparse one only the latter).
+    pub fn any_vector_type(&self) -> String {
+        if !self.vector_type.is_empty() {
+            return self.vector_type.clone();
+        }
+        let fields = self.schema.as_ref().and_then(|s| s.get("fields"));
+        let has = |name: &str| fields.is_some_and(|f| f.get(name).is_some());
+        if !has(CLASSIC_DENSE_FIELD) && has(CLASSIC_SPARSE_FIELD) {
+            "sparse".into()
+        } else {
+            "dense".into()
+        }
     }
 
     /// The metric: the top-level one (up to API 2026-04), else the 2026-07 schema's `_values` field's.
@@ -279,6 +308,33 @@ pub struct BackupModel {
     pub tags: Tags,
     #[serde(default, deserialize_with = "null_default")]
     pub created_at: String,
+    /// API 2026-07: its index's schema (instead of `dimension` and `metric`).
+    #[serde(default)]
+    pub schema: Option<Value>,
+    /// API 2026-07: when its source index was deleted.
+    #[serde(default)]
+    pub source_index_deleted_at: Option<String>,
+}
+
+impl BackupModel {
+    /// The dense dimension and metric: the top-level ones (up to API 2026-04), else the 2026-07 schema's `_values`.
+    pub fn dense(&self) -> (Option<u32>, Option<String>) {
+        let values = self
+            .schema
+            .as_ref()
+            .and_then(|s| s.get("fields")?.get(CLASSIC_DENSE_FIELD));
+        let dimension = self.dimension.or_else(|| {
+            values
+                .and_then(|v| v.get("dimension")?.as_u64())
+                .and_then(|d| u32::try_from(d).ok())
+        });
+        let metric = self.metric.clone().or_else(|| {
+            values
+                .and_then(|v| v.get("metric")?.as_str())
+                .map(str::to_string)
+        });
+        (dimension, metric)
+    }
 }
 
 /// `{"next": "…"}`; `null`, `{}` and `{"next": ""}` all mean no next page.
@@ -306,6 +362,8 @@ pub struct BackupList {
 pub struct PageParams {
     pub limit: Option<u32>,
     pub pagination_token: Option<String>,
+    /// API 2026-07, backups of an index: also those of a deleted index of that name.
+    pub include_deleted: bool,
 }
 
 #[derive(Serialize, Clone, Debug, Default, PartialEq)]
