@@ -1,4 +1,5 @@
-//! The effective configuration as TOML, secrets masked: what `pinecone-gateway config check FILE` prints.
+//! The effective configuration as TOML, secrets masked: what `pinecone-gateway config check FILE` prints. It loads
+//! back as a configuration: each secret is printed as a comment, never as a value.
 
 use super::Settings;
 use crate::stack::limit::rates::{ClassRates, OpClass};
@@ -70,7 +71,7 @@ pub fn render(s: &Settings) -> String {
         "control_plane_url".into(),
         s.upstream.control_plane.to_string().into(),
     );
-    up.insert("api_key".into(), "*** (masked)".into());
+    up.insert("api_key".into(), MASKED.into());
     if let Some(d) = &s.default_index {
         up.insert("default_index".into(), d.clone().into());
     }
@@ -102,7 +103,7 @@ pub fn render(s: &Settings) -> String {
     limits.insert("replicas".into(), int(s.limits.share as usize));
     if let Some(r) = &s.limits.redis {
         let mut t = Table::new();
-        t.insert("url".into(), "*** (masked)".into());
+        t.insert("url".into(), MASKED.into());
         t.insert("timeout_ms".into(), ms(r.timeout));
         t.insert("reconnect_interval_ms".into(), ms(r.reconnect_interval));
         t.insert("key_prefix".into(), r.key_prefix.clone().into());
@@ -174,7 +175,7 @@ pub fn render(s: &Settings) -> String {
         .map(|t| {
             let mut e = Table::new();
             e.insert("name".into(), t.name.clone().into());
-            e.insert("token".into(), "*** (masked)".into());
+            e.insert("token".into(), MASKED.into());
             if let Some(ix) = &t.indexes {
                 let mut v: Vec<&String> = ix.iter().collect();
                 v.sort();
@@ -301,7 +302,7 @@ pub fn render(s: &Settings) -> String {
                 .headers
                 .0
                 .keys()
-                .map(|k| (k.clone(), Value::String("*** (masked)".into())))
+                .map(|k| (k.clone(), Value::String(MASKED.into())))
                 .collect();
             tracing.insert("headers".into(), masked.into());
         }
@@ -309,5 +310,25 @@ pub fn render(s: &Settings) -> String {
     }
 
     toml::to_string_pretty(&root)
+        .map(|text| as_comments(&text))
         .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+}
+
+/// Stands for a secret in the rendered table; [`as_comments`] turns each line holding it into a comment.
+const MASKED: &str = "__pinecone_gateway_secret_masked__";
+
+/// Every `key = <secret>` line becomes a comment, so that the printout loads back as a configuration (without its
+/// secrets, which come from the environment or their files) instead of taking the mask for the secret.
+fn as_comments(text: &str) -> String {
+    let quoted = format!("\"{MASKED}\"");
+    text.lines()
+        .map(|line| match line.split_once(" = ") {
+            Some((key, value)) if value == quoted => {
+                format!("# {key} = *** (masked: a secret is never printed; give it by its file or environment)")
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }

@@ -78,11 +78,11 @@ from retry_advice import retry_advice  # noqa: E402
 guided = pc.Index(
     name=index_name,
     host=host,
-    grpc_config=GRPCClientConfig(secure=False, timeout=5, additional_metadata={"x-caller": "guide"}),
+    grpc_config=GRPCClientConfig(secure=False, additional_metadata={"x-caller": "guide"}),
 )
-guided.fetch(ids=["doc-002"], namespace=ns)
+guided.fetch(ids=["doc-002"], namespace=ns, timeout=5)
 try:
-    guided.fetch(ids=["doc-002"], namespace=ns)
+    guided.fetch(ids=["doc-002"], namespace=ns, timeout=5)
     check(False, "the second call within a second was not refused")
 except PineconeException as e:
     # The official client wraps the gRPC error; the original, with its trailers, is the cause.

@@ -1,0 +1,75 @@
+//! Every file or folder of this repository that the README, BENCHMARKS.md, docs/ or deploy/'s documents name in
+//! backticks exists: a moved file leaves no claim pointing at nothing.
+use std::path::Path;
+
+const ROOTS: &[&str] = &[
+    "src/", "tests/", "bench/", "docs/", "deploy/", "scripts/", "proto/", ".config/", ".ci/",
+];
+
+fn documents(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![root.join("README.md"), root.join("BENCHMARKS.md")];
+    for dir in ["docs", "deploy", "tests/fixtures/pinecone"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|e| e == "md") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Backticked spans that name a path of the repository (placeholders and globs aside).
+fn named_paths(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|span| span.split_whitespace().next())
+        .map(|p| p.trim_end_matches([',', '.', ':', ')']))
+        .filter(|p| ROOTS.iter().any(|r| p.starts_with(r)))
+        .filter(|p| {
+            !p.contains(['*', '{', '$', '<', '…']) && !p.contains("NAME") && !p.contains("XXXX")
+        })
+        .map(|p| p.split(['#', ':']).next().unwrap_or(p).to_string())
+        .collect()
+}
+
+#[test]
+fn every_path_the_documents_name_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for doc in documents(root) {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        for path in named_paths(&text) {
+            checked += 1;
+            if !root.join(&path).exists() {
+                missing.push(format!(
+                    "{}: {path}",
+                    doc.strip_prefix(root).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} paths found");
+    assert!(
+        missing.is_empty(),
+        "named but missing:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn the_path_finder_finds_paths() {
+    assert_eq!(
+        named_paths(
+            "see `src/api/mod.rs` and `bench/results/x.json`, not `tests/*.rs` or `docs/NAME.md`"
+        ),
+        ["src/api/mod.rs", "bench/results/x.json"]
+    );
+}
