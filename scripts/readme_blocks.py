@@ -3,6 +3,7 @@
   readme_blocks.py README.md run      the first ```sh block under "## The two commands" (the run command)
   readme_blocks.py README.md test     the second one (the test command)
   readme_blocks.py README.md client   the first ```python block under "## First call"
+  readme_blocks.py README.md grpcurl  the first ```sh block under "## First call" (the grpcurl call)
 """
 
 import re
@@ -28,6 +29,8 @@ def main() -> None:
         print(found[0 if which == "run" else 1])
     elif which == "client":
         print(blocks(section(text, "## First call"), "python")[0])
+    elif which == "grpcurl":
+        print(blocks(section(text, "## First call"), "sh")[0])
     else:
         sys.exit(f"unknown block {which!r}")
 

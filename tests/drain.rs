@@ -92,3 +92,82 @@ async fn sigterm_turns_unready_at_once_lets_calls_in_progress_finish_then_exits_
     }
     assert_eq!(gw.exit().await.0, Some(0));
 }
+
+/// Calls still in progress when `server.drain_grace_ms` runs out are cut (each ends with an error, long before its
+/// upstream answer would have come), and the process still exits 0; Ctrl-C (SIGINT) drains the same as SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_the_drain_grace_are_cut_and_the_exit_is_clean_on_sigterm() {
+    past_the_grace("-TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_the_drain_grace_are_cut_and_the_exit_is_clean_on_ctrl_c() {
+    past_the_grace("-INT").await;
+}
+
+async fn past_the_grace(signal: &str) {
+    let emulator = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
+        .await
+        .unwrap();
+    emulator.create_index(INDEX, 4, "cosine").await.unwrap();
+    let config = std::env::temp_dir().join(format!(
+        "pgw-drain-{}-{}.toml",
+        std::process::id(),
+        signal.trim_start_matches('-')
+    ));
+    std::fs::write(
+        &config,
+        "[server]\ndrain_grace_ms = 300\ndefault_timeout_ms = 60000\n",
+    )
+    .unwrap();
+    let gw = spawn_gateway(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--control-plane-url",
+            &emulator.url(),
+            "--default-index",
+            INDEX,
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    VectorServiceClient::new(channel.clone())
+        .describe_index_stats(p::DescribeIndexStatsRequest::default())
+        .await
+        .unwrap();
+    // Every upstream request now takes 30 s: far past the grace.
+    emulator.set_faults(Faults {
+        delay_ms: 30_000,
+        ..Default::default()
+    });
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        let mut c = VectorServiceClient::new(channel.clone());
+        calls.push(tokio::spawn(async move {
+            c.describe_index_stats(p::DescribeIndexStatsRequest::default())
+                .await
+        }));
+    }
+    emulator
+        .wait_until(|e| e.count(INDEX, "describe_index_stats") >= 4)
+        .await;
+    let signalled = std::time::Instant::now();
+    gw.signal(signal);
+    for c in calls {
+        let r = c.await.unwrap();
+        assert!(r.is_err(), "a call past the grace was not cut: {r:?}");
+    }
+    let (code, _) = gw.exit().await;
+    let _ = std::fs::remove_file(&config);
+    assert_eq!(code, Some(0), "{signal}: a drain that cut calls still exits 0");
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(15),
+        "the exit waited for the upstream answers ({:?})",
+        signalled.elapsed()
+    );
+}
