@@ -164,7 +164,11 @@ async fn past_the_grace(signal: &str) {
     }
     let (code, _) = gw.exit().await;
     let _ = std::fs::remove_file(&config);
-    assert_eq!(code, Some(0), "{signal}: a drain that cut calls still exits 0");
+    assert_eq!(
+        code,
+        Some(0),
+        "{signal}: a drain that cut calls still exits 0"
+    );
     assert!(
         signalled.elapsed() < std::time::Duration::from_secs(15),
         "the exit waited for the upstream answers ({:?})",
