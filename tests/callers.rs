@@ -206,7 +206,7 @@ async fn an_interactive_caller_overtakes_a_batch_callers_waiting_calls() {
     );
 }
 
-/// Redis mode, as the README's "Callers" says: the replica orders its own waiting calls by priority before they ask
+/// Redis mode, as docs/limits.md's "Callers" says: the replica orders its own waiting calls by priority before they ask
 /// Redis for a turn; without callers, Redis's turns go first come, first served.
 #[tokio::test]
 async fn in_redis_mode_a_replica_still_serves_its_interactive_calls_first() {

@@ -58,7 +58,7 @@ enum Known {
     Unknown,
 }
 
-/// Every call ends with a status within its deadline: served, or refused as the README says a fault or a limit is.
+/// Every call ends with a status within its deadline: served, or refused as docs/api.md says a fault or a limit is.
 fn check_status<T>(result: &Result<T, tonic::Status>, sent: Instant, deadline: Duration) {
     let took = sent.elapsed();
     assert!(

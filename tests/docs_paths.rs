@@ -73,3 +73,54 @@ fn the_path_finder_finds_paths() {
         ["src/api/mod.rs", "bench/results/x.json"]
     );
 }
+
+/// Relative links of the README and docs/ pages, `[text](path#anchor)`.
+fn links(text: &str) -> Vec<String> {
+    text.split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .filter(|l| !l.starts_with("http") && !l.starts_with('#') && !l.contains(' '))
+        .map(|l| l.split('#').next().unwrap_or(l).to_string())
+        .collect()
+}
+
+/// The README is the front page (at most about 250 lines) and links every page of docs/; every relative link of
+/// the README and of docs/ leads to a file that exists.
+#[test]
+fn the_readme_is_a_front_page_and_every_link_resolves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.lines().count() <= 250,
+        "the README has {} lines: move reference into docs/",
+        readme.lines().count()
+    );
+    let linked = links(&readme);
+    for entry in std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(Result::unwrap)
+    {
+        let name = format!("docs/{}", entry.file_name().to_string_lossy());
+        if name.ends_with(".md") {
+            assert!(linked.contains(&name), "README does not link {name}");
+        }
+    }
+    let mut broken = Vec::new();
+    let mut pages = vec![root.join("README.md")];
+    pages.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let dir = page.parent().unwrap();
+        for link in links(&text) {
+            if !dir.join(&link).exists() {
+                broken.push(format!("{}: {link}", page.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}

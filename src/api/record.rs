@@ -210,7 +210,7 @@ impl Drop for CallRecord {
     }
 }
 
-/// The code as the README and the metrics name it (`OK`, `NotFound`, …).
+/// The code as docs/api.md and the metrics name it (`OK`, `NotFound`, …).
 fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {

@@ -1,5 +1,5 @@
 //! `[consistency]`: how long reads may wait for their namespace to apply an LSN, and how callers' writes are
-//! remembered for read-your-writes (README, "Freshness").
+//! remembered for read-your-writes (docs/freshness.md).
 
 use super::{Problems, at_least};
 use crate::api::consistency::ConsistencySettings;

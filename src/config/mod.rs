@@ -1,4 +1,4 @@
-//! One configuration tree: a TOML file (every key documented in the README, units in the names, unknown keys
+//! One configuration tree: a TOML file (every key documented in docs/configuration.md, units in the names, unknown keys
 //! rejected), overridden by environment variables and flags, validated once into typed [`Settings`].
 //!
 //! One file per section, each with the section as written and one function that turns it into that section's

@@ -30,7 +30,7 @@ use std::time::Duration;
 use url::Url;
 
 /// The REST API versions the gateway speaks, oldest first. Their wire shapes are the same for every operation the
-/// gateway uses (data plane, describe index, backups, restore jobs); the README's "Compatibility" says more.
+/// gateway uses (data plane, describe index, backups, restore jobs); docs/compatibility.md says more.
 pub const API_VERSIONS: &[&str] = &["2025-10", "2026-04", "2026-07"];
 
 /// The newest supported version: Pinecone supports a stable version for at least 12 months after its release.

@@ -412,7 +412,7 @@ async fn shared_grant(
     let shared = limiter.shared.clone()?;
     let sc = limiter.shared_buckets(&shared, call)?;
     // This replica's waiting calls take Redis's turns in priority order; across replicas, Redis serves them as they
-    // come (README, "Callers").
+    // come (docs/limits.md, "Callers").
     let _turn = match gate {
         Some(gate) => match gate.turn(call).await {
             Ok(turn) => Some(turn),

@@ -160,7 +160,7 @@ const fn rates(
     }
 }
 
-/// The defaults: the table "Default limits for the gateway" of the reference (see the README's limits table).
+/// The defaults: the table "Default limits for the gateway" of the reference (see docs/limits.md's table).
 pub fn default_rates(class: OpClass) -> ClassRates {
     match class {
         OpClass::Upsert => rates(Some(100), None, None, None, Some(50_000_000)),

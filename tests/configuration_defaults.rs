@@ -1,4 +1,4 @@
-//! The defaults the README's Configuration table gives for `[server]`, `[limits]`, `[retry]` and `[consistency]` are
+//! The defaults the Configuration table (docs/configuration.md) gives for `[server]`, `[limits]`, `[retry]` and `[consistency]` are
 //! the gateway's: each is compared with the effective configuration of an empty file (and, for `[limits.redis]`, of a
 //! file that only turns redis mode on), as `config check` prints it.
 use pinecone_gateway::config::{FileConfig, Overrides, effective};
@@ -9,7 +9,11 @@ const SECTIONS: &[&str] = &["server.", "limits.", "retry.", "consistency."];
 /// (key, default) pairs of the table's rows for those sections: `a` / `b` in the key column pair with `x` / `y` in
 /// the default column.
 fn readme_defaults() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
     let ticked = |cell: &str| -> Vec<String> {
         cell.split('`')
             .skip(1)
@@ -79,7 +83,7 @@ fn same(readme: &str, actual: &str) -> bool {
 }
 
 #[test]
-fn the_readme_table_gives_the_gateways_defaults() {
+fn the_configuration_table_gives_the_gateways_defaults() {
     let plain = effective_of("");
     let redis = effective_of(
         "[limits]\nmode = \"redis\"\n[limits.redis]\nurl = \"redis://127.0.0.1:1/\"\n",
