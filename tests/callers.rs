@@ -3,6 +3,7 @@
 //! and calls, refusals and waits are counted per caller and priority.
 mod common;
 use common::*;
+use pinecone_gateway::pb::gateway as g;
 use pinecone_gateway::pb::pinecone as p;
 use std::sync::{Arc, Mutex};
 use tonic::Code;
@@ -323,4 +324,104 @@ async fn in_redis_mode_a_callers_quota_is_shared_by_the_replicas() {
     c.describe_index_stats(stats()).await.unwrap();
     second.shutdown().await.unwrap();
     local.shutdown().await.unwrap();
+}
+
+/// A ListService.ListAll walk is one call of its caller's quota however many pages it takes: a walk of three pages
+/// goes through a quota of one list call a second, and a second walk at once is refused; both walks are logged with
+/// the caller's name, the refused one included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_all_walk_is_one_quota_call_and_is_logged_with_its_caller() {
+    let emulator = pinecone_gateway::emulator::Emulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        pinecone_gateway::emulator::EmulatorOptions::default(),
+    )
+    .await
+    .unwrap();
+    emulator.create_index(INDEX, 4, "cosine").await.unwrap();
+    let config = std::env::temp_dir().join(format!("pgw-walker-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[callers.walker.classes.list]\nrequests_per_second = 1\nburst = 1\n",
+    )
+    .unwrap();
+    let gw = spawn_gateway(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--control-plane-url",
+            &emulator.url(),
+            "--default-index",
+            INDEX,
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut v = p::vector_service_client::VectorServiceClient::new(channel.clone());
+    v.upsert(req(p::UpsertRequest {
+        vectors: (0..250)
+            .map(|i| p::Vector {
+                id: format!("w-{i:03}"),
+                values: vec![1.0, 0.0, 0.0, 0.0],
+                ..Default::default()
+            })
+            .collect(),
+        namespace: "walk".into(),
+    }))
+    .await
+    .unwrap();
+    let walk = || {
+        let mut r = req(g::ListAllRequest {
+            namespace: "walk".into(),
+            prefix: None,
+            page_size: Some(100),
+        });
+        r.metadata_mut()
+            .insert("x-caller", "walker".parse().unwrap());
+        r
+    };
+    let mut lists = g::list_service_client::ListServiceClient::new(channel);
+    let mut stream = lists.list_all(walk()).await.unwrap().into_inner();
+    let mut ids = 0;
+    while let Some(page) = stream.message().await.unwrap() {
+        ids += page.ids.len();
+    }
+    assert_eq!(ids, 250);
+    assert_eq!(
+        emulator.count(INDEX, "list"),
+        3,
+        "three pages, one quota call"
+    );
+    let refused = match lists.list_all(walk()).await {
+        Err(s) => s,
+        Ok(resp) => resp
+            .into_inner()
+            .message()
+            .await
+            .expect_err("a second walk within the second is refused"),
+    };
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("callers.walker"),
+        "{}",
+        refused.message()
+    );
+    gw.signal("-TERM");
+    let (_, logs) = gw.exit().await;
+    let _ = std::fs::remove_file(&config);
+    let walks: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("\"method\":\"ListAll\""))
+        .collect();
+    assert_eq!(walks.len(), 2, "{logs}");
+    for line in walks {
+        assert!(line.contains("\"caller\":\"walker\""), "{line}");
+    }
 }

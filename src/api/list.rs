@@ -68,6 +68,9 @@ impl ListService for ListApi {
             Ok(ok) => ok,
             Err(e) => return record.finish::<PageStream>(Err(e)),
         };
+        // Named in the record first, so that a walk its quota refuses is logged with its caller too.
+        record.set_caller(&mut who);
+        record.index = index.clone();
         // The walk counts as one call of the caller's quota, however many pages it takes.
         if let Err(e) = who
             .take_quota(crate::stack::limit::rates::OpClass::List)
@@ -75,8 +78,6 @@ impl ListService for ListApi {
         {
             return record.finish::<PageStream>(Err(e));
         }
-        record.set_caller(&mut who);
-        record.index = index.clone();
         let ctx = record.ctx.clone();
         let r = req.into_inner();
         let gw = self.gw.clone();
