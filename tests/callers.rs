@@ -425,3 +425,37 @@ async fn a_list_all_walk_is_one_quota_call_and_is_logged_with_its_caller() {
         assert!(line.contains("\"caller\":\"walker\""), "{line}");
     }
 }
+
+/// Redis mode with Redis unreachable: a caller's quota is not lost nor turned into a refusal of everything; each
+/// replica applies the whole quota itself (here 2 calls at once, then a refusal naming the quota).
+#[tokio::test]
+async fn with_redis_down_each_replica_applies_the_whole_quota() {
+    let env = Env::start_with(EnvOptions {
+        default_index: Some(INDEX.into()),
+        config: Some(
+            "[limits]\nmode = \"redis\"\n[limits.redis]\nurl = \"redis://127.0.0.1:1/\"\ntimeout_ms = 50\n\
+             reconnect_interval_ms = 60000\n[callers.search]\nrequests_per_second = 1\nburst = 2\n"
+                .into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let mut v = env.vectors();
+    // A first call finds Redis unreachable (which takes a moment); from then on the replica is degraded and asks it
+    // no more until its reconnect interval, so the calls below follow one another at once.
+    v.fetch(fetch_as("warm-up", None, "w")).await.unwrap();
+    for i in 0..2 {
+        v.fetch(fetch_as("search", None, &format!("r{i}")))
+            .await
+            .expect("within the quota, Redis or not");
+    }
+    let e = v.fetch(fetch_as("search", None, "r3")).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+    assert!(
+        e.message().contains("callers.search.requests_per_second"),
+        "{}",
+        e.message()
+    );
+    // Another caller is not held by this one's quota.
+    v.fetch(fetch_as("other", None, "o1")).await.unwrap();
+}

@@ -328,3 +328,25 @@ async fn a_repeat_the_limiter_cannot_fit_leaves_the_last_answer_stale(lsn_spelli
         "the repeat never went out"
     );
 }
+
+/// Redis mode with Redis unreachable: read your writes still works within the replica (its own memory of the
+/// caller's writes): the read waits for the lagging write and reflects it, and is not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_a_replica_still_reads_its_own_callers_writes() {
+    let env = Env::start_with(EnvOptions {
+        index_lag: Duration::from_millis(300),
+        config: Some(
+            "[limits]\nmode = \"redis\"\n[limits.redis]\nurl = \"redis://127.0.0.1:1/\"\ntimeout_ms = 50\n".into(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    let mut c = env.vectors();
+    c.upsert(from("svc", upsert(&["mine"]), &[])).await.unwrap();
+    let fresh = c.query(from("svc", query(), &[RYW])).await.unwrap();
+    assert_eq!(ids(fresh.get_ref()), ["mine"]);
+    assert_eq!(
+        fresh.metadata().get("x-consistency-stale").unwrap(),
+        "false"
+    );
+}
