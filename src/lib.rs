@@ -12,6 +12,7 @@ pub mod call;
 pub mod config;
 pub mod emulator;
 pub mod filter;
+pub mod rest;
 pub mod server;
 pub mod stack;
 pub mod telemetry;

@@ -74,6 +74,9 @@ struct OverrideArgs {
     /// Admin HTTP listen address (/metrics, /healthz, /readyz) [default: 127.0.0.1:9464].
     #[arg(long, env = "PINECONE_GATEWAY_ADMIN_LISTEN")]
     admin_listen: Option<String>,
+    /// REST front door listen address (Pinecone's REST data plane over the same stack) [default: off].
+    #[arg(long, env = "PINECONE_GATEWAY_REST_LISTEN")]
+    rest_listen: Option<String>,
     /// Pinecone's control-plane URL [default: https://api.pinecone.io].
     #[arg(long, env = "PINECONE_GATEWAY_CONTROL_PLANE_URL")]
     control_plane_url: Option<String>,
@@ -97,6 +100,7 @@ impl OverrideArgs {
         Overrides {
             listen: self.listen,
             admin_listen: self.admin_listen,
+            rest_listen: self.rest_listen,
             control_plane_url: self.control_plane_url,
             default_index: self.default_index,
             api_key_file: self.api_key_file,
@@ -273,12 +277,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!(
             "  python3 -c 'from pinecone.grpc import PineconeGRPC, GRPCClientConfig as C; i = PineconeGRPC(api_key=\"x\").Index(name=\"{DEMO_INDEX}\", host=\"{addr}\", grpc_config=C(secure=False)); print(i.fetch(ids=[\"doc1#chunk1\"], namespace=\"example-namespace\"))'"
         );
+        if let Some(rest) = running.rest_addr {
+            println!("REST front door (Pinecone's REST data plane) on {rest}:");
+            println!(
+                "  curl 'http://{rest}/indexes/{DEMO_INDEX}/vectors/fetch?ids=doc1%23chunk1&namespace=example-namespace'"
+            );
+        }
     } else {
         let admin = running
             .admin_addr
             .map(|a| a.to_string())
             .unwrap_or_else(|| "off".into());
-        tracing::info!(%addr, %admin, control_plane = %settings.upstream.control_plane, "pinecone-gateway listening");
+        let rest = running
+            .rest_addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into());
+        tracing::info!(%addr, %admin, %rest, control_plane = %settings.upstream.control_plane, "pinecone-gateway listening");
     }
     let (mut shutdown, mut hangup) = signals()?;
     loop {

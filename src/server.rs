@@ -47,6 +47,8 @@ pub struct RunningGateway {
     upstream: Upstream,
     /// The admin HTTP listener, when it is on.
     pub admin_addr: Option<SocketAddr>,
+    /// The REST front door, when it is on (`server.rest_listen`); it stops with the admin listener, last.
+    pub rest_addr: Option<SocketAddr>,
     ready: watch::Sender<bool>,
     /// Stops the admin listener: the last thing a drain or a shutdown does.
     admin_stop: watch::Sender<bool>,
@@ -208,6 +210,18 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         settings.server.upstream_unhealthy_after,
         draining_rx.clone(),
     ));
+    let rest_addr = match settings.server.rest_listen {
+        Some(listen) => Some(
+            crate::rest::start(
+                listen,
+                VectorApi::new(gw.clone()),
+                settings.server.max_message_bytes,
+                admin_stop_rx.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let admin_addr = match settings.server.admin_listen {
         Some(listen) => Some(crate::admin::start(listen, ready_rx, admin_stop_rx).await?),
         None => None,
@@ -255,6 +269,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
     Ok(RunningGateway {
         addr,
         admin_addr,
+        rest_addr,
         limiter,
         coalescing,
         callers,

@@ -86,3 +86,44 @@ async fn serve_and_fetch(extra: &[&str]) {
     assert_eq!(r.vectors.len(), 1);
     assert!(r.vectors["doc1#chunk1"].metadata.is_some());
 }
+
+/// With `--rest-listen`, `serve --emulator` prints the REST front door's address and an example `curl` line, and that
+/// line's URL answers with the demo record.
+#[tokio::test]
+async fn serve_with_the_rest_front_door_prints_a_curl_line_that_answers() {
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_pinecone-gateway"))
+            .args([
+                "serve",
+                "--emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--rest-listen",
+                "127.0.0.1:0",
+            ])
+            .env_remove("PINECONE_API_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let lines = BufReader::new(stdout).lines();
+    let curl = lines
+        .map_while(Result::ok)
+        .take(12)
+        .find(|l| l.trim_start().starts_with("curl "))
+        .expect("no curl line printed");
+    let url = curl
+        .split('\'')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no URL in {curl}"))
+        .to_string();
+    let answer: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    assert!(
+        answer["vectors"]["doc1#chunk1"]["metadata"].is_object(),
+        "{answer}"
+    );
+}

@@ -18,7 +18,7 @@ pub mod route;
 pub mod size;
 pub mod status;
 pub mod validate;
-mod vector;
+pub mod vector;
 
 pub use backup::BackupApi;
 pub use list::ListApi;

@@ -32,6 +32,9 @@ pub fn render(s: &Settings) -> String {
     let mut root = Table::new();
     let mut server = Table::new();
     server.insert("listen".into(), s.server.listen.to_string().into());
+    if let Some(rest) = s.server.rest_listen {
+        server.insert("rest_listen".into(), rest.to_string().into());
+    }
     server.insert("default_timeout_ms".into(), ms(s.server.default_timeout));
     server.insert(
         "max_concurrent_calls".into(),

@@ -97,6 +97,8 @@ pub enum LogFormat {
 pub struct Overrides {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
+    /// The REST front door's address (`--rest-listen`).
+    pub rest_listen: Option<String>,
     pub control_plane_url: Option<String>,
     pub default_index: Option<String>,
     pub api_key_file: Option<PathBuf>,

@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct ServerSection {
     /// gRPC listen address. Default 127.0.0.1:5081.
     pub listen: Option<String>,
+    /// Listen address of the REST front door (Pinecone's REST data plane, over the same stack). Absent: off.
+    pub rest_listen: Option<String>,
     /// Deadline for calls that carry none (`grpc-timeout`). Default 20000.
     pub default_timeout_ms: Option<u64>,
     /// Calls served at once; more are refused at once with RESOURCE_EXHAUSTED (load shedding). Default 1000.
@@ -80,6 +82,8 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// None when the admin listener is off.
     pub admin_listen: Option<SocketAddr>,
+    /// The REST front door's address; None when it is off.
+    pub rest_listen: Option<SocketAddr>,
     /// The deadline of calls that carry none.
     pub default_timeout: Duration,
     pub max_concurrent_calls: usize,
@@ -123,6 +127,12 @@ pub(super) fn settings(
         .or_else(|| admin.listen.clone())
         .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
     let admin_listen = address("admin.listen", &admin_text, DEFAULT_ADMIN_LISTEN, p);
+    let rest_listen = o
+        .rest_listen
+        .clone()
+        .or_else(|| s.rest_listen.clone())
+        .filter(|t| !t.is_empty())
+        .map(|t| address("server.rest_listen", &t, "127.0.0.1:5082", p));
     let default_timeout_ms = match s.default_timeout_ms {
         Some(0) => p.refuse(
             invalid("server.default_timeout_ms", "must be more than 0"),
@@ -172,6 +182,7 @@ pub(super) fn settings(
     ServerSettings {
         listen,
         admin_listen: admin.enabled.unwrap_or(true).then_some(admin_listen),
+        rest_listen,
         default_timeout: Duration::from_millis(default_timeout_ms),
         max_concurrent_calls: match s.max_concurrent_calls {
             Some(0) => p.refuse(

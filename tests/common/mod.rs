@@ -44,6 +44,8 @@ pub struct EnvOptions {
     pub index_lag: std::time::Duration,
     /// Emulator: the names of its LSN headers.
     pub lsn_spelling: pinecone_gateway::emulator::LsnSpelling,
+    /// The gateway's REST front door on a free port.
+    pub rest: bool,
 }
 
 impl Env {
@@ -84,6 +86,7 @@ impl Env {
             .settings(Overrides {
                 listen: Some("127.0.0.1:0".into()),
                 admin_listen: Some("127.0.0.1:0".into()),
+                rest_listen: o.rest.then(|| "127.0.0.1:0".into()),
                 control_plane_url: Some(emulator.url()),
                 default_index: o.default_index,
                 api_key: Some(o.gateway_key.unwrap_or_else(|| KEY.into())),

@@ -1,0 +1,186 @@
+//! The REST front door (`server.rest_listen`): Pinecone's REST data plane over the same stack. Pinecone's official
+//! REST client (10.2.0) works with only its host changed; the index comes from the path (`/indexes/NAME/...`) or the
+//! default index; answers are Pinecone's shapes, errors Pinecone's data-plane body with its HTTP status (a local
+//! refusal 429 with `Retry-After`); a REST caller and a gRPC caller share one limit; a caller token in `Api-Key`
+//! is held to its indexes and never forwarded.
+mod common;
+use common::*;
+use pinecone_gateway::pb::pinecone as p;
+
+async fn env(config: &str) -> Env {
+    Env::start_with(EnvOptions {
+        rest: true,
+        default_index: Some(INDEX.into()),
+        config: Some(config.into()),
+        ..Default::default()
+    })
+    .await
+}
+
+fn rest(env: &Env) -> String {
+    env.gateway.as_ref().unwrap().rest_addr.unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_rest_client_works_through_the_front_door() {
+    let Some(py) = tool("PINECONE_GATEWAY_PYTHON10") else {
+        return;
+    };
+    let env = env("").await;
+    let host = rest(&env);
+    let out = tokio::task::spawn_blocking(move || {
+        run_program(
+            &py,
+            &[
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/python/rest_client_10.py"
+                ),
+                &host,
+                INDEX,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("pinecone==10.2.0"), "{out}");
+    assert!(
+        env.emulator.count(INDEX, "upsert") >= 2,
+        "split in batches of 100"
+    );
+}
+
+#[tokio::test]
+async fn answers_and_errors_have_pinecones_rest_shapes() {
+    let env = env("").await;
+    let base = format!("http://{}", rest(&env));
+    let http = reqwest::Client::new();
+    let up = http
+        .post(format!("{base}/indexes/{INDEX}/vectors/upsert"))
+        .json(&serde_json::json!({"vectors": [{"id": "a", "values": [1.0, 0.0, 0.0, 0.0], "metadata": {"k": "v"}}], "namespace": "ns"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 200);
+    assert!(up.headers().contains_key("x-pinecone-lsn-committed"));
+    assert!(up.headers().contains_key("x-request-id"));
+    assert_eq!(
+        up.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"upsertedCount": 1})
+    );
+    // The default index, no path prefix.
+    let f: serde_json::Value = http
+        .get(format!("{base}/vectors/fetch?ids=a&namespace=ns"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(f["vectors"]["a"]["metadata"]["k"], "v", "{f}");
+    assert_eq!(f["namespace"], "ns");
+    let q: serde_json::Value = http
+        .post(format!("{base}/query"))
+        .json(&serde_json::json!({"topK": 1, "vector": [1.0, 0.0, 0.0, 0.0], "namespace": "ns", "includeMetadata": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["matches"][0]["id"], "a", "{q}");
+
+    // Bad input: 400, Pinecone's body, the field named; nothing sent.
+    let before = env.emulator.total_requests();
+    let bad = http
+        .post(format!("{base}/query"))
+        .json(&serde_json::json!({"topK": 0, "vector": [1.0, 0.0, 0.0, 0.0]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["code"], 3, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("top_k"),
+        "{body}"
+    );
+    let broken = http
+        .post(format!("{base}/vectors/upsert"))
+        .body("{\"vectors\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(broken.status(), 400);
+    assert_eq!(env.emulator.total_requests(), before, "nothing was sent");
+    let unknown = http.get(format!("{base}/nowhere")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+/// One limit for both doors: a gRPC fetch takes the only turn of the second, and a REST fetch straight after is
+/// refused with 429, `Retry-After` and the limit named (the queue may not wait long enough here).
+#[tokio::test]
+async fn rest_and_grpc_callers_share_one_limit() {
+    let env = env(
+        "[limits]\nmax_queue_wait_ms = 10\n[limits.rates.fetch]\nindex_requests_per_second = 1\n\
+         [coalescing]\nfetch = false\n",
+    )
+    .await;
+    env.vectors()
+        .fetch(req(p::FetchRequest {
+            ids: vec!["g".into()],
+            namespace: "ns".into(),
+        }))
+        .await
+        .unwrap();
+    let r = reqwest::get(format!(
+        "http://{}/indexes/{INDEX}/vectors/fetch?ids=r&namespace=ns",
+        rest(&env)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], 8, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("fetch"),
+        "{body}"
+    );
+    assert_eq!(env.emulator.count(INDEX, "fetch"), 1);
+}
+
+/// With caller authentication on, the REST client's `Api-Key` is the caller's token: a token limited to another index
+/// is refused (403) and an unknown one is 401; nothing reaches Pinecone, and the token is never forwarded.
+#[tokio::test]
+async fn the_api_key_is_the_callers_token() {
+    let env = env(
+        "[auth]\nenabled = true\n[[auth.tokens]]\nname = \"search\"\ntoken = \"rest-caller-token-0001\"\nindexes = [\"elsewhere\"]\n",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!(
+        "http://{}/indexes/{INDEX}/vectors/fetch?ids=a&namespace=ns",
+        rest(&env)
+    );
+    let denied = http
+        .get(&url)
+        .header("Api-Key", "rest-caller-token-0001")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let unknown = http
+        .get(&url)
+        .header("Api-Key", "nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 401);
+    assert_eq!(env.emulator.total_requests(), 0);
+}
