@@ -50,6 +50,21 @@ async fn the_official_rest_client_works_through_the_front_door() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_typescript_sdk_works_through_the_front_door() {
+    let Some(dir) = tool("PINECONE_GATEWAY_NODE_DIR") else {
+        return;
+    };
+    let env = env("").await;
+    let host = rest(&env);
+    let script = format!("{dir}/rest_client.js");
+    let out = tokio::task::spawn_blocking(move || run_program("node", &[&script, &host, INDEX]))
+        .await
+        .unwrap();
+    assert!(out.contains("checks passed"), "{out}");
+    assert!(env.emulator.count(INDEX, "upsert") >= 1);
+}
+
 #[tokio::test]
 async fn answers_and_errors_have_pinecones_rest_shapes() {
     let env = env("").await;
