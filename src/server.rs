@@ -214,7 +214,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         Some(listen) => Some(
             crate::rest::start(
                 listen,
-                VectorApi::new(gw.clone()),
+                crate::rest::Services {
+                    vectors: VectorApi::new(gw.clone()),
+                    backups: BackupApi::new(gw.clone()),
+                },
                 settings.server.max_message_bytes,
                 admin_stop_rx.clone(),
             )

@@ -7,7 +7,7 @@
 //! [`status::to_status`].
 
 pub mod auth;
-mod backup;
+pub mod backup;
 pub mod caller;
 pub mod codec;
 pub mod consistency;

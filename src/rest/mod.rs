@@ -13,7 +13,10 @@
 //! else the `pinecone-index` header, else `upstream.default_index`. Knobs: `server.rest_listen` (off when absent),
 //! `server.max_message_bytes` (the largest body).
 
+use crate::api::backup::BackupApi;
 use crate::api::vector::VectorApi;
+use crate::pb::gateway as g;
+use crate::pb::gateway::backup_service_server::BackupService;
 use crate::pb::pinecone as p;
 use crate::pb::pinecone::vector_service_server::VectorService;
 use axum::Router;
@@ -26,13 +29,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-type Api = Arc<VectorApi>;
+/// The gRPC surface's services, which every REST route calls.
+pub struct Services {
+    pub vectors: VectorApi,
+    pub backups: BackupApi,
+}
+
+type Api = Arc<Services>;
 type Answer = Result<tonic::Response<serde_json::Value>, tonic::Status>;
 
 /// Binds `listen` and serves until `stop` turns true; returns the bound address.
 pub async fn start(
     listen: SocketAddr,
-    api: VectorApi,
+    api: Services,
     max_body_bytes: usize,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
@@ -53,6 +62,7 @@ pub async fn start(
             get(describe_namespace).delete(delete_namespace),
         );
     let app = Router::new()
+        .route("/indexes/{index}", get(describe_index))
         .nest("/indexes/{index}", routes.clone())
         .merge(routes)
         .fallback(not_found)
@@ -220,7 +230,9 @@ macro_rules! body_call {
                 Ok(m) => m,
                 Err(e) => return unreadable(e),
             };
-            answer(json(api.$method(request(index, headers, message)).await))
+            answer(json(
+                api.vectors.$method(request(index, headers, message)).await,
+            ))
         }
     };
 }
@@ -247,7 +259,9 @@ async fn create_namespace(
         Err(e) => return unreadable(e),
     };
     answer(json(
-        api.create_namespace(request(index, headers, message)).await,
+        api.vectors
+            .create_namespace(request(index, headers, message))
+            .await,
     ))
 }
 
@@ -266,7 +280,9 @@ async fn fetch(
             .collect(),
         namespace: last(&pairs, "namespace").unwrap_or_default(),
     };
-    answer(json(api.fetch(request(index, headers, message)).await))
+    answer(json(
+        api.vectors.fetch(request(index, headers, message)).await,
+    ))
 }
 
 async fn list(
@@ -286,13 +302,16 @@ async fn list(
         pagination_token: last(&pairs, "paginationToken"),
         namespace: last(&pairs, "namespace").unwrap_or_default(),
     };
-    answer(json(api.list(request(index, headers, message)).await))
+    answer(json(
+        api.vectors.list(request(index, headers, message)).await,
+    ))
 }
 
 async fn stats_get(State(api): State<Api>, index: IndexPath, headers: HeaderMap) -> Response {
     let message = p::DescribeIndexStatsRequest::default();
     answer(json(
-        api.describe_index_stats(request(index, headers, message))
+        api.vectors
+            .describe_index_stats(request(index, headers, message))
             .await,
     ))
 }
@@ -314,7 +333,9 @@ async fn list_namespaces(
         prefix: last(&pairs, "prefix"),
     };
     answer(json(
-        api.list_namespaces(request(index, headers, message)).await,
+        api.vectors
+            .list_namespaces(request(index, headers, message))
+            .await,
     ))
 }
 
@@ -333,7 +354,8 @@ async fn describe_namespace(
     let (index, namespace) = split_namespace(params);
     let message = p::DescribeNamespaceRequest { namespace };
     answer(json(
-        api.describe_namespace(request(index, headers, message))
+        api.vectors
+            .describe_namespace(request(index, headers, message))
             .await,
     ))
 }
@@ -346,6 +368,197 @@ async fn delete_namespace(
     let (index, namespace) = split_namespace(params);
     let message = p::DeleteNamespaceRequest { namespace };
     answer(json(
-        api.delete_namespace(request(index, headers, message)).await,
+        api.vectors
+            .delete_namespace(request(index, headers, message))
+            .await,
     ))
+}
+
+/// Pinecone's describe index (`GET /indexes/NAME`), as its control plane answers it, with `host` rewritten to this
+/// front door's address for that index (`http://HOST/indexes/NAME`, HOST as the client reached the gateway), so that
+/// a client given the gateway as its control plane (`Pinecone(host=...)`) and only an index's name finds the index
+/// behind the gateway.
+async fn describe_index(
+    State(api): State<Api>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let name = params.get("index").cloned().unwrap_or_default();
+    let front = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let v2026_07 = headers
+        .get("x-pinecone-api-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "2026-07");
+    let message = g::DescribeIndexRequest { name: name.clone() };
+    let described = api
+        .backups
+        .describe_index(request(None, headers, message))
+        .await;
+    answer(described.map(|resp| {
+        let (md, index, ext) = resp.into_parts();
+        let host = match (&front, index.host.is_empty()) {
+            (Some(front), false) => Some(format!("http://{front}/indexes/{name}")),
+            _ => None,
+        };
+        let model = if v2026_07 {
+            index_model_2026_07(index, host)
+        } else {
+            index_model(index, host)
+        };
+        tonic::Response::from_parts(md, model, ext)
+    }))
+}
+
+/// An index in Pinecone's control-plane shape (API 2025-10 and 2026-04).
+fn index_model(i: g::Index, host: Option<String>) -> serde_json::Value {
+    let spec = if let Some(pod) = &i.pod {
+        serde_json::json!({"pod": {
+            "environment": pod.environment, "pod_type": pod.pod_type, "pods": pod.pods,
+            "replicas": pod.replicas, "shards": pod.shards,
+            "metadata_config": {"indexed": pod.indexed_metadata_fields},
+        }})
+    } else if let Some(byoc) = &i.byoc {
+        serde_json::json!({"byoc": {"environment": byoc.environment}})
+    } else {
+        serde_json::json!({"serverless": {"cloud": i.cloud, "region": i.region}})
+    };
+    let mut out = serde_json::json!({
+        "name": i.name,
+        "metric": i.metric,
+        "host": host,
+        "spec": spec,
+        "status": {"ready": i.ready, "state": i.state},
+        "vector_type": i.vector_type,
+        "deletion_protection": i.deletion_protection,
+        "tags": if i.tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(i.tags) },
+    });
+    if let Some(d) = i.dimension {
+        out["dimension"] = d.into();
+    }
+    if let Some(embed) = &i.embed {
+        out["embed"] = serde_json::to_value(embed).unwrap_or_default();
+    }
+    out
+}
+
+/// An index in API 2026-07's control-plane shape (what a client asking for 2026-07, such as Pinecone's 10.x Python
+/// SDK, parses): `deployment` and a typed `schema` instead of `spec`, `dimension` and `metric`.
+fn index_model_2026_07(i: g::Index, host: Option<String>) -> serde_json::Value {
+    let deployment = match (&i.pod, &i.byoc, &i.deployment) {
+        (_, _, Some(d)) => serde_json::to_value(d).unwrap_or_default(),
+        (Some(pod), _, _) => serde_json::json!({
+            "deployment_type": "pod", "environment": pod.environment, "pod_type": pod.pod_type,
+            "pods": pod.pods, "replicas": pod.replicas, "shards": pod.shards,
+        }),
+        (_, Some(byoc), _) => {
+            serde_json::json!({"deployment_type": "byoc", "environment": byoc.environment})
+        }
+        _ => {
+            serde_json::json!({"deployment_type": "managed", "cloud": i.cloud, "region": i.region})
+        }
+    };
+    // A 2026-07 schema (from a gateway on 2026-07) as it came; else the vectors API's reserved fields from the
+    // dimension, metric and vector type, with an older schema's metadata fields beside them.
+    let known = i.schema.as_ref().and_then(|s| serde_json::to_value(s).ok());
+    let typed = known
+        .as_ref()
+        .and_then(|s| s.get("fields"))
+        .is_some_and(|f| f.get("_values").is_some() || f.get("_sparse_values").is_some());
+    let schema = match known {
+        Some(s) if typed => s,
+        other => {
+            let mut fields = serde_json::Map::new();
+            if let Some(serde_json::Value::Object(meta)) =
+                other.as_ref().and_then(|s| s.get("fields"))
+            {
+                fields.extend(meta.clone());
+            }
+            if let (Some(d), "dense") = (i.dimension, i.vector_type.as_str()) {
+                fields.insert(
+                    "_values".into(),
+                    serde_json::json!({"type": "dense_vector", "dimension": d, "metric": i.metric}),
+                );
+            }
+            fields.insert(
+                "_sparse_values".into(),
+                serde_json::json!({"type": "sparse_vector"}),
+            );
+            serde_json::json!({ "fields": fields })
+        }
+    };
+    let mut out = serde_json::json!({
+        "name": i.name,
+        "host": host,
+        "status": {"ready": i.ready, "state": i.state},
+        "deployment": deployment,
+        "schema": schema,
+        "deletion_protection": i.deletion_protection,
+        "tags": if i.tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(i.tags) },
+    });
+    if let Some(rc) = &i.read_capacity {
+        out["read_capacity"] = serde_json::to_value(rc).unwrap_or_default();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> g::Index {
+        g::Index {
+            name: "docs".into(),
+            metric: "cosine".into(),
+            host: "h".into(),
+            dimension: Some(8),
+            vector_type: "dense".into(),
+            ready: true,
+            state: "Ready".into(),
+            cloud: Some("aws".into()),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        }
+    }
+
+    /// For a 2026-07 client, an index described by an older API gets the vectors API's reserved fields, and its
+    /// metadata schema's fields beside them (not instead of them: that would describe a document index).
+    #[test]
+    fn a_2026_07_answer_always_has_the_reserved_vector_fields() {
+        let mut i = index();
+        i.schema =
+            serde_json::from_value(serde_json::json!({"fields": {"genre": {"filterable": true}}}))
+                .ok();
+        let v = index_model_2026_07(i, Some("http://gw/indexes/docs".into()));
+        let fields = &v["schema"]["fields"];
+        assert_eq!(fields["_values"]["dimension"], 8, "{v}");
+        assert_eq!(fields["_values"]["metric"], "cosine");
+        assert!(fields["_sparse_values"].is_object());
+        assert_eq!(fields["genre"]["filterable"], true);
+        assert_eq!(v["deployment"]["deployment_type"], "managed");
+        assert_eq!(v["host"], "http://gw/indexes/docs");
+        assert!(v.get("dimension").is_none() && v.get("spec").is_none());
+    }
+
+    #[test]
+    fn an_older_client_gets_spec_dimension_and_metric() {
+        let v = index_model(index(), Some("http://gw/indexes/docs".into()));
+        assert_eq!(v["dimension"], 8);
+        assert_eq!(v["spec"]["serverless"]["cloud"], "aws");
+        assert_eq!(v["status"]["ready"], true);
+    }
+
+    #[test]
+    fn local_refusals_are_429_with_whole_seconds_of_retry_after() {
+        let mut status = tonic::Status::resource_exhausted("fetch allows 1 requests/s");
+        status
+            .metadata_mut()
+            .insert("grpc-retry-pushback-ms", "1200".parse().unwrap());
+        let r = error(status);
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()["retry-after"], "2");
+        assert!(!r.headers().contains_key("grpc-retry-pushback-ms"));
+    }
 }

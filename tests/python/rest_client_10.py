@@ -59,4 +59,10 @@ except Exception as e:  # the client's own class for a 400
     check(getattr(e, "status_code", None) == 400, f"not a 400: {e!r}")
     check("$regex" in str(e), f"the refusal does not name the operator: {e}")
 
+# Given the gateway as its control plane and only the index's name, the client finds the index behind the gateway
+# (describe index answers with the index's host on the front door).
+by_name = Pinecone(api_key="not-used-by-the-gateway", host=f"http://{rest}").index(name=index_name)
+f = by_name.fetch(ids=["r-002"], namespace=ns)
+check(set(f.vectors) == {"r-002"}, f"fetch through the index found by name returned {sorted(f.vectors)}")
+
 print(f"official REST client pinecone=={pinecone.__version__}: {checks} checks passed")
