@@ -359,32 +359,27 @@ impl Emulator {
         dimension: u32,
         metric: &str,
     ) -> Result<String, String> {
-        let req = model::CreateIndexIn {
-            name: name.into(),
-            dimension: Some(dimension),
-            metric: Some(metric.into()),
-            spec: model::IndexSpecIn {
-                serverless: Some(model::ServerlessSpec {
-                    cloud: "aws".into(),
-                    region: "us-east-1".into(),
-                }),
-            },
-            ..Default::default()
-        };
-        control::create_index(&self.shared, req, None, None)
-            .await
-            .map(|i| i.host.clone())
-            .map_err(|e| e.message)
+        self.create(name, dimension, metric, false).await
     }
 
     /// Creates a document index as API 2026-07 describes one: its dense vectors are a schema field named `embedding`,
-    /// not the vectors API's `_values`, and its data plane refuses the vectors API (code 9, FAILED_PRECONDITION). Returns
-    /// its host.
+    /// not the vectors API's `_values`, and its data plane refuses the vectors API (code 9, FAILED_PRECONDITION).
+    /// Returns its host.
     pub async fn create_document_index(
         &self,
         name: &str,
         dimension: u32,
         metric: &str,
+    ) -> Result<String, String> {
+        self.create(name, dimension, metric, true).await
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        dimension: u32,
+        metric: &str,
+        document: bool,
     ) -> Result<String, String> {
         let req = model::CreateIndexIn {
             name: name.into(),
@@ -396,7 +391,7 @@ impl Emulator {
                     region: "us-east-1".into(),
                 }),
             },
-            document: true,
+            document,
             ..Default::default()
         };
         control::create_index(&self.shared, req, None, None)
