@@ -199,3 +199,38 @@ async fn the_api_key_is_the_callers_token() {
     assert_eq!(unknown.status(), 401);
     assert_eq!(env.emulator.total_requests(), 0);
 }
+
+/// Read your writes through the REST door: a REST caller's query with `x-consistency: read-your-writes` waits for its
+/// own lagging write and reflects it, with the LSN and freshness headers on the answers.
+#[tokio::test]
+async fn read_your_writes_works_through_the_rest_door() {
+    let env = Env::start_with(EnvOptions {
+        rest: true,
+        default_index: Some(INDEX.into()),
+        index_lag: std::time::Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let base = format!("http://{}", rest(&env));
+    let http = reqwest::Client::new();
+    let written = http
+        .post(format!("{base}/vectors/upsert"))
+        .header("x-caller", "svc")
+        .json(&serde_json::json!({"vectors": [{"id": "mine", "values": [1.0, 0.0, 0.0, 0.0]}], "namespace": "ns"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 200);
+    assert_eq!(written.headers()["x-pinecone-request-lsn"], "1");
+    let read = http
+        .post(format!("{base}/query"))
+        .header("x-caller", "svc")
+        .header("x-consistency", "read-your-writes")
+        .json(&serde_json::json!({"topK": 5, "vector": [1.0, 0.0, 0.0, 0.0], "namespace": "ns"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.headers()["x-consistency-stale"], "false");
+    let body: serde_json::Value = read.json().await.unwrap();
+    assert_eq!(body["matches"][0]["id"], "mine", "{body}");
+}
