@@ -34,15 +34,15 @@ async fn metrics_count_calls_upstream_requests_and_batches() {
     let upstream_fetches = env.emulator.count(INDEX, "fetch") as f64;
     for (series, want) in [
         (
-            r#"pinecone_gateway_calls_total{method="Fetch",code="OK"}"#,
+            r#"pinecone_gateway_calls_total{method="Fetch",code="OK",protocol="grpc"}"#,
             1.0,
         ),
         (
-            r#"pinecone_gateway_calls_total{method="Fetch",code="InvalidArgument"}"#,
+            r#"pinecone_gateway_calls_total{method="Fetch",code="InvalidArgument",protocol="grpc"}"#,
             1.0,
         ),
         (
-            r#"pinecone_gateway_calls_total{method="Upsert",code="OK"}"#,
+            r#"pinecone_gateway_calls_total{method="Upsert",code="OK",protocol="grpc"}"#,
             1.0,
         ),
         (
@@ -115,7 +115,7 @@ async fn the_waits_counter_counts_calls_that_waited() {
     assert_eq!(
         metric(
             &text,
-            r#"pinecone_gateway_calls_total{method="DescribeIndexStats",code="OK"}"#
+            r#"pinecone_gateway_calls_total{method="DescribeIndexStats",code="OK",protocol="grpc"}"#
         ),
         151.0
     );
@@ -169,7 +169,7 @@ async fn a_call_its_caller_abandons_is_still_recorded() {
     assert_eq!(
         metric(
             &text,
-            r#"pinecone_gateway_calls_total{method="DescribeIndexStats",code="Cancelled"}"#
+            r#"pinecone_gateway_calls_total{method="DescribeIndexStats",code="Cancelled",protocol="grpc"}"#
         ),
         1.0,
         "{text}"

@@ -130,6 +130,16 @@ async fn answers_and_errors_have_pinecones_rest_shapes() {
     assert_eq!(env.emulator.total_requests(), before, "nothing was sent");
     let unknown = http.get(format!("{base}/nowhere")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
+    // Counted as REST calls.
+    let metrics = scrape(env.gateway.as_ref().unwrap().admin_addr.unwrap()).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"pinecone_gateway_calls_total{method="Fetch",code="OK",protocol="rest"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
 }
 
 /// One limit for both doors: a gRPC fetch takes the only turn of the second, and a REST fetch straight after is

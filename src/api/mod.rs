@@ -13,7 +13,7 @@ pub mod codec;
 pub mod consistency;
 pub mod convert;
 mod list;
-mod record;
+pub mod record;
 pub mod route;
 pub mod size;
 pub mod status;
@@ -256,9 +256,12 @@ impl Gateway {
         convert: impl FnOnce(Reply) -> Result<Resp, GatewayError>,
     ) -> Result<tonic::Response<Resp>, tonic::Status> {
         let ns = namespace(req.get_ref());
-        let (md, _, message) = req.into_parts();
+        let (md, extensions, message) = req.into_parts();
         // Dropped with this future if the caller goes away: the record then says so.
         let mut record = CallRecord::new(method, ns, self.context(&md, method));
+        if extensions.get::<record::RestCall>().is_some() {
+            record.protocol = "rest";
+        }
         let deadline = self.deadline(&md);
         record.deadline = Some(deadline);
         let result = async {

@@ -17,8 +17,15 @@ pub(crate) struct CallRecord {
     pub ctx: std::sync::Arc<CallContext>,
     /// When the caller stops waiting, once known.
     pub deadline: Option<tokio::time::Instant>,
+    /// Which front door the call came through: `grpc`, or `rest` (the REST front door marks its calls with
+    /// [`RestCall`]).
+    pub protocol: &'static str,
     done: bool,
 }
+
+/// The mark of a call that came through the REST front door (a request extension: callers cannot set it).
+#[derive(Clone, Copy, Debug)]
+pub struct RestCall;
 
 impl CallRecord {
     pub fn new(method: &'static str, namespace: String, ctx: CallContext) -> Self {
@@ -30,6 +37,7 @@ impl CallRecord {
             started: Instant::now(),
             ctx: std::sync::Arc::new(ctx),
             deadline: None,
+            protocol: "grpc",
             done: false,
         }
     }
@@ -54,7 +62,15 @@ impl CallRecord {
         let method = self.method;
         let attempts = self.ctx.attempts.load(std::sync::atomic::Ordering::Relaxed);
         m::histogram(m::CALL_SECONDS, &[("method", method)]).record(elapsed.as_secs_f64());
-        m::counter(m::CALLS, &[("method", method), ("code", code_name(code))]).increment(1);
+        m::counter(
+            m::CALLS,
+            &[
+                ("method", method),
+                ("code", code_name(code)),
+                ("protocol", self.protocol),
+            ],
+        )
+        .increment(1);
         let caller = &self.ctx.caller;
         m::counter(
             m::CALLER_CALLS,
@@ -66,6 +82,7 @@ impl CallRecord {
         .increment(1);
         tracing::info!(
             method,
+            protocol = self.protocol,
             caller = self.caller.as_str(),
             index = self.index.as_str(),
             namespace = self.namespace.as_str(),

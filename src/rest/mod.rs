@@ -93,7 +93,9 @@ fn request<T>(index: IndexPath, headers: HeaderMap, message: T) -> tonic::Reques
     {
         md.insert("pinecone-index", v);
     }
-    tonic::Request::from_parts(md, tonic::Extensions::default(), message)
+    let mut extensions = tonic::Extensions::default();
+    extensions.insert(crate::api::record::RestCall);
+    tonic::Request::from_parts(md, extensions, message)
 }
 
 /// A JSON body as the request message; a body that is not one is 400 naming what is wrong, and nothing is called.
