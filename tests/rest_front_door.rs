@@ -130,6 +130,31 @@ async fn answers_and_errors_have_pinecones_rest_shapes() {
     assert_eq!(env.emulator.total_requests(), before, "nothing was sent");
     let unknown = http.get(format!("{base}/nowhere")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
+    // Control-plane operations other than describe index: refused in the control plane's error shape, named.
+    let create = http
+        .post(format!("{base}/indexes"))
+        .json(&serde_json::json!({"name": "new", "dimension": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 501);
+    let body: serde_json::Value = create.json().await.unwrap();
+    assert_eq!(body["status"], 501, "{body}");
+    assert_eq!(body["error"]["code"], "UNIMPLEMENTED", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /indexes"),
+        "{body}"
+    );
+    let delete_index = http
+        .delete(format!("{base}/indexes/{INDEX}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete_index.status(), 501);
+    assert_eq!(env.emulator.count("control", "delete_index"), 0);
     // Counted as REST calls.
     let metrics = scrape(env.gateway.as_ref().unwrap().admin_addr.unwrap()).await;
     assert_eq!(

@@ -62,7 +62,7 @@ pub async fn start(
             get(describe_namespace).delete(delete_namespace),
         );
     let app = Router::new()
-        .route("/indexes/{index}", get(describe_index))
+        .route("/indexes/{index}", get(describe_index).fallback(not_found))
         .nest("/indexes/{index}", routes.clone())
         .merge(routes)
         .fallback(not_found)
@@ -179,11 +179,30 @@ fn error(status: tonic::Status) -> Response {
     out
 }
 
-async fn not_found() -> Response {
-    error(tonic::Status::not_found(
-        "no such operation on the gateway's REST front door (Pinecone's data plane: /vectors/…, /query, \
-         /describe_index_stats, /namespaces)",
-    ))
+/// A path the front door does not serve. Pinecone's control-plane operations other than describe index (list,
+/// create, configure and delete indexes, collections, backups, restore jobs) are refused in Pinecone's control-plane
+/// error shape, naming the operation and where to do it instead; anything else is the data plane's 404.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let control = ["/indexes", "/collections", "/backups", "/restore-jobs"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    if control {
+        let message = format!(
+            "{method} {path} is a control-plane operation the gateway's REST front door does not serve (it serves \
+             the data plane and describe index); call Pinecone's control plane for it, or the gateway's \
+             BackupService over gRPC for backups and restores"
+        );
+        let body = serde_json::json!({
+            "error": {"code": "UNIMPLEMENTED", "message": message},
+            "status": 501,
+        });
+        return (StatusCode::NOT_IMPLEMENTED, axum::Json(body)).into_response();
+    }
+    error(tonic::Status::not_found(format!(
+        "{method} {path}: no such operation on the gateway's REST front door (Pinecone's data plane: /vectors/…, \
+         /query, /describe_index_stats, /namespaces)"
+    )))
 }
 
 /// Query-string pairs, `+` read as a plus sign (as Pinecone reads it).
