@@ -269,3 +269,55 @@ async fn read_your_writes_works_through_the_rest_door() {
     let body: serde_json::Value = read.json().await.unwrap();
     assert_eq!(body["matches"][0]["id"], "mine", "{body}");
 }
+
+/// A REST fetch and a gRPC fetch of the same namespace coalesce together: with the fetch limit's only turn of the
+/// second taken, 20 fetches from each door arrive at once and go out as one upstream request at the next turn; every
+/// caller gets exactly its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_and_grpc_fetches_coalesce_together() {
+    let env = env("[limits.rates.fetch]\nindex_requests_per_second = 1\n").await;
+    env.seed("ns", "r", 40).await;
+    // The only turn of this second.
+    env.vectors()
+        .fetch(req(p::FetchRequest {
+            ids: vec!["warm".into()],
+            namespace: "ns".into(),
+        }))
+        .await
+        .unwrap();
+    let before = env.emulator.count(INDEX, "fetch");
+    let base = format!("http://{}", rest(&env));
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let id = format!("r-{i:04}");
+        if i % 2 == 0 {
+            let mut c = env.vectors();
+            calls.push(tokio::spawn(async move {
+                let r = c
+                    .fetch(req(p::FetchRequest {
+                        ids: vec![id.clone()],
+                        namespace: "ns".into(),
+                    }))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(r.vectors.keys().collect::<Vec<_>>(), [&id]);
+            }));
+        } else {
+            let url = format!("{base}/vectors/fetch?ids={id}&namespace=ns");
+            calls.push(tokio::spawn(async move {
+                let r: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+                let got: Vec<&String> = r["vectors"].as_object().unwrap().keys().collect();
+                assert_eq!(got, [&id], "{r}");
+            }));
+        }
+    }
+    for c in calls {
+        c.await.unwrap();
+    }
+    assert_eq!(
+        env.emulator.count(INDEX, "fetch") - before,
+        1,
+        "40 fetches from both doors went out as one request"
+    );
+}
