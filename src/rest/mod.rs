@@ -11,7 +11,7 @@
 //!
 //! Which index: a path under `/indexes/NAME/` (give the client `http://HOST:PORT/indexes/NAME` as the index's host),
 //! else the `pinecone-index` header, else `upstream.default_index`. Knobs: `server.rest_listen` (off when absent),
-//! `server.max_message_bytes` (the largest body).
+//! `server.max_message_bytes` (the largest body, decompressed: `Content-Encoding: gzip` bodies are read).
 
 use crate::api::backup::BackupApi;
 use crate::api::vector::VectorApi;
@@ -66,7 +66,9 @@ pub async fn start(
         .nest("/indexes/{index}", routes.clone())
         .merge(routes)
         .fallback(not_found)
+        // The limit counts the decompressed body: a small gzip body cannot expand past it.
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .with_state(Arc::new(api));
     tokio::spawn(async move {
         let shutdown = async move {
