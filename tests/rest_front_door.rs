@@ -104,6 +104,25 @@ async fn answers_and_errors_have_pinecones_rest_shapes() {
         .await
         .unwrap();
     assert_eq!(q["matches"][0]["id"], "a", "{q}");
+    // Namespaces by path.
+    let ns: serde_json::Value = http
+        .get(format!("{base}/indexes/{INDEX}/namespaces/ns"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ns["name"], "ns", "{ns}");
+    let listed: serde_json::Value = http
+        .get(format!("{base}/namespaces"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["namespaces"][0]["name"], "ns", "{listed}");
 
     // Bad input: 400, Pinecone's body, the field named; nothing sent.
     let before = env.emulator.total_requests();
@@ -155,6 +174,18 @@ async fn answers_and_errors_have_pinecones_rest_shapes() {
         .unwrap();
     assert_eq!(delete_index.status(), 501);
     assert_eq!(env.emulator.count("control", "delete_index"), 0);
+    let gone = http
+        .delete(format!("{base}/namespaces/ns"))
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    let after = http
+        .get(format!("{base}/namespaces/ns"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 404);
     // Counted as REST calls.
     let metrics = scrape(env.gateway.as_ref().unwrap().admin_addr.unwrap()).await;
     assert_eq!(

@@ -369,33 +369,25 @@ fn split_namespace(params: std::collections::HashMap<String, String>) -> (IndexP
     (index, namespace)
 }
 
-async fn describe_namespace(
-    State(api): State<Api>,
-    Path(params): Path<std::collections::HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    let (index, namespace) = split_namespace(params);
-    let message = p::DescribeNamespaceRequest { namespace };
-    answer(json(
-        api.vectors
-            .describe_namespace(request(index, headers, message))
-            .await,
-    ))
+/// A call on one namespace named in the path (`/namespaces/{namespace}`).
+macro_rules! namespace_call {
+    ($name:ident, $req:ident) => {
+        async fn $name(
+            State(api): State<Api>,
+            Path(params): Path<std::collections::HashMap<String, String>>,
+            headers: HeaderMap,
+        ) -> Response {
+            let (index, namespace) = split_namespace(params);
+            let message = p::$req { namespace };
+            answer(json(
+                api.vectors.$name(request(index, headers, message)).await,
+            ))
+        }
+    };
 }
 
-async fn delete_namespace(
-    State(api): State<Api>,
-    Path(params): Path<std::collections::HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    let (index, namespace) = split_namespace(params);
-    let message = p::DeleteNamespaceRequest { namespace };
-    answer(json(
-        api.vectors
-            .delete_namespace(request(index, headers, message))
-            .await,
-    ))
-}
+namespace_call!(describe_namespace, DescribeNamespaceRequest);
+namespace_call!(delete_namespace, DeleteNamespaceRequest);
 
 /// Pinecone's describe index (`GET /indexes/NAME`), as its control plane answers it, with `host` rewritten to this
 /// front door's address for that index (`http://HOST/indexes/NAME`, HOST as the client reached the gateway), so that
