@@ -49,12 +49,16 @@ fn every_example_of_the_clients_guide_is_in_the_code_the_tests_run() {
         "`pinecone[grpc]` 7.x and 8.x",
         "10.x",
         "Node.js",
+        "## Go",
+        "## Java",
     ] {
         assert!(doc.contains(language), "no section for {language}");
     }
     for (file, reader) in [
         ("tests/python/retry_advice.py", "grpc-retry-pushback-ms"),
         ("tests/node/retry_advice.js", "grpc-retry-pushback-ms"),
+        ("tests/go/client.go", "grpc-retry-pushback-ms"),
+        ("tests/java/Client.java", "PUSHBACK"),
     ] {
         assert!(
             blocks
