@@ -219,6 +219,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
                     backups: BackupApi::new(gw.clone()),
                 },
                 settings.server.max_message_bytes,
+                settings.server.tls.as_ref(),
                 admin_stop_rx.clone(),
             )
             .await?,

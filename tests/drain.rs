@@ -10,21 +10,22 @@ use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_turns_unready_at_once_lets_calls_in_progress_finish_then_exits_zero() {
+/// An emulator with the test index, and the real binary before it (its default index that one), logging at info.
+async fn emulator_and_gateway(extra: &[&str]) -> (Emulator, GatewayProcess) {
     let emulator = Emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorOptions::default())
         .await
         .unwrap();
     emulator.create_index(INDEX, 4, "cosine").await.unwrap();
-    let gw = spawn_gateway(
-        &[
-            "--control-plane-url",
-            &emulator.url(),
-            "--default-index",
-            INDEX,
-        ],
-        &[("RUST_LOG", "info")],
-    );
+    let url = emulator.url();
+    let mut args = vec!["--control-plane-url", &url, "--default-index", INDEX];
+    args.extend_from_slice(extra);
+    let gw = spawn_gateway(&args, &[("RUST_LOG", "info")]);
+    (emulator, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_unready_at_once_lets_calls_in_progress_finish_then_exits_zero() {
+    let (emulator, gw) = emulator_and_gateway(&[]).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", gw.addr))
         .unwrap()
         .connect()
@@ -174,4 +175,45 @@ async fn past_the_grace(signal: &str) {
         "the exit waited for the upstream answers ({:?})",
         signalled.elapsed()
     );
+}
+
+/// The REST front door drains with the gRPC listener: from the first moment after SIGTERM a new REST call is 503 in
+/// Pinecone's data-plane error shape, the REST calls in progress finish with their answers, then the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_calls_in_progress_finish_and_new_ones_are_refused_during_the_drain() {
+    let (emulator, gw) = emulator_and_gateway(&["--rest-listen", "127.0.0.1:0"]).await;
+    let stats = format!("http://{}/describe_index_stats", gw.rest);
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(&stats).send().await.unwrap().status(), 200);
+    emulator.set_faults(Faults {
+        delay_ms: 3000,
+        ..Default::default()
+    });
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        let (http, stats) = (http.clone(), stats.clone());
+        calls.push(tokio::spawn(async move {
+            let r = http.get(&stats).send().await?;
+            Ok::<_, reqwest::Error>((r.status().as_u16(), r.text().await?))
+        }));
+    }
+    emulator
+        .wait_until(|e| e.count(INDEX, "describe_index_stats") >= 4)
+        .await;
+    gw.signal("-TERM");
+    gw.wait_for_log("draining: health NOT_SERVING");
+    let late = http.get(&stats).send().await.unwrap();
+    assert_eq!(late.status(), 503);
+    let body: serde_json::Value = late.json().await.unwrap();
+    assert_eq!(body["code"], 14, "UNAVAILABLE: {body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("shutting down"),
+        "{body}"
+    );
+    assert!(calls.iter().all(|c| !c.is_finished()));
+    for c in calls {
+        let (status, body) = c.await.unwrap().unwrap();
+        assert_eq!(status, 200, "a REST call in progress was cut: {body}");
+    }
+    assert_eq!(gw.exit().await.0, Some(0));
 }

@@ -8,17 +8,22 @@ use common::*;
 use pinecone_gateway::pb::pinecone as p;
 
 async fn env(config: &str) -> Env {
-    Env::start_with(EnvOptions {
-        rest: true,
-        default_index: Some(INDEX.into()),
-        config: Some(config.into()),
-        ..Default::default()
-    })
-    .await
+    Env::start_rest(config).await
 }
 
 fn rest(env: &Env) -> String {
-    env.gateway.as_ref().unwrap().rest_addr.unwrap().to_string()
+    env.rest_addr().to_string()
+}
+
+/// A front door before an emulator that shows writes to reads only 300 ms later.
+async fn lagging_env() -> Env {
+    Env::start_with(EnvOptions {
+        rest: true,
+        default_index: Some(INDEX.into()),
+        index_lag: std::time::Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,7 +31,8 @@ async fn the_official_rest_client_works_through_the_front_door() {
     let Some(py) = tool("PINECONE_GATEWAY_PYTHON10") else {
         return;
     };
-    let env = env("").await;
+    // A quota for the caller `guide` (the script sees its refusal).
+    let env = env(CLIENTS_CONFIG).await;
     let host = rest(&env);
     let out = tokio::task::spawn_blocking(move || {
         run_program(
@@ -47,6 +53,37 @@ async fn the_official_rest_client_works_through_the_front_door() {
     assert!(
         env.emulator.count(INDEX, "upsert") >= 2,
         "split in batches of 100"
+    );
+    // The index client's fetches as `guide` were refused before its own retries got them through.
+    let admin = env.gateway.as_ref().unwrap().admin_addr.unwrap();
+    let refused = metric(
+        &scrape(admin).await,
+        r#"pinecone_gateway_calls_total{method="Fetch",code="ResourceExhausted",protocol="rest"}"#,
+    );
+    assert!(refused >= 1.0, "no fetch was refused: {refused}");
+}
+
+/// The 10.2.0 client's reads wait for its writes (`x-consistency` sent as one of its `additional_headers`), against
+/// an emulator that shows writes to reads only 300 ms later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_rest_client_reads_its_own_writes() {
+    let Some(py) = tool("PINECONE_GATEWAY_PYTHON10") else {
+        return;
+    };
+    let env = lagging_env().await;
+    let host = rest(&env);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/rest_client_10.py"
+    );
+    let out =
+        tokio::task::spawn_blocking(move || run_program(&py, &[script, &host, INDEX, "fresh"]))
+            .await
+            .unwrap();
+    assert!(out.contains("read your writes, 3 checks passed"), "{out}");
+    assert!(
+        env.emulator.count(INDEX, "query") >= 2,
+        "the query was sent again until fresh"
     );
 }
 
@@ -270,13 +307,7 @@ async fn the_api_key_is_the_callers_token() {
 /// own lagging write and reflects it, with the LSN and freshness headers on the answers.
 #[tokio::test]
 async fn read_your_writes_works_through_the_rest_door() {
-    let env = Env::start_with(EnvOptions {
-        rest: true,
-        default_index: Some(INDEX.into()),
-        index_lag: std::time::Duration::from_millis(300),
-        ..Default::default()
-    })
-    .await;
+    let env = lagging_env().await;
     let base = format!("http://{}", rest(&env));
     let http = reqwest::Client::new();
     let written = http

@@ -6,67 +6,25 @@ use pinecone_gateway::pb::pinecone as p;
 use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-struct Pki {
-    ca_pem: String,
-    server: (String, String),
-    client: (String, String),
-    dir: std::path::PathBuf,
-}
+use common::pki::{Pki, server_pki as pki};
 
-fn pki() -> Pki {
-    let ca = common::pki::TestCa::new();
-    Pki {
-        ca_pem: ca.pem.clone(),
-        server: ca.issue(&["localhost"]),
-        client: ca.issue(&["search-service"]),
-        dir: common::pki::temp_dir("tls"),
+async fn client(
+    pki: &Pki,
+    env: &Env,
+    with_cert: bool,
+) -> Result<VectorServiceClient<Channel>, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .domain_name("localhost")
+        .ca_certificate(Certificate::from_pem(&pki.ca_pem));
+    if with_cert {
+        tls = tls.identity(Identity::from_pem(&pki.client.0, &pki.client.1));
     }
-}
-
-impl Pki {
-    fn write(&self, name: &str, pem: &str) -> String {
-        let path = self.dir.join(name);
-        std::fs::write(&path, pem).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-
-    fn config(&self, mutual: bool) -> String {
-        let cert = self.write("server.pem", &self.server.0);
-        let key = self.write("server.key", &self.server.1);
-        let mut c = format!("[server.tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n");
-        if mutual {
-            c.push_str(&format!(
-                "client_ca_file = \"{}\"\n",
-                self.write("ca.pem", &self.ca_pem)
-            ));
-        }
-        c
-    }
-
-    async fn client(
-        &self,
-        env: &Env,
-        with_cert: bool,
-    ) -> Result<VectorServiceClient<Channel>, tonic::transport::Error> {
-        let mut tls = ClientTlsConfig::new()
-            .domain_name("localhost")
-            .ca_certificate(Certificate::from_pem(&self.ca_pem));
-        if with_cert {
-            tls = tls.identity(Identity::from_pem(&self.client.0, &self.client.1));
-        }
-        let channel = Channel::from_shared(format!("https://{}", env.addr))
-            .unwrap()
-            .tls_config(tls)?
-            .connect()
-            .await?;
-        Ok(VectorServiceClient::new(channel))
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    let channel = Channel::from_shared(format!("https://{}", env.addr))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    Ok(VectorServiceClient::new(channel))
 }
 
 fn stats() -> tonic::Request<p::DescribeIndexStatsRequest> {
@@ -81,7 +39,7 @@ async fn tls_callers_are_served_and_plaintext_ones_are_not() {
         ..Default::default()
     })
     .await;
-    let mut tls = pki.client(&env, false).await.unwrap();
+    let mut tls = client(&pki, &env, false).await.unwrap();
     tls.describe_index_stats(stats()).await.unwrap();
     assert!(
         env.vectors().describe_index_stats(stats()).await.is_err(),
@@ -97,9 +55,9 @@ async fn mutual_tls_requires_a_client_certificate() {
         ..Default::default()
     })
     .await;
-    let mut with_cert = pki.client(&env, true).await.unwrap();
+    let mut with_cert = client(&pki, &env, true).await.unwrap();
     with_cert.describe_index_stats(stats()).await.unwrap();
-    let refused = match pki.client(&env, false).await {
+    let refused = match client(&pki, &env, false).await {
         Err(_) => true,
         Ok(mut c) => c.describe_index_stats(stats()).await.is_err(),
     };

@@ -247,3 +247,23 @@ impl BackupService for BackupApi {
             .await
     }
 }
+
+impl BackupApi {
+    /// Every index of the project (`GET /indexes`), for the REST front door's list indexes: Pinecone's gRPC API has
+    /// no such call, so neither does BackupService. A caller limited to some indexes is refused, as for every
+    /// project-wide call.
+    pub async fn list_indexes(&self, req: Request<()>) -> Result<Response<Vec<g::Index>>, Status> {
+        self.gw
+            .handle(
+                "ListIndexes",
+                req,
+                |_| String::new(),
+                |()| Ok((Target::Project, Op::ListIndexes)),
+                |reply| {
+                    expect_reply!(reply, Indexes, "list_indexes")
+                        .map(|l| l.indexes.into_iter().map(cv::index_from_wire).collect())
+                },
+            )
+            .await
+    }
+}

@@ -33,6 +33,8 @@ pub enum Op {
     CreateNamespace(p::CreateNamespaceRequest),
     DeleteNamespace(String),
     DescribeIndex,
+    /// Every index of the project (the REST front door's list indexes).
+    ListIndexes,
     CreateBackup(c::CreateBackupRequest),
     ListIndexBackups(c::PageParams),
     ListProjectBackups(c::PageParams),
@@ -63,6 +65,7 @@ impl Op {
             Op::CreateNamespace(_) => "create_namespace",
             Op::DeleteNamespace(_) => "delete_namespace",
             Op::DescribeIndex => "describe_index",
+            Op::ListIndexes => "list_indexes",
             Op::CreateBackup(_) => "create_backup",
             Op::ListIndexBackups(_) => "list_index_backups",
             Op::ListProjectBackups(_) => "list_project_backups",
@@ -118,6 +121,7 @@ impl Op {
             | Op::ListNamespaces(_)
             | Op::DescribeNamespace(_)
             | Op::DescribeIndex
+            | Op::ListIndexes
             | Op::ListIndexBackups(_)
             | Op::ListProjectBackups(_)
             | Op::DescribeBackup(_)
@@ -165,6 +169,7 @@ impl Op {
         !matches!(
             self,
             Op::DescribeIndex
+                | Op::ListIndexes
                 | Op::CreateBackup(_)
                 | Op::ListIndexBackups(_)
                 | Op::ListProjectBackups(_)
@@ -409,6 +414,7 @@ pub enum Reply {
     Empty,
     /// Boxed: an index description is much larger than every other answer.
     Index(Box<c::IndexModel>),
+    Indexes(c::IndexList),
     Backup(c::BackupModel),
     Backups(c::BackupList),
     Restore(c::CreateIndexFromBackupResponse),

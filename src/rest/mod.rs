@@ -10,13 +10,16 @@
 //! Pinecone would use, and a local refusal is 429 with `Retry-After` in whole seconds.
 //!
 //! Which index: a path under `/indexes/NAME/` (give the client `http://HOST:PORT/indexes/NAME` as the index's host),
-//! else the `pinecone-index` header, else `upstream.default_index`. Knobs: `server.rest_listen` (off when absent),
-//! `server.max_message_bytes` (the largest body, decompressed: `Content-Encoding: gzip` bodies are read).
+//! else the `pinecone-index` header, else `upstream.default_index`. The control plane it serves (indexes, backups,
+//! restore jobs) is in [`control`], the listener (HTTP/1.1, h2c, TLS, graceful close) in [`listener`]. Knobs:
+//! `server.rest_listen` (off when absent), `server.max_message_bytes` (the largest body, decompressed:
+//! `Content-Encoding: gzip` bodies are read), `server.tls` (shared with the gRPC listener).
+
+mod control;
+mod listener;
 
 use crate::api::backup::BackupApi;
 use crate::api::vector::VectorApi;
-use crate::pb::gateway as g;
-use crate::pb::gateway::backup_service_server::BackupService;
 use crate::pb::pinecone as p;
 use crate::pb::pinecone::vector_service_server::VectorService;
 use axum::Router;
@@ -43,8 +46,10 @@ pub async fn start(
     listen: SocketAddr,
     api: Services,
     max_body_bytes: usize,
-    mut stop: watch::Receiver<bool>,
+    tls: Option<&crate::config::TlsSettings>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
+    let tls = tls.map(listener::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let routes = Router::new()
@@ -61,8 +66,7 @@ pub async fn start(
             "/namespaces/{namespace}",
             get(describe_namespace).delete(delete_namespace),
         );
-    let app = Router::new()
-        .route("/indexes/{index}", get(describe_index).fallback(not_found))
+    let app = control::routes()
         .nest("/indexes/{index}", routes.clone())
         .merge(routes)
         .fallback(not_found)
@@ -70,17 +74,7 @@ pub async fn start(
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .with_state(Arc::new(api));
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::warn!(error = %e, "REST listener failed");
-        }
-    });
+    tokio::spawn(listener::serve(listener, app, tls, stop));
     Ok(addr)
 }
 
@@ -181,19 +175,26 @@ fn error(status: tonic::Status) -> Response {
     out
 }
 
-/// A path the front door does not serve. Pinecone's control-plane operations other than describe index (list,
-/// create, configure and delete indexes, collections, backups, restore jobs) are refused in Pinecone's control-plane
-/// error shape, naming the operation and where to do it instead; anything else is the data plane's 404.
+/// A path the front door does not serve. Pinecone's control-plane operations it does not serve (create, configure and
+/// delete indexes, collections, imports, ...) are refused in Pinecone's control-plane error shape, naming the
+/// operation and where to do it instead; anything else is the data plane's 404.
 async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     let path = uri.path();
-    let control = ["/indexes", "/collections", "/backups", "/restore-jobs"]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let control = [
+        "/indexes",
+        "/collections",
+        "/backups",
+        "/restore-jobs",
+        "/bulk",
+        "/admin",
+    ]
+    .iter()
+    .any(|p| path == *p || path.starts_with(&format!("{p}/")));
     if control {
         let message = format!(
             "{method} {path} is a control-plane operation the gateway's REST front door does not serve (it serves \
-             the data plane and describe index); call Pinecone's control plane for it, or the gateway's \
-             BackupService over gRPC for backups and restores"
+             the data plane, describe and list indexes, backups and restore jobs); call Pinecone's control plane \
+             for it"
         );
         let body = serde_json::json!({
             "error": {"code": "UNIMPLEMENTED", "message": message},
@@ -207,8 +208,11 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response
     )))
 }
 
+/// A query string's pairs, in order.
+type Pairs = Vec<(String, String)>;
+
 /// Query-string pairs, `+` read as a plus sign (as Pinecone reads it).
-fn pairs(q: Option<String>) -> Vec<(String, String)> {
+fn pairs(q: Option<String>) -> Pairs {
     q.unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
@@ -389,181 +393,9 @@ macro_rules! namespace_call {
 namespace_call!(describe_namespace, DescribeNamespaceRequest);
 namespace_call!(delete_namespace, DeleteNamespaceRequest);
 
-/// Pinecone's describe index (`GET /indexes/NAME`), as its control plane answers it, with `host` rewritten to this
-/// front door's address for that index (`http://HOST/indexes/NAME`, HOST as the client reached the gateway), so that
-/// a client given the gateway as its control plane (`Pinecone(host=...)`) and only an index's name finds the index
-/// behind the gateway.
-async fn describe_index(
-    State(api): State<Api>,
-    Path(params): Path<std::collections::HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    let name = params.get("index").cloned().unwrap_or_default();
-    let front = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
-    let v2026_07 = headers
-        .get("x-pinecone-api-version")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "2026-07");
-    let message = g::DescribeIndexRequest { name: name.clone() };
-    let described = api
-        .backups
-        .describe_index(request(None, headers, message))
-        .await;
-    answer(described.map(|resp| {
-        let (md, index, ext) = resp.into_parts();
-        let host = match (&front, index.host.is_empty()) {
-            (Some(front), false) => Some(format!("http://{front}/indexes/{name}")),
-            _ => None,
-        };
-        let model = if v2026_07 {
-            index_model_2026_07(index, host)
-        } else {
-            index_model(index, host)
-        };
-        tonic::Response::from_parts(md, model, ext)
-    }))
-}
-
-/// An index in Pinecone's control-plane shape (API 2025-10 and 2026-04).
-fn index_model(i: g::Index, host: Option<String>) -> serde_json::Value {
-    let spec = if let Some(pod) = &i.pod {
-        serde_json::json!({"pod": {
-            "environment": pod.environment, "pod_type": pod.pod_type, "pods": pod.pods,
-            "replicas": pod.replicas, "shards": pod.shards,
-            "metadata_config": {"indexed": pod.indexed_metadata_fields},
-        }})
-    } else if let Some(byoc) = &i.byoc {
-        serde_json::json!({"byoc": {"environment": byoc.environment}})
-    } else {
-        serde_json::json!({"serverless": {"cloud": i.cloud, "region": i.region}})
-    };
-    let mut out = serde_json::json!({
-        "name": i.name,
-        "metric": i.metric,
-        "host": host,
-        "spec": spec,
-        "status": {"ready": i.ready, "state": i.state},
-        "vector_type": i.vector_type,
-        "deletion_protection": i.deletion_protection,
-        "tags": if i.tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(i.tags) },
-    });
-    if let Some(d) = i.dimension {
-        out["dimension"] = d.into();
-    }
-    if let Some(embed) = &i.embed {
-        out["embed"] = serde_json::to_value(embed).unwrap_or_default();
-    }
-    out
-}
-
-/// An index in API 2026-07's control-plane shape (what a client asking for 2026-07, such as Pinecone's 10.x Python
-/// SDK, parses): `deployment` and a typed `schema` instead of `spec`, `dimension` and `metric`.
-fn index_model_2026_07(i: g::Index, host: Option<String>) -> serde_json::Value {
-    let deployment = match (&i.pod, &i.byoc, &i.deployment) {
-        (_, _, Some(d)) => serde_json::to_value(d).unwrap_or_default(),
-        (Some(pod), _, _) => serde_json::json!({
-            "deployment_type": "pod", "environment": pod.environment, "pod_type": pod.pod_type,
-            "pods": pod.pods, "replicas": pod.replicas, "shards": pod.shards,
-        }),
-        (_, Some(byoc), _) => {
-            serde_json::json!({"deployment_type": "byoc", "environment": byoc.environment})
-        }
-        _ => {
-            serde_json::json!({"deployment_type": "managed", "cloud": i.cloud, "region": i.region})
-        }
-    };
-    // A 2026-07 schema (from a gateway on 2026-07) as it came; else the vectors API's reserved fields from the
-    // dimension, metric and vector type, with an older schema's metadata fields beside them.
-    let known = i.schema.as_ref().and_then(|s| serde_json::to_value(s).ok());
-    let typed = known
-        .as_ref()
-        .and_then(|s| s.get("fields"))
-        .is_some_and(|f| f.get("_values").is_some() || f.get("_sparse_values").is_some());
-    let schema = match known {
-        Some(s) if typed => s,
-        other => {
-            let mut fields = serde_json::Map::new();
-            if let Some(serde_json::Value::Object(meta)) =
-                other.as_ref().and_then(|s| s.get("fields"))
-            {
-                fields.extend(meta.clone());
-            }
-            if let (Some(d), "dense") = (i.dimension, i.vector_type.as_str()) {
-                fields.insert(
-                    "_values".into(),
-                    serde_json::json!({"type": "dense_vector", "dimension": d, "metric": i.metric}),
-                );
-            }
-            fields.insert(
-                "_sparse_values".into(),
-                serde_json::json!({"type": "sparse_vector"}),
-            );
-            serde_json::json!({ "fields": fields })
-        }
-    };
-    let mut out = serde_json::json!({
-        "name": i.name,
-        "host": host,
-        "status": {"ready": i.ready, "state": i.state},
-        "deployment": deployment,
-        "schema": schema,
-        "deletion_protection": i.deletion_protection,
-        "tags": if i.tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(i.tags) },
-    });
-    if let Some(rc) = &i.read_capacity {
-        out["read_capacity"] = serde_json::to_value(rc).unwrap_or_default();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn index() -> g::Index {
-        g::Index {
-            name: "docs".into(),
-            metric: "cosine".into(),
-            host: "h".into(),
-            dimension: Some(8),
-            vector_type: "dense".into(),
-            ready: true,
-            state: "Ready".into(),
-            cloud: Some("aws".into()),
-            region: Some("us-east-1".into()),
-            ..Default::default()
-        }
-    }
-
-    /// For a 2026-07 client, an index described by an older API gets the vectors API's reserved fields, and its
-    /// metadata schema's fields beside them (not instead of them: that would describe a document index).
-    #[test]
-    fn a_2026_07_answer_always_has_the_reserved_vector_fields() {
-        let mut i = index();
-        i.schema =
-            serde_json::from_value(serde_json::json!({"fields": {"genre": {"filterable": true}}}))
-                .ok();
-        let v = index_model_2026_07(i, Some("http://gw/indexes/docs".into()));
-        let fields = &v["schema"]["fields"];
-        assert_eq!(fields["_values"]["dimension"], 8, "{v}");
-        assert_eq!(fields["_values"]["metric"], "cosine");
-        assert!(fields["_sparse_values"].is_object());
-        assert_eq!(fields["genre"]["filterable"], true);
-        assert_eq!(v["deployment"]["deployment_type"], "managed");
-        assert_eq!(v["host"], "http://gw/indexes/docs");
-        assert!(v.get("dimension").is_none() && v.get("spec").is_none());
-    }
-
-    #[test]
-    fn an_older_client_gets_spec_dimension_and_metric() {
-        let v = index_model(index(), Some("http://gw/indexes/docs".into()));
-        assert_eq!(v["dimension"], 8);
-        assert_eq!(v["spec"]["serverless"]["cloud"], "aws");
-        assert_eq!(v["status"]["ready"], true);
-    }
 
     #[test]
     fn local_refusals_are_429_with_whole_seconds_of_retry_after() {

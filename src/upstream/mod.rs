@@ -844,6 +844,7 @@ fn translate(call: &UpstreamCall) -> (RestRequest, Decoder) {
             RestRequest::new(M::GET, &["indexes", index]),
             (|op, a| decode_control(op, a).map(|m| Reply::Index(Box::new(m)))) as Decoder,
         ),
+        Op::ListIndexes => (RestRequest::new(M::GET, &["indexes"]), control!(Indexes)),
         Op::CreateBackup(b) => (
             RestRequest::new(M::POST, &["indexes", index, "backups"]).json(b),
             control!(Backup),

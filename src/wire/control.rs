@@ -349,6 +349,13 @@ pub fn next_token(p: Option<PaginationResponse>) -> Option<String> {
     p.map(|p| p.next).filter(|n| !n.is_empty())
 }
 
+/// `GET /indexes`: every index of the project.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct IndexList {
+    #[serde(default, deserialize_with = "null_default")]
+    pub indexes: Vec<IndexModel>,
+}
+
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct BackupList {
     #[serde(default, deserialize_with = "null_default")]

@@ -81,6 +81,7 @@ pub fn request_of(operation: &str) -> (&'static str, &'static str) {
         "create_namespace" => ("POST", "/namespaces"),
         "delete_namespace" => ("DELETE", "/namespaces/ns1"),
         "describe_index" => ("GET", "/indexes/docs"),
+        "list_indexes" => ("GET", "/indexes"),
         "create_backup" => ("POST", "/indexes/docs/backups"),
         "describe_backup" => ("GET", "/backups/bkp_1"),
         "list_index_backups" => ("GET", "/indexes/docs/backups"),

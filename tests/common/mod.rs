@@ -62,6 +62,25 @@ impl Env {
         .await
     }
 
+    /// A gateway with its REST front door on, `upstream.default_index` set, and `config`.
+    pub async fn start_rest(config: &str) -> Env {
+        Self::start_with(EnvOptions {
+            rest: true,
+            default_index: Some(INDEX.into()),
+            config: Some(config.into()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The REST front door's address.
+    pub fn rest_addr(&self) -> std::net::SocketAddr {
+        self.gateway
+            .as_ref()
+            .and_then(|g| g.rest_addr)
+            .expect("the REST front door is on")
+    }
+
     pub async fn start_with(o: EnvOptions) -> Env {
         let emulator = Emulator::start(
             "127.0.0.1:0".parse().unwrap(),
@@ -257,6 +276,8 @@ pub struct GatewayProcess {
     child: Option<std::process::Child>,
     pub addr: String,
     pub admin: String,
+    /// The REST front door's address, or `off`.
+    pub rest: String,
     /// Lines read while waiting for the address.
     startup: Vec<String>,
     lines: std::sync::mpsc::Receiver<String>,
@@ -288,6 +309,7 @@ pub fn spawn_gateway(args: &[&str], envs: &[(&str, &str)]) -> GatewayProcess {
         child: Some(child),
         addr: String::new(),
         admin: String::new(),
+        rest: String::new(),
         startup: Vec::new(),
         lines,
     };
@@ -310,6 +332,7 @@ pub fn spawn_gateway(args: &[&str], envs: &[(&str, &str)]) -> GatewayProcess {
         {
             gw.addr = addr.to_string();
             gw.admin = admin.to_string();
+            gw.rest = v["rest"].as_str().unwrap_or("off").to_string();
             first.push(line);
             gw.startup = first;
             return gw;

@@ -41,3 +41,50 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A CA, a server certificate for `localhost` and a client certificate from it, written out as a gateway's
+/// `[server.tls]` needs them.
+pub struct Pki {
+    pub ca_pem: String,
+    pub server: (String, String),
+    pub client: (String, String),
+    pub dir: std::path::PathBuf,
+}
+
+pub fn server_pki() -> Pki {
+    let ca = TestCa::new();
+    Pki {
+        ca_pem: ca.pem.clone(),
+        server: ca.issue(&["localhost"]),
+        client: ca.issue(&["search-service"]),
+        dir: temp_dir("tls"),
+    }
+}
+
+impl Pki {
+    pub fn write(&self, name: &str, pem: &str) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    /// The gateway's `[server.tls]`, with the client CA when `mutual`.
+    pub fn config(&self, mutual: bool) -> String {
+        let cert = self.write("server.pem", &self.server.0);
+        let key = self.write("server.key", &self.server.1);
+        let mut c = format!("[server.tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n");
+        if mutual {
+            c.push_str(&format!(
+                "client_ca_file = \"{}\"\n",
+                self.write("ca.pem", &self.ca_pem)
+            ));
+        }
+        c
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
