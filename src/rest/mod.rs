@@ -11,7 +11,7 @@
 //!
 //! Which index: a path under `/indexes/NAME/` (give the client `http://HOST:PORT/indexes/NAME` as the index's host),
 //! else the `pinecone-index` header, else `upstream.default_index`. The control plane it serves (indexes, backups,
-//! restore jobs) is in [`control`], the listener (HTTP/1.1, h2c, TLS, graceful close) in [`listener`]. Knobs:
+//! restore jobs) is in `control`, the listener (HTTP/1.1, h2c, TLS, graceful close) in `listener`. Knobs:
 //! `server.rest_listen` (off when absent), `server.max_message_bytes` (the largest body, decompressed:
 //! `Content-Encoding: gzip` bodies are read), `server.tls` (shared with the gRPC listener).
 
