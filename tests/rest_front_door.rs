@@ -63,6 +63,38 @@ async fn the_official_rest_client_works_through_the_front_door() {
     assert!(refused >= 1.0, "no fetch was refused: {refused}");
 }
 
+/// The 8.x line's REST client (8.1.2, API 2025-10): the same operations, by host and by name, the control plane,
+/// and a quota refusal it retries on its own; then, against a lagging emulator, a read that waits for its write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_rest_client_8_works_through_the_front_door() {
+    let Some(py) = tool("PINECONE_GATEWAY_PYTHON") else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/rest_client_8.py");
+    let env = env(CLIENTS_CONFIG).await;
+    let host = rest(&env);
+    let out = {
+        let py = py.clone();
+        tokio::task::spawn_blocking(move || run_program(&py, &[script, &host, INDEX]))
+            .await
+            .unwrap()
+    };
+    assert!(out.contains("pinecone==8.1.2"), "{out}");
+    let admin = env.gateway.as_ref().unwrap().admin_addr.unwrap();
+    let refused = metric(
+        &scrape(admin).await,
+        r#"pinecone_gateway_calls_total{method="Fetch",code="ResourceExhausted",protocol="rest"}"#,
+    );
+    assert!(refused >= 1.0, "no guided fetch was refused: {refused}");
+    let lagging = lagging_env().await;
+    let host = rest(&lagging);
+    let out =
+        tokio::task::spawn_blocking(move || run_program(&py, &[script, &host, INDEX, "fresh"]))
+            .await
+            .unwrap();
+    assert!(out.contains("read your writes, 3 checks passed"), "{out}");
+}
+
 /// The 10.2.0 client's reads wait for its writes (`x-consistency` sent as one of its `additional_headers`), against
 /// an emulator that shows writes to reads only 300 ms later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +124,7 @@ async fn the_official_typescript_sdk_works_through_the_front_door() {
     let Some(dir) = tool("PINECONE_GATEWAY_NODE_DIR") else {
         return;
     };
-    let env = env("").await;
+    let env = env(CLIENTS_CONFIG).await;
     let host = rest(&env);
     let script = format!("{dir}/rest_client.js");
     let out = tokio::task::spawn_blocking(move || run_program("node", &[&script, &host, INDEX]))
@@ -385,7 +417,7 @@ async fn rest_and_grpc_fetches_coalesce_together() {
 }
 
 /// A body sent with `Content-Encoding: gzip` is read (compressed here by the system's gzip), and the body limit counts
-/// the decompressed bytes.
+/// the decompressed bytes; a body past it is 400 in Pinecone's shape naming the limit.
 #[tokio::test]
 async fn gzip_request_bodies_are_read_and_the_limit_counts_what_they_expand_to() {
     let env = env("[server]\nmax_message_bytes = 4096\n").await;
@@ -424,7 +456,26 @@ async fn gzip_request_bodies_are_read_and_the_limit_counts_what_they_expand_to()
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_client_error(), "{}", r.status());
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["code"], 3,
+        "INVALID_ARGUMENT in Pinecone's shape: {body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("server.max_message_bytes (4096 bytes"),
+        "{body}"
+    );
+    // The same body uncompressed: the same refusal.
+    let r = reqwest::Client::new()
+        .post(&url)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("max_message_bytes"));
     assert_eq!(
         env.emulator.count(INDEX, "upsert"),
         1,

@@ -70,6 +70,17 @@ pub async fn start(
         .nest("/indexes/{index}", routes.clone())
         .merge(routes)
         .fallback(not_found)
+        // axum refuses a body past the limit with a bare 413: Pinecone's error shape instead, naming the limit.
+        .layer(axum::middleware::map_response(move |r: Response| async move {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                error(tonic::Status::invalid_argument(format!(
+                    "the request body is larger than server.max_message_bytes ({max_body_bytes} bytes, counted \
+                     after decompression); send fewer records per request"
+                )))
+            } else {
+                r
+            }
+        }))
         // The limit counts the decompressed body: a small gzip body cannot expand past it.
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())

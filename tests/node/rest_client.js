@@ -1,5 +1,6 @@
 // Pinecone's official TypeScript/JavaScript SDK (@pinecone-database/pinecone 9.0.0, REST only), unchanged apart
-// from the index's host, against the gateway's REST front door.
+// from its hosts, against the gateway's REST front door: the data plane by the index's host and by its name, list
+// indexes, a backup and a restore, and a quota refusal.
 //
 // Usage: node rest_client.js REST_HOST INDEX
 // Exits non-zero on the first failed check.
@@ -47,6 +48,45 @@ async function main() {
     refused = e;
   }
   check(refused !== null && String(refused.message || refused).includes('$regex'), `no refusal naming $regex: ${refused}`);
+
+  // Given the gateway as its control plane (controllerHostUrl) and only the index's name, the SDK finds the index
+  // behind the gateway; list indexes, a backup and a restore go through the gateway too.
+  const gw = new Pinecone({ apiKey: 'not-used-by-the-gateway', controllerHostUrl: `http://${rest}` });
+  const byName = gw.index({ name: indexName, namespace: 'ts-client' });
+  const found = await byName.fetch({ ids: ['t-002'] });
+  check(Object.keys(found.records).join(',') === 't-002', `fetch by name returned ${Object.keys(found.records)}`);
+  const indexes = await gw.listIndexes();
+  const mine = (indexes.indexes || []).find((i) => i.name === indexName);
+  check(mine && mine.host === `http://${rest}/indexes/${indexName}`, `list indexes: ${JSON.stringify(indexes)}`);
+  const backup = await gw.createBackup({ indexName, name: 'ts-client', description: 'through the gateway' });
+  check(backup.sourceIndexName === indexName && backup.backupId, `backup: ${JSON.stringify(backup)}`);
+  const backups = await gw.listBackups({ indexName });
+  check(backups.data.some((b) => b.backupId === backup.backupId), 'backup listed');
+  check((await gw.describeBackup(backup.backupId)).name === 'ts-client', 'describe backup');
+  const restore = await gw.createIndexFromBackup({ backupId: backup.backupId, name: 'restored-by-ts' });
+  const job = await gw.describeRestoreJob(restore.restoreJobId);
+  check(job.backupId === backup.backupId && job.targetIndexName === 'restored-by-ts', `restore job: ${JSON.stringify(job)}`);
+  check((await gw.listRestoreJobs()).data.some((j) => j.restoreJobId === restore.restoreJobId), 'restore job listed');
+  await gw.deleteBackup(backup.backupId);
+  let gone = null;
+  try {
+    await gw.describeBackup(backup.backupId);
+  } catch (e) {
+    gone = e;
+  }
+  check(gone && gone.name === 'PineconeNotFoundError', `a deleted backup: ${gone}`);
+
+  // A quota refusal as the SDK sees it: it does not retry 429, so the second call within the second by the caller
+  // `guide` (1 call/s) reaches the code as its error for an unmapped status, with the gateway's message.
+  const guided = pc.index({ host: `http://${rest}/indexes/${indexName}`, namespace: 'ts-client', additionalHeaders: { 'x-caller': 'guide' } });
+  await guided.fetch({ ids: ['t-002'] });
+  let limited = null;
+  try {
+    await guided.fetch({ ids: ['t-002'] });
+  } catch (e) {
+    limited = e;
+  }
+  check(limited && limited.name === 'PineconeUnmappedHttpError' && String(limited.message).includes('429') && String(limited.message).includes('guide'), `the quota refusal: ${limited}`);
   console.log(`official TypeScript SDK @pinecone-database/pinecone: ${checks} checks passed`);
 }
 
