@@ -511,6 +511,8 @@ const GW_H2_TRACED: &str = "gateway over HTTP/2, traces on: every call sampled a
 const GW_H2_TRACED_1PC: &str = "gateway over HTTP/2, traces on: 1% of calls sampled";
 const GW_H2: &str =
     "gateway over HTTP/2 (h2c to the upstream), limits and coalescing off, logs at warn";
+const GW_REST: &str =
+    "gateway's REST front door (Pinecone's REST API in and out), limits and coalescing off, logs at warn";
 
 const LIMITS_NOT_BINDING: &str = "[limits.rates]\n\
     fetch = { index_requests_per_second = 1000000 }\n\
@@ -532,17 +534,27 @@ pub fn start_gateway(
     config: &Path,
     level: &str,
 ) -> anyhow::Result<(Proc, String)> {
-    start_gateway_under(None, exe, control_plane, config, level).map(|(p, addr, _)| (p, addr))
+    start_gateway_under(None, exe, control_plane, config, level).map(|s| (s.proc, s.addr))
 }
 
-/// [`start_gateway`], run by `wrapper` (heaptrack) when given; also the admin listener's address.
+/// A gateway started for an arm: its process and where it listens (`rest` is `off` unless the configuration turns
+/// the REST front door on).
+struct Started {
+    proc: Proc,
+    addr: String,
+    admin: String,
+    rest: String,
+}
+
+/// [`start_gateway`], run by `wrapper` (heaptrack) when given; also the admin listener's and the REST front door's
+/// addresses.
 fn start_gateway_under(
     wrapper: Option<(&Path, &[&str])>,
     exe: &Path,
     control_plane: &str,
     config: &Path,
     level: &str,
-) -> anyhow::Result<(Proc, String, String)> {
+) -> anyhow::Result<Started> {
     let config = config.display().to_string();
     let exe_arg = exe.display().to_string();
     let (program, mut args): (&Path, Vec<&str>) = match wrapper {
@@ -567,9 +579,14 @@ fn start_gateway_under(
     let (proc, lines) = spawn_pinned(0, program, &args, Some("listening"))?;
     let start: Value = serde_json::from_str(lines.last().context("start line")?)
         .context("the gateway's start line")?;
-    let addr = start["addr"].as_str().context("addr")?.to_string();
-    let admin = start["admin"].as_str().unwrap_or_default().to_string();
-    Ok((proc, addr, admin))
+    let field = |k: &str| start[k].as_str().unwrap_or_default().to_string();
+    anyhow::ensure!(!field("addr").is_empty(), "the start line has no addr");
+    Ok(Started {
+        proc,
+        addr: field("addr"),
+        admin: field("admin"),
+        rest: field("rest"),
+    })
 }
 
 /// Creates the 1,536-dimension index of the upsert workload; its host.
@@ -813,6 +830,36 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
         )?;
     }
 
+    // The REST front door: Pinecone's REST API in, the same stack, Pinecone's REST API out (HTTP/1.1 to the upstream,
+    // as nginx speaks it), reached over h2c as nginx is.
+    {
+        let file = plan.dir.join("gateway.toml");
+        std::fs::write(
+            &file,
+            format!("{NO_LIMITS}[server]\nrest_listen = \"127.0.0.1:0\"\n"),
+        )?;
+        let Started { proc, rest, .. } = start_gateway_under(
+            None,
+            gateway_exe,
+            &control_plane,
+            &file,
+            "warn,pinecone_gateway=info,pinecone_gateway::api::record=warn",
+        )?;
+        anyhow::ensure!(rest != "off" && !rest.is_empty(), "the REST front door did not start");
+        measure_arm(
+            Arm {
+                name: GW_REST.into(),
+                proc: Some(proc),
+                target: Box::new(move |w| Target::Rest {
+                    url: format!("http://{rest}/indexes/{}{}", w.index, w.rest_path),
+                    body: w.rest_body.clone(),
+                }),
+                after: None,
+            },
+            &mut results,
+        )?;
+    }
+
     // Traces: the HTTP/2 arm again, exporting to an OTLP receiver in this process (CPU 1) that counts what arrives.
     let (collector, received) = otlp_sink()?;
     for (name, ratio) in [(GW_H2_TRACED, "1"), (GW_H2_TRACED_1PC, "0.01")] {
@@ -824,7 +871,9 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
                  export_interval_ms = 100\n"
             ),
         )?;
-        let (proc, addr, admin) = start_gateway_under(
+        let Started {
+            proc, addr, admin, ..
+        } = start_gateway_under(
             None,
             gateway_exe,
             &control_plane,
@@ -882,6 +931,11 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
         "arms": results,
         "fetch_cpu_per_call_vs_floor": ratio(GW, "floor", FETCH, "load_cpu_us_per_call"),
         "fetch_cpu_per_call_vs_nginx": ratio(GW, "nginx", FETCH, "load_cpu_us_per_call"),
+        "rest_fetch_cpu_per_call_vs_nginx": ratio(GW_REST, "nginx", FETCH, "load_cpu_us_per_call"),
+        "rest_upsert_cpu_per_call_vs_nginx": ratio(GW_REST, "nginx", UPSERT, "load_cpu_us_per_call"),
+        "rest_fetch_cpu_per_call_vs_grpc_door": ratio(GW_REST, GW, FETCH, "load_cpu_us_per_call"),
+        "rest_fetch_serial_minus_nginx_us": minus(get(GW_REST, FETCH, "serial_mean_us"), get("nginx", FETCH, "serial_mean_us")),
+        "rest_upsert_serial_minus_nginx_us": minus(get(GW_REST, UPSERT, "serial_mean_us"), get("nginx", UPSERT, "serial_mean_us")),
         "fetch_cpu_per_call_vs_floor_both_http2": ratio(GW_H2, FLOOR_H2, FETCH, "load_cpu_us_per_call"),
         "fetch_cpu_per_call_http2_vs_nginx": ratio(GW_H2, "nginx", FETCH, "load_cpu_us_per_call"),
         "fetch_serial_minus_floor_both_http2_us": minus(get(GW_H2, FETCH, "serial_mean_us"), get(FLOOR_H2, FETCH, "serial_mean_us")),
@@ -1009,7 +1063,11 @@ pub fn upsert_large(
     let wrapper = heaptrack_exe
         .as_deref()
         .map(|h| (h, vec!["-o", profile_arg.as_str()]));
-    let (gateway, addr, _) = start_gateway_under(
+    let Started {
+        proc: gateway,
+        addr,
+        ..
+    } = start_gateway_under(
         wrapper.as_ref().map(|(h, a)| (*h, a.as_slice())),
         gateway_exe,
         &control_plane,
