@@ -1,5 +1,6 @@
 //! The admin HTTP listener (127.0.0.1 by default): `/metrics` in Prometheus text format, `/healthz` (the process
-//! is alive) and `/readyz` (ready to serve: not draining, and Pinecone reachable).
+//! is alive), `/readyz` (ready to serve: not draining, and Pinecone reachable) and `/spend` (read and write units per
+//! caller, index and operation, today and this month, as JSON: `api::spend`).
 
 use axum::Router;
 use axum::extract::State;
@@ -14,12 +15,14 @@ use tokio::sync::watch;
 struct AdminState {
     metrics: Option<PrometheusHandle>,
     ready: watch::Receiver<bool>,
+    spend: std::sync::Arc<crate::api::spend::Ledger>,
 }
 
 /// Binds and serves until `stop` turns true; returns the bound address.
 pub async fn start(
     listen: SocketAddr,
     ready: watch::Receiver<bool>,
+    spend: std::sync::Arc<crate::api::spend::Ledger>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen).await?;
@@ -27,11 +30,18 @@ pub async fn start(
     let state = AdminState {
         metrics: crate::telemetry::metrics::install(),
         ready,
+        spend,
     };
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route(
+            "/spend",
+            get(|State(s): State<AdminState>| async move {
+                axum::Json(s.spend.report(crate::api::spend::Period::now()))
+            }),
+        )
         .with_state(state);
     tokio::spawn(async move {
         let signal = async move {

@@ -146,6 +146,9 @@ struct EmulatorArgs {
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     fault_delay_ms: u64,
+    /// Answer every data-plane request with Pinecone's 429 for a plan's monthly `read` or `write` unit limit.
+    #[arg(long, value_parser = ["read", "write"])]
+    fault_monthly_cap: Option<String>,
     /// How long an index restored from a backup initializes (`host: null`, not ready), in milliseconds.
     #[arg(long, default_value_t = DEMO_RESTORE_INIT_MS)]
     restore_init_ms: u64,
@@ -395,6 +398,7 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
             throttle_retry_after_secs: args.fault_retry_after_secs,
             drop_percent: args.fault_drop_percent,
             delay_ms: args.fault_delay_ms,
+            monthly_cap: args.fault_monthly_cap,
         },
     };
     let emu = Emulator::start(args.listen, options).await?;

@@ -227,7 +227,9 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         None => None,
     };
     let admin_addr = match settings.server.admin_listen {
-        Some(listen) => Some(crate::admin::start(listen, ready_rx, admin_stop_rx).await?),
+        Some(listen) => {
+            Some(crate::admin::start(listen, ready_rx, gw.spend(), admin_stop_rx).await?)
+        }
         None => None,
     };
 

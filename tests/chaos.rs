@@ -92,6 +92,7 @@ async fn nothing_acknowledged_is_lost_or_resurrected_under_faults() {
             throttle_retry_after_secs: Some(1),
             drop_percent: 2.0,
             delay_ms: 0,
+            monthly_cap: None,
         },
         config: Some("[limits]\nexpected_upstream_ms = 300\n".into()),
         ..Default::default()

@@ -33,6 +33,10 @@ fn the_example_configuration_is_valid_and_secrets_are_masked() {
     assert!(out.contains("namespace_requests_per_second = 500"), "{out}");
     assert!(out.contains("# api_key = *** (masked"), "{out}");
     assert!(out.contains("[callers.backfill.classes.fetch]"), "{out}");
+    assert!(
+        out.contains("read_units_per_day = 200000"),
+        "the budgets: {out}"
+    );
     assert!(!out.contains("test-only-secret-key-42") && !err.contains("test-only-secret-key-42"));
     // The printout, as printed, is itself a valid configuration file (the secret a comment, given again by the
     // environment), and checking it prints the same configuration.

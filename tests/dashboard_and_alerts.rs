@@ -69,7 +69,7 @@ fn every_alert_has_a_unit_test_and_uses_metrics_the_gateway_exports() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 6);
+    assert_eq!(alerts.len(), 7);
     for a in &alerts {
         assert!(
             tests.contains(&format!("alertname: {a}")),
@@ -187,6 +187,21 @@ async fn degraded_and_failing() {
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
 }
 
+/// Pinecone's monthly write-unit cap met once.
+async fn capped() {
+    let env = Env::start_with(EnvOptions {
+        default_index: Some(INDEX.into()),
+        faults: pinecone_gateway::emulator::faults::Faults {
+            monthly_cap: Some("write".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let e = env.vectors().fetch(fetch("c", 5_000)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+}
+
 /// Redis mode with a real Redis, a caller configured, coalescing on, half the answers 5xx (retried): concurrent
 /// fetches that wait for turns and are coalesced.
 async fn busy_and_retrying() -> String {
@@ -269,10 +284,11 @@ async fn fresh_and_traced() {
 /// The metrics the rules and the dashboard name, once the events they watch have happened on running gateways (the
 /// recorder is the test process's, so the second scrape holds both): a call, an answer from Pinecone, a retry and one
 /// the budget did not allow, a wait for a limit's turn and a refusal, coalescing, redis mode degraded and healthy, a
-/// configured caller, a read that waited for its write, traces exported to nowhere. A rule or a panel on a metric the gateway never exports would never show anything.
+/// configured caller, a read that waited for its write, traces exported to nowhere, Pinecone's monthly cap met. A rule or a panel on a metric the gateway never exports would never show anything.
 #[tokio::test]
 async fn every_metric_the_rules_and_the_dashboard_use_appears_in_a_running_gateways_metrics() {
     degraded_and_failing().await;
+    capped().await;
     fresh_and_traced().await;
     let metrics = busy_and_retrying().await;
     let rules = std::fs::read_to_string(format!("{DIR}/alerts.yaml")).unwrap();

@@ -16,6 +16,7 @@ fn faulty() -> EnvOptions {
             throttle_retry_after_secs: None,
             drop_percent: 5.0,
             delay_ms: 0,
+            monthly_cap: None,
         },
         // With a 20% failure rate per attempt, 8 attempts make a call fail about once in 400,000; the budget is
         // opened up because a fifth of all calls need a retry here.

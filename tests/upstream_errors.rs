@@ -163,3 +163,64 @@ async fn the_gateway_deadline_bounds_a_silent_upstream() {
         .unwrap()
         .unwrap();
 }
+
+/// Pinecone's 429 for a plan's monthly write units is a cap, not a rate limit: the upsert is sent once (not
+/// retried), and fails RESOURCE_EXHAUSTED without retry advice, saying the monthly limit is reached; it is counted
+/// by kind. Over REST it is 429 without `Retry-After`.
+#[tokio::test]
+async fn a_monthly_unit_cap_is_not_retried_and_carries_no_retry_advice() {
+    let env = Env::start_rest("").await;
+    // Warm the host cache, then every data-plane request meets the cap.
+    env.vectors()
+        .describe_index_stats(req(p::DescribeIndexStatsRequest::default()))
+        .await
+        .unwrap();
+    env.emulator
+        .set_faults(pinecone_gateway::emulator::faults::Faults {
+            monthly_cap: Some("write".into()),
+            ..Default::default()
+        });
+    let e = env
+        .vectors()
+        .upsert(req(p::UpsertRequest {
+            vectors: vec![p::Vector {
+                id: "a".into(),
+                values: vec![1.0, 0.0, 0.0, 0.0],
+                ..Default::default()
+            }],
+            namespace: "".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    assert!(
+        e.message().contains("monthly write unit limit"),
+        "{}",
+        e.message()
+    );
+    assert!(e.metadata().get("grpc-retry-pushback-ms").is_none());
+    assert!(e.details().is_empty(), "no RetryInfo");
+    assert_eq!(
+        env.emulator.count(INDEX, "upsert"),
+        1,
+        "sent once, not retried"
+    );
+    let rest = env.rest_addr();
+    let r = reqwest::Client::new()
+        .get(format!("http://{rest}/vectors/fetch?ids=a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_none());
+    assert!(r.text().await.unwrap().contains("monthly write unit limit"));
+    let admin = env.gateway.as_ref().unwrap().admin_addr.unwrap();
+    let text = scrape(admin).await;
+    assert!(
+        metric(
+            &text,
+            r#"pinecone_gateway_upstream_quota_exhausted_total{kind="write"}"#
+        ) >= 2.0,
+        "{text}"
+    );
+}

@@ -511,8 +511,7 @@ const GW_H2_TRACED: &str = "gateway over HTTP/2, traces on: every call sampled a
 const GW_H2_TRACED_1PC: &str = "gateway over HTTP/2, traces on: 1% of calls sampled";
 const GW_H2: &str =
     "gateway over HTTP/2 (h2c to the upstream), limits and coalescing off, logs at warn";
-const GW_REST: &str =
-    "gateway's REST front door (Pinecone's REST API in and out), limits and coalescing off, logs at warn";
+const GW_REST: &str = "gateway's REST front door (Pinecone's REST API in and out), limits and coalescing off, logs at warn";
 
 const LIMITS_NOT_BINDING: &str = "[limits.rates]\n\
     fetch = { index_requests_per_second = 1000000 }\n\
@@ -845,7 +844,10 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
             &file,
             "warn,pinecone_gateway=info,pinecone_gateway::api::record=warn",
         )?;
-        anyhow::ensure!(rest != "off" && !rest.is_empty(), "the REST front door did not start");
+        anyhow::ensure!(
+            rest != "off" && !rest.is_empty(),
+            "the REST front door did not start"
+        );
         measure_arm(
             Arm {
                 name: GW_REST.into(),

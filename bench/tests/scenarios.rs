@@ -57,8 +57,8 @@ fn proxies_measures_every_arm_and_workload() {
     }
     let r = run("proxies");
     let arms = r["arms"].as_array().unwrap();
-    // 12 arms × 2 workloads.
-    assert_eq!(arms.len(), 24, "{r}");
+    // 13 arms × 2 workloads.
+    assert_eq!(arms.len(), 26, "{r}");
     // The traced arms exported spans to the receiver, and say how many.
     let traced: Vec<&serde_json::Value> = arms
         .iter()

@@ -46,6 +46,8 @@ pub struct CallerPolicy {
     pub weight: u32,
     pub quota: Option<Quota>,
     pub class_quotas: BTreeMap<OpClass, Quota>,
+    /// Budgets of read and write units per UTC day and calendar month (`api::spend`).
+    pub budget: super::spend::Budget,
 }
 
 /// Every configured caller, by name.
@@ -200,6 +202,14 @@ impl Callers {
 
 impl Identified {
     /// Takes one call of `class` from the caller's quotas (its class's, then its own), or refuses it at once.
+    /// The caller's budgets of units, when it is configured with any.
+    pub fn budget(&self) -> Option<&super::spend::Budget> {
+        self.policy
+            .as_ref()
+            .map(|p| &p.settings.budget)
+            .filter(|b| !b.is_none())
+    }
+
     pub async fn take_quota(&self, class: OpClass) -> Result<(), GatewayError> {
         let Some(policy) = &self.policy else {
             return Ok(());
@@ -356,6 +366,7 @@ mod tests {
                     burst: 2,
                 }),
                 class_quotas: BTreeMap::new(),
+                budget: Default::default(),
             },
         );
         s.insert(
@@ -373,6 +384,7 @@ mod tests {
                     },
                 )]
                 .into(),
+                budget: Default::default(),
             },
         );
         Callers::new(&s)

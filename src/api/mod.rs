@@ -16,6 +16,7 @@ mod list;
 pub mod record;
 pub mod route;
 pub mod size;
+pub mod spend;
 pub mod status;
 pub mod validate;
 pub mod vector;
@@ -106,6 +107,8 @@ pub struct Gateway {
     writes: Arc<consistency::Writes>,
     /// Each backup's source index, once a limited token's call needed it (a backup's source never changes).
     backup_sources: Arc<std::sync::Mutex<lru::LruCache<String, String>>>,
+    /// Read and write units per caller, index and operation (`/spend`).
+    spend: Arc<spend::Ledger>,
 }
 
 /// Backups whose source index is remembered at most.
@@ -147,7 +150,13 @@ impl Gateway {
             tracer: None,
             writes: Arc::new(consistency::Writes::new(Default::default(), None)),
             backup_sources: Arc::new(std::sync::Mutex::new(lru::LruCache::new(BACKUP_SOURCES))),
+            spend: Arc::default(),
         }
+    }
+
+    /// What callers spent, for the admin listener's `/spend`.
+    pub fn spend(&self) -> Arc<spend::Ledger> {
+        self.spend.clone()
     }
 
     /// Reads that wait for LSNs (`[consistency]`); callers' write LSNs shared through `redis` in redis mode.
@@ -273,6 +282,19 @@ impl Gateway {
             let (target, op) = build(message)?;
             who.take_quota(crate::stack::limit::rates::OpClass::of(&op))
                 .await?;
+            if let Some(budget) = who.budget() {
+                let now = std::time::SystemTime::now();
+                let spent = self
+                    .spend
+                    .spent_by(who.caller.label, spend::Period::at(now));
+                budget.check(
+                    who.caller.label,
+                    spent,
+                    op.is_namespace_read(),
+                    spend::write_units(&op),
+                    now,
+                )?;
+            }
             let by_answer = matches!(target, Target::ByAnswer);
             let limited = token.is_some_and(|t| t.indexes.is_some());
             record.index = match target {
@@ -309,6 +331,7 @@ impl Gateway {
             let written_ns = op
                 .is_record_write()
                 .then(|| op.namespace().unwrap_or_default().to_string());
+            let write_units = spend::write_units(&op);
             let call = UpstreamCall {
                 index: record.index.clone(),
                 op,
@@ -323,6 +346,17 @@ impl Gateway {
                 let caller = record.caller_name();
                 self.writes.remember(caller, &record.index, &ns, lsn).await;
             }
+            record.units = spend::Units {
+                read: spend::read_units(&reply).unwrap_or(0),
+                write: write_units.unwrap_or(0),
+            };
+            self.spend.charge(
+                record.ctx.caller.label,
+                &record.index,
+                method,
+                record.units,
+                spend::Period::now(),
+            );
             if by_answer && let Some(index) = index_of(&reply) {
                 if limited {
                     auth::Auth::authorize(token, index)?;

@@ -20,6 +20,8 @@ pub(crate) struct CallRecord {
     /// Which front door the call came through: `grpc`, or `rest` (the REST front door marks its calls with
     /// [`RestCall`]).
     pub protocol: &'static str,
+    /// The read and write units the call spent (write units estimated: `spend`), once it succeeded.
+    pub units: super::spend::Units,
     done: bool,
 }
 
@@ -38,6 +40,7 @@ impl CallRecord {
             ctx: std::sync::Arc::new(ctx),
             deadline: None,
             protocol: "grpc",
+            units: Default::default(),
             done: false,
         }
     }
@@ -72,6 +75,14 @@ impl CallRecord {
         )
         .increment(1);
         let caller = &self.ctx.caller;
+        if self.units.read > 0 {
+            metrics::counter!(m::READ_UNITS, "caller" => caller.label, "index" => self.index.clone(), "operation" => method)
+                .increment(self.units.read);
+        }
+        if self.units.write > 0 {
+            metrics::counter!(m::WRITE_UNITS, "caller" => caller.label, "index" => self.index.clone(), "operation" => method)
+                .increment(self.units.write);
+        }
         m::counter(
             m::CALLER_CALLS,
             &[
@@ -90,6 +101,8 @@ impl CallRecord {
             message = (!message.is_empty()).then_some(message),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             attempts,
+            read_units = (self.units.read > 0).then_some(self.units.read),
+            write_units = (self.units.write > 0).then_some(self.units.write),
             request_id = self.ctx.request_id.as_str(),
             pinecone_request_id = self.ctx.pinecone_request_ids.joined(),
             "call"
@@ -126,6 +139,15 @@ impl CallRecord {
         }
         if let Some(ids) = self.ctx.pinecone_request_ids.joined() {
             attributes.push(KeyValue::new("pinecone.request_id", ids));
+        }
+        if self.units.read > 0 {
+            attributes.push(KeyValue::new("pinecone.read_units", self.units.read as i64));
+        }
+        if self.units.write > 0 {
+            attributes.push(KeyValue::new(
+                "pinecone.write_units",
+                self.units.write as i64,
+            ));
         }
         // OpenTelemetry's gRPC conventions: on a server span these codes are errors, the others the caller's doing.
         use tonic::Code::*;

@@ -109,6 +109,8 @@ pub fn to_status(err: GatewayError) -> Status {
             }
             UpstreamError::NotInVersion { .. } => Status::invalid_argument(e.to_string()),
             UpstreamError::Timeout => Status::deadline_exceeded(e.to_string()),
+            // A cap until the month ends: no retry advice a client could act on.
+            UpstreamError::MonthlyCap { .. } => Status::resource_exhausted(e.to_string()),
             UpstreamError::Malformed { .. } => Status::internal(e.to_string()),
             UpstreamError::WrongDimension { .. } => Status::invalid_argument(e.to_string()),
         },

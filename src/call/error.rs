@@ -61,6 +61,13 @@ pub enum UpstreamError {
         index: String,
         dimension: u32,
     },
+    /// Pinecone's 429 for a plan's monthly read or write units (Starter and Builder plans): a cap until the calendar
+    /// month ends or the plan changes, not a rate limit, so it is not retried and carries no retry advice.
+    #[error(
+        "Pinecone's monthly {kind} unit limit for this project's plan is reached; calls that use {kind} units \
+         fail until the next calendar month (UTC) or a plan upgrade (Pinecone said: {message})"
+    )]
+    MonthlyCap { kind: &'static str, message: String },
     /// Pinecone answered 2xx with a body that is not the documented shape.
     #[error("malformed answer from Pinecone for {operation}: {detail}")]
     Malformed {

@@ -24,6 +24,14 @@ pub struct CallerSection {
     pub requests_per_second: Option<u32>,
     /// Calls the quota lets through at once. Default: `requests_per_second`.
     pub burst: Option<u32>,
+    /// Read units the caller may spend per UTC day (Pinecone's figures from its answers); absent: no budget.
+    pub read_units_per_day: Option<u64>,
+    /// Read units per calendar month (UTC).
+    pub read_units_per_month: Option<u64>,
+    /// Write units per UTC day (estimated from the requests by Pinecone's rule).
+    pub write_units_per_day: Option<u64>,
+    /// Write units per calendar month (UTC).
+    pub write_units_per_month: Option<u64>,
     /// Quotas per operation class (`fetch`, `query`, `upsert`, … as in `[limits.rates]`), on top of the one above.
     #[serde(default)]
     pub classes: BTreeMap<String, QuotaSection>,
@@ -146,6 +154,12 @@ pub(super) fn settings(
                 weight,
                 quota: all,
                 class_quotas: classes,
+                budget: crate::api::spend::Budget {
+                    read_units_per_day: c.read_units_per_day,
+                    read_units_per_month: c.read_units_per_month,
+                    write_units_per_day: c.write_units_per_day,
+                    write_units_per_month: c.write_units_per_month,
+                },
             },
         );
     }

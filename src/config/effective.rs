@@ -220,6 +220,20 @@ pub fn render(s: &Settings) -> String {
         if !classes.is_empty() {
             t.insert("classes".into(), classes.into());
         }
+        let b = &c.budget;
+        for (key, budget) in [
+            ("read_units_per_day", b.read_units_per_day),
+            ("read_units_per_month", b.read_units_per_month),
+            ("write_units_per_day", b.write_units_per_day),
+            ("write_units_per_month", b.write_units_per_month),
+        ] {
+            if let Some(n) = budget {
+                t.insert(
+                    key.into(),
+                    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+                );
+            }
+        }
         callers.insert(name.clone(), t.into());
     }
     root.insert("callers".into(), callers.into());

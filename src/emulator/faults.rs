@@ -5,7 +5,9 @@
 //!   `x-emulator-fault-retry-after` (seconds) is set;
 //! - `x-emulator-fault-drop-percent`: share whose connection breaks *after* the request was applied (the case in
 //!   which a retry would apply it twice);
-//! - `x-emulator-fault-delay-ms`: latency added before the request is handled.
+//! - `x-emulator-fault-delay-ms`: latency added before the request is handled;
+//! - `x-emulator-fault-monthly-cap: read|write`: every data-plane request answered Pinecone's 429 for a plan's
+//!   monthly read- or write-unit limit (a cap, not a rate limit: no `Retry-After`).
 
 use axum::http::HeaderMap;
 
@@ -16,6 +18,8 @@ pub struct Faults {
     pub throttle_retry_after_secs: Option<u64>,
     pub drop_percent: f64,
     pub delay_ms: u64,
+    /// `read` or `write`: the monthly unit cap every data-plane request meets.
+    pub monthly_cap: Option<String>,
 }
 
 /// What to do with one request.
@@ -25,6 +29,8 @@ pub enum Fault {
     Error,
     Throttle(Option<u64>),
     Drop,
+    /// Pinecone's 429 for the monthly read or write units.
+    MonthlyCap(String),
 }
 
 impl Faults {
@@ -46,6 +52,11 @@ impl Faults {
             delay_ms: get("x-emulator-fault-delay-ms")
                 .map(|v| v as u64)
                 .unwrap_or(self.delay_ms),
+            monthly_cap: h
+                .get("x-emulator-fault-monthly-cap")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string())
+                .or_else(|| self.monthly_cap.clone()),
         }
     }
 
@@ -55,6 +66,9 @@ impl Faults {
 
     /// Rolls the dice for one request.
     pub fn pick(&self) -> Fault {
+        if let Some(kind) = &self.monthly_cap {
+            return Fault::MonthlyCap(kind.clone());
+        }
         let roll = rand::random::<f64>() * 100.0;
         if roll < self.error_percent {
             Fault::Error

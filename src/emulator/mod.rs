@@ -650,6 +650,15 @@ async fn count_requests(
         faults::Fault::Throttle(ra) => {
             fault_answer(data_plane, 429, "injected fault: too many requests", ra)
         }
+        // The caps apply to the data plane (reads and writes); the control plane is not metered in units.
+        faults::Fault::MonthlyCap(_) if !data_plane => next.run(req).await,
+        faults::Fault::MonthlyCap(kind) => {
+            let message = format!(
+                "Request failed. You've reached your {kind} unit limit for the current month (2000000). To \
+                 continue, upgrade your plan."
+            );
+            fault_answer(true, 429, &message, None)
+        }
         faults::Fault::Drop => {
             // Applied, then the connection breaks before the answer arrives.
             let (parts, _) = next.run(req).await.into_parts();

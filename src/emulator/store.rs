@@ -329,10 +329,12 @@ impl IndexData {
                 }
             }
         }
+        // Pinecone's rule (understanding-cost page): 1 read unit per 10 records fetched, at least 1.
+        let read_units = (vectors.len() as u32).div_ceil(10).max(1);
         Ok(m::FetchOut {
             vectors,
             namespace: namespace.to_string(),
-            usage: usage(1),
+            usage: usage(read_units),
             pagination: None,
         })
     }

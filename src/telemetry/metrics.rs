@@ -49,6 +49,12 @@ pub const CONSISTENCY_REPEATS: &str = "pinecone_gateway_consistency_repeated_rea
 pub const CONSISTENCY_WAIT_SECONDS: &str = "pinecone_gateway_consistency_wait_seconds";
 pub const TRACE_SPANS_EXPORTED: &str = "pinecone_gateway_trace_spans_exported_total";
 pub const TRACE_SPANS_DROPPED: &str = "pinecone_gateway_trace_spans_dropped_total";
+/// Read units Pinecone reported, by caller, index and operation.
+pub const READ_UNITS: &str = "pinecone_gateway_read_units_total";
+/// Write units estimated from requests by Pinecone's rule, by caller, index and operation.
+pub const WRITE_UNITS: &str = "pinecone_gateway_write_units_total";
+/// Pinecone's monthly read- or write-unit caps met (`kind`: read, write).
+pub const UPSTREAM_QUOTA_EXHAUSTED: &str = "pinecone_gateway_upstream_quota_exhausted_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

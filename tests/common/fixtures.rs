@@ -45,6 +45,9 @@ pub struct Expect {
     pub message: Vec<String>,
     #[serde(default)]
     pub pushback_ms: Option<u64>,
+    /// The status must carry no retry advice (neither `grpc-retry-pushback-ms` nor a RetryInfo detail).
+    #[serde(default)]
+    pub no_retry_advice: bool,
 }
 
 pub fn dir() -> PathBuf {
@@ -133,6 +136,13 @@ pub fn check(case: &Case, answer: Result<Value, tonic::Status>) {
                     status.message().contains(part.as_str()),
                     "{name}: {:?} lacks {part:?}",
                     status.message()
+                );
+            }
+            if case.expect.no_retry_advice {
+                assert!(
+                    status.metadata().get("grpc-retry-pushback-ms").is_none()
+                        && status.details().is_empty(),
+                    "{name}: retry advice on {status:?}"
                 );
             }
             if let Some(ms) = case.expect.pushback_ms {
