@@ -482,3 +482,28 @@ async fn gzip_request_bodies_are_read_and_the_limit_counts_what_they_expand_to()
         "nothing more was sent"
     );
 }
+
+/// A body field Pinecone's API does not define is refused, 400 naming its path, nothing sent (the JSON mapping
+/// alone would drop it without a word).
+#[tokio::test]
+async fn an_unknown_body_field_is_refused_by_its_path() {
+    let env = env("").await;
+    let base = format!("http://{}", rest(&env));
+    let r = reqwest::Client::new()
+        .post(format!("{base}/vectors/upsert"))
+        .json(&serde_json::json!({"vectors": [{"id": "a", "values": [1.0, 0.0, 0.0, 0.0], "metdata": {"k": "v"}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], 3, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("`vectors[0].metdata`"),
+        "{body}"
+    );
+    assert_eq!(env.emulator.count(INDEX, "upsert"), 0);
+}

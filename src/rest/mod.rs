@@ -106,9 +106,42 @@ fn request<T>(index: IndexPath, headers: HeaderMap, message: T) -> tonic::Reques
 }
 
 /// A JSON body as the request message; a body that is not one is 400 naming what is wrong, and nothing is called.
+///
+/// A field the message does not have is refused too, naming its path: the protobuf JSON mapping
+/// ignores unknown fields (it must, to read Pinecone's answers, which gain fields within an API version), which would
+/// drop a caller's misspelled field without a word; Pinecone refuses them (`vectors[1].metdata`). One pass:
+/// `serde_ignored` reports what the decoder skipped. The free-form values (metadata, filters) have no unknown fields.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let text = if bytes.is_empty() { &b"{}"[..] } else { bytes };
-    serde_json::from_slice(text).map_err(|e| format!("the request body is not valid: {e}"))
+    let mut unknown = None;
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let message: T = serde_ignored::deserialize(&mut de, |path| {
+        unknown.get_or_insert_with(|| field_path(&path));
+    })
+    .and_then(|m| de.end().map(|()| m))
+    .map_err(|e| format!("the request body is not valid: {e}"))?;
+    match unknown {
+        Some(path) => Err(format!(
+            "the request body has a field Pinecone's API does not define: `{path}`; nothing was sent"
+        )),
+        None => Ok(message),
+    }
+}
+
+/// A field's path as a caller wrote it (`vectors[1].metdata`), without serde's wrappers (`Some`, newtypes).
+fn field_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        P::Map { parent, key } => match field_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            field_path(parent)
+        }
+    }
 }
 
 /// The 400 of a request that could not be read.
@@ -407,6 +440,29 @@ namespace_call!(delete_namespace, DeleteNamespaceRequest);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pb::pinecone as p;
+
+    #[test]
+    fn unknown_body_fields_are_refused_by_their_path() {
+        let ok: p::UpsertRequest = body(
+            br#"{"namespace": "ns", "vectors": [{"id": "a", "values": [1.0], "metadata": {"any": {"thing": 1}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.vectors[0].id, "a");
+        let snake: p::QueryRequest =
+            body(br#"{"top_k": 1, "include_metadata": true, "filter": {"$x": 1}}"#).unwrap();
+        assert_eq!(snake.top_k, 1);
+        let typo =
+            body::<p::UpsertRequest>(br#"{"vectors": [{"id": "a"}, {"id": "b", "metdata": {}}]}"#);
+        let e = typo.unwrap_err();
+        assert!(e.contains("`vectors[1].metdata`"), "{e}");
+        let e = body::<p::QueryRequest>(br#"{"topk": 3}"#).unwrap_err();
+        assert!(e.contains("`topk`"), "{e}");
+        assert!(
+            body::<p::QueryRequest>(br#"{"topK": 3} x"#).is_err(),
+            "trailing bytes"
+        );
+    }
 
     #[test]
     fn local_refusals_are_429_with_whole_seconds_of_retry_after() {
