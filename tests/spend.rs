@@ -216,3 +216,29 @@ async fn a_spent_budget_refuses_the_call_and_sends_nothing() {
     );
     assert_eq!(env.emulator.count(INDEX, "upsert"), 1);
 }
+
+/// Through the REST door: a fetch's read units are charged to its caller (`x-caller` header), and a spent budget is
+/// 429 with `Retry-After` and the budget named, nothing sent.
+#[tokio::test]
+async fn rest_calls_are_charged_and_held_to_budgets() {
+    let env = Env::start_rest("[callers.a]\nread_units_per_day = 1\n").await;
+    let url = format!(
+        "http://{}/vectors/fetch?ids=x&namespace=ns",
+        env.rest_addr()
+    );
+    let http = reqwest::Client::new();
+    let first = http.get(&url).header("x-caller", "a").send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let refused = http.get(&url).header("x-caller", "a").send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("callers.a.read_units_per_day")
+    );
+    assert_eq!(env.emulator.count(INDEX, "fetch"), 1, "nothing sent");
+    assert_eq!(row(&spend(&env).await, "a", "Fetch"), (1, 0, 1));
+}
