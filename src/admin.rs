@@ -15,14 +15,14 @@ use tokio::sync::watch;
 struct AdminState {
     metrics: Option<PrometheusHandle>,
     ready: watch::Receiver<bool>,
-    spend: std::sync::Arc<crate::api::spend::Ledger>,
+    gateway: crate::api::Gateway,
 }
 
 /// Binds and serves until `stop` turns true; returns the bound address.
 pub async fn start(
     listen: SocketAddr,
     ready: watch::Receiver<bool>,
-    spend: std::sync::Arc<crate::api::spend::Ledger>,
+    gateway: crate::api::Gateway,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen).await?;
@@ -30,19 +30,20 @@ pub async fn start(
     let state = AdminState {
         metrics: crate::telemetry::metrics::install(),
         ready,
-        spend,
+        gateway,
     };
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route(
-            "/spend",
-            get(|State(s): State<AdminState>| async move {
-                axum::Json(s.spend.report(crate::api::spend::Period::now()))
-            }),
-        )
-        .with_state(state);
+    let app =
+        Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route(
+                "/spend",
+                get(|State(s): State<AdminState>| async move {
+                    axum::Json(s.gateway.spend_report().await)
+                }),
+            )
+            .with_state(state);
     tokio::spawn(async move {
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;

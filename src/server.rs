@@ -109,6 +109,8 @@ impl RunningGateway {
         let _ = self.stop.send(());
         // Streams that never end by themselves (a health Watch) hold the server only until the grace ends.
         let closed = tokio::time::timeout_at(grace_ends, self.task).await;
+        // What this replica charged since its last sync reaches Redis (redis mode) before it exits.
+        self.gateway.sync_spend().await;
         let _ = self.admin_stop.send(true);
         if let Some(e) = self.exporting {
             e.flush(SPAN_FLUSH).await;
@@ -226,9 +228,20 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         ),
         None => None,
     };
+    // Redis mode: spend shared every `spend_sync_ms`; local mode: only the budgets' shares (set at each call too)
+    // are refreshed, for the day's and the month's turn.
+    let spend_sync = settings
+        .limits
+        .redis
+        .as_ref()
+        .map_or(Duration::from_secs(10), |r| r.spend_sync);
+    tokio::spawn(
+        gw.clone()
+            .keep_spend_synced(spend_sync, admin_stop_rx.clone()),
+    );
     let admin_addr = match settings.server.admin_listen {
         Some(listen) => {
-            Some(crate::admin::start(listen, ready_rx, gw.spend(), admin_stop_rx).await?)
+            Some(crate::admin::start(listen, ready_rx, gw.clone(), admin_stop_rx).await?)
         }
         None => None,
     };

@@ -7,84 +7,13 @@
 //! Needs `redis-server` (the README's test command installs it): PINECONE_GATEWAY_TEST_REDIS_URL names a running one
 //! for the sharing test; the test that kills Redis starts its own.
 mod common;
+use common::redis::RedisServer;
 use common::*;
 use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
 use pinecone_gateway::pb::pinecone as p;
 use pinecone_gateway::pb::pinecone::vector_service_client::VectorServiceClient;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A redis-server of the test's own on 127.0.0.1, killed on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl RedisServer {
-    fn start_on(port: u16) -> RedisServer {
-        Self::start_with(port, &[])
-    }
-
-    fn start_with(port: u16, extra: &[&str]) -> RedisServer {
-        let dir = std::env::temp_dir().join(format!("pgw-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut child = Command::new(
-            std::env::var("PINECONE_GATEWAY_REDIS_SERVER")
-                .unwrap_or_else(|_| "redis-server".into()),
-        )
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no", "--dir"])
-        .arg(&dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is needed: run ./scripts/test, which installs it");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            let line = lines
-                .next()
-                .expect("redis-server exited before it was ready")
-                .unwrap();
-            if line.contains("Ready to accept connections") {
-                break;
-            }
-        }
-        // Keep reading so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        RedisServer { child, port, dir }
-    }
-
-    fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn kill(mut self) -> u16 {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.port
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn config_file(name: &str, text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("pgw-{name}-{}.toml", std::process::id()));
@@ -364,6 +293,7 @@ async fn the_guard_counts_a_request_from_send_until_its_answer_and_one_window_mo
         timeout: Duration::from_secs(1),
         reconnect_interval: Duration::from_secs(1),
         key_prefix: "guard-test".into(),
+        spend_sync: Duration::from_secs(1),
     })
     .unwrap();
     let key = [("guard-test:{i}:fetch:requests:index:sent".to_string(), 2, 1)];

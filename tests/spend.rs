@@ -30,13 +30,7 @@ fn small_upsert(caller: &str) -> tonic::Request<p::UpsertRequest> {
 }
 
 async fn spend(env: &Env) -> Value {
-    let admin = env.gateway.as_ref().unwrap().admin_addr.unwrap();
-    reqwest::get(format!("http://{admin}/spend"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    spend_report(env.gateway.as_ref().unwrap().admin_addr.unwrap()).await
 }
 
 /// The units of `caller` on `operation` in a `/spend` report: (read today, write today, read this month).

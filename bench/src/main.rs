@@ -285,6 +285,7 @@ async fn shared(a: &Args) -> anyhow::Result<Value> {
         timeout: Duration::from_secs(1),
         reconnect_interval: Duration::from_secs(1),
         key_prefix: "bench-cost".into(),
+        spend_sync: Duration::from_secs(1),
     })
     .map_err(anyhow::Error::msg)?;
     let buckets = [

@@ -127,6 +127,26 @@ impl Callers {
         self
     }
 
+    /// Every caller label there can be (each configured caller's, and `other`), with its budgets if any.
+    pub fn labels(&self) -> Vec<(&'static str, Option<super::spend::Budget>)> {
+        let policies = self.policies.get();
+        let mut out: Vec<_> = policies
+            .values()
+            .map(|p| (p.label, Some(p.settings.budget).filter(|b| !b.is_none())))
+            .collect();
+        out.sort_by_key(|(l, _)| *l);
+        out.push((crate::call::OTHER_CALLER, None));
+        out
+    }
+
+    /// The callers with budgets, and their budgets.
+    pub fn budgets(&self) -> Vec<(&'static str, super::spend::Budget)> {
+        self.labels()
+            .into_iter()
+            .filter_map(|(l, b)| b.map(|b| (l, b)))
+            .collect()
+    }
+
     /// Whether the configuration names any caller (priorities then shape queues and load shedding).
     pub fn configured(&self) -> bool {
         !self.policies.get().is_empty()

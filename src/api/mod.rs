@@ -154,9 +154,33 @@ impl Gateway {
         }
     }
 
-    /// What callers spent, for the admin listener's `/spend`.
-    pub fn spend(&self) -> Arc<spend::Ledger> {
-        self.spend.clone()
+    /// The `/spend` report: units per caller, index and operation today and this month, and each budget's state.
+    pub async fn spend_report(&self) -> serde_json::Value {
+        self.spend
+            .report(spend::Period::now(), &self.callers.labels())
+            .await
+    }
+
+    /// Adds this replica's spend to the shared spend (redis mode) and reads back what budgeted callers spent;
+    /// sets each budget's share spent.
+    pub async fn sync_spend(&self) {
+        self.spend.sync(&self.callers.budgets()).await;
+    }
+
+    /// Keeps spend synced every `every` until `stop` turns true (a drain syncs last itself, and waits for it).
+    pub async fn keep_spend_synced(
+        self,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = tick.tick() => self.sync_spend().await,
+                changed = stop.changed() => if changed.is_err() { break },
+            }
+        }
     }
 
     /// Reads that wait for LSNs (`[consistency]`); callers' write LSNs shared through `redis` in redis mode.
@@ -165,6 +189,7 @@ impl Gateway {
         settings: consistency::ConsistencySettings,
         redis: Option<Arc<crate::stack::limit::shared::RedisLimits>>,
     ) -> Self {
+        self.spend = Arc::new(spend::Ledger::new(redis.clone()));
         self.writes = Arc::new(consistency::Writes::new(settings, redis));
         self
     }
@@ -286,7 +311,8 @@ impl Gateway {
                 let now = std::time::SystemTime::now();
                 let spent = self
                     .spend
-                    .spent_by(who.caller.label, spend::Period::at(now));
+                    .spent_by(who.caller.label, spend::Period::at(now))
+                    .await;
                 budget.check(
                     who.caller.label,
                     spent,
@@ -350,13 +376,20 @@ impl Gateway {
                 read: spend::read_units(&reply).unwrap_or(0),
                 write: write_units.unwrap_or(0),
             };
+            let now = spend::Period::now();
             self.spend.charge(
                 record.ctx.caller.label,
                 &record.index,
                 method,
                 record.units,
-                spend::Period::now(),
+                now,
             );
+            if let Some(budget) = who.budget() {
+                budget.publish(
+                    who.caller.label,
+                    self.spend.spent_by(who.caller.label, now).await,
+                );
+            }
             if by_answer && let Some(index) = index_of(&reply) {
                 if limited {
                     auth::Auth::authorize(token, index)?;

@@ -109,6 +109,7 @@ pub fn render(s: &Settings) -> String {
         t.insert("url".into(), MASKED.into());
         t.insert("timeout_ms".into(), ms(r.timeout));
         t.insert("reconnect_interval_ms".into(), ms(r.reconnect_interval));
+        t.insert("spend_sync_ms".into(), ms(r.spend_sync));
         t.insert("key_prefix".into(), r.key_prefix.clone().into());
         t.insert("cluster".into(), r.cluster.into());
         limits.insert("redis".into(), t.into());

@@ -65,6 +65,9 @@ pub struct RedisSection {
     pub reconnect_interval_ms: Option<u64>,
     /// Prefixes every key. Default "pgw".
     pub key_prefix: Option<String>,
+    /// How often each replica adds the read and write units it charged to the shared spend in Redis and reads what
+    /// every replica spent (callers' budgets are checked against that). Default 1000.
+    pub spend_sync_ms: Option<u64>,
     /// A Redis Cluster (as managed Redis offerings run): `url` lists seed nodes, separated by commas, and the
     /// gateway follows the cluster's slots. Default false.
     pub cluster: Option<bool>,
@@ -178,6 +181,7 @@ fn redis_settings(
             1000,
         )?,
         key_prefix: r.key_prefix.clone().unwrap_or_else(|| "pgw".into()),
+        spend_sync: ms("limits.redis.spend_sync_ms", r.spend_sync_ms, 1000)?,
     }))
 }
 

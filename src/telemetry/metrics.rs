@@ -53,6 +53,8 @@ pub const TRACE_SPANS_DROPPED: &str = "pinecone_gateway_trace_spans_dropped_tota
 pub const READ_UNITS: &str = "pinecone_gateway_read_units_total";
 /// Write units estimated from requests by Pinecone's rule, by caller, index and operation.
 pub const WRITE_UNITS: &str = "pinecone_gateway_write_units_total";
+/// The share of each caller's budget spent (`budget`: read_units_per_day and the like), 1 when spent.
+pub const BUDGET_SPENT_RATIO: &str = "pinecone_gateway_budget_spent_ratio";
 /// Pinecone's monthly read- or write-unit caps met (`kind`: read, write).
 pub const UPSTREAM_QUOTA_EXHAUSTED: &str = "pinecone_gateway_upstream_quota_exhausted_total";
 

@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod pki;
+pub mod redis;
 
 use pinecone_gateway::config::{FileConfig, Overrides};
 use pinecone_gateway::emulator::{Emulator, EmulatorOptions};
@@ -429,7 +430,17 @@ pub fn metric(text: &str, series: &str) -> f64 {
 
 /// `/metrics` of an admin listener.
 pub async fn scrape(admin: impl std::fmt::Display) -> String {
-    reqwest::get(format!("http://{admin}/metrics"))
+    scrape_path(admin, "metrics").await
+}
+
+/// `/spend` of an admin listener.
+pub async fn spend_report(admin: impl std::fmt::Display) -> serde_json::Value {
+    let text = scrape_path(admin, "spend").await;
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn scrape_path(admin: impl std::fmt::Display, path: &str) -> String {
+    reqwest::get(format!("http://{admin}/{path}"))
         .await
         .unwrap()
         .text()

@@ -55,6 +55,8 @@ pub struct RedisSettings {
     pub reconnect_interval: Duration,
     /// Prefixes every key, so that several deployments can share one Redis.
     pub key_prefix: String,
+    /// How often each replica adds the units it charged to the shared spend and reads the others' (`api::spend`).
+    pub spend_sync: Duration,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -65,6 +67,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("timeout", &self.timeout)
             .field("reconnect_interval", &self.reconnect_interval)
             .field("key_prefix", &self.key_prefix)
+            .field("spend_sync", &self.spend_sync)
             .finish()
     }
 }
@@ -412,7 +415,7 @@ impl RedisLimits {
 
     /// Runs a script within `timeout_ms`: its answer, or None when Redis failed (degraded now). `timed`: its latency
     /// is a decision's (`pinecone_gateway_rate_limit_redis_decision_seconds`).
-    async fn run<T: redis::FromRedisValue>(
+    pub(crate) async fn run<T: redis::FromRedisValue>(
         &self,
         what: &str,
         invocation: &redis::ScriptInvocation<'_>,
@@ -444,6 +447,17 @@ impl RedisLimits {
     /// The key of a caller's quota: `scope` is an operation class, or `all` for its quota over all its calls.
     pub fn quota_key(&self, caller: &str, scope: &str) -> String {
         format!("{}:{{quota:{caller}}}:{scope}", self.settings.key_prefix)
+    }
+
+    /// The key of a caller's spend in one period (`day:2026-12-02` or `month:2026-12`): a hash of units by
+    /// index and operation (`api::spend`).
+    pub fn spend_key(&self, caller: &str, period: &str) -> String {
+        format!("{}:{{spend:{caller}}}:{period}", self.settings.key_prefix)
+    }
+
+    /// How often each replica syncs its spend with Redis.
+    pub fn spend_sync(&self) -> Duration {
+        self.settings.spend_sync
     }
 
     /// The key of a caller's highest write LSN in one index and namespace (the caller's name is length-prefixed, so
@@ -482,7 +496,7 @@ impl RedisLimits {
     }
 
     /// Degraded and not yet due to try Redis again.
-    fn skip_while_degraded(&self) -> bool {
+    pub(crate) fn skip_while_degraded(&self) -> bool {
         let h = self.lock_health();
         h.degraded && Instant::now() < h.next_attempt
     }

@@ -12,12 +12,18 @@
 //! spent its budget is refused at once, RESOURCE_EXHAUSTED naming the budget and when it renews (00:00 UTC, or the
 //! first day of the next month), nothing sent. A read's cost is known only from its answer, so it is charged
 //! afterwards and a caller may overrun a read budget by one call; a write is refused when its estimate would take the
-//! caller past its budget. In this version the ledger lives in the process: each replica counts its own calls, and a
-//! restart starts from zero.
+//! caller past its budget. In local mode the ledger lives in the process: a restart starts from zero (so budgets
+//! start over), and each replica counts only its own calls. In redis mode ([`shared`]) every replica's spend is kept
+//! in Redis: budgets hold across replicas and restarts. Budgets come from the configuration at each call, so a
+//! reload (SIGHUP) changes them and keeps what was spent.
+
+pub mod shared;
 
 use crate::call::{Op, Reply};
+use crate::stack::limit::shared::RedisLimits;
+use crate::telemetry::metrics as m;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The read units an answer says it cost, if it says.
 pub(crate) fn read_units(reply: &Reply) -> Option<u64> {
@@ -57,6 +63,43 @@ pub struct Budget {
 impl Budget {
     pub fn is_none(&self) -> bool {
         *self == Budget::default()
+    }
+
+    /// Each budget set, its units and what is spent of it, given today's and this month's spend.
+    pub fn each(&self, today: Units, month: Units) -> Vec<(&'static str, u64, u64)> {
+        [
+            ("read_units_per_day", self.read_units_per_day, today.read),
+            (
+                "read_units_per_month",
+                self.read_units_per_month,
+                month.read,
+            ),
+            ("write_units_per_day", self.write_units_per_day, today.write),
+            (
+                "write_units_per_month",
+                self.write_units_per_month,
+                month.write,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, limit, used)| limit.map(|l| (key, l, used)))
+        .collect()
+    }
+
+    /// Sets `pinecone_gateway_budget_spent_ratio{caller,budget}` for each budget set.
+    pub fn publish(&self, caller: &'static str, (today, month): (Units, Units)) {
+        for (key, limit, used) in self.each(today, month) {
+            let ratio = if limit == 0 {
+                1.0
+            } else {
+                used as f64 / limit as f64
+            };
+            m::gauge(
+                m::BUDGET_SPENT_RATIO,
+                &[("caller", caller), ("budget", key)],
+            )
+            .set(ratio);
+        }
     }
 
     /// Whether `caller`, having spent `today` and `month`, may make a call that reads (`reads`) and is estimated to
@@ -167,7 +210,7 @@ impl Budget {
 }
 
 /// A day and a month, in UTC: days since 1970-01-01, and `year * 12 + month - 1`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Period {
     pub day: i64,
     pub month: i64,
@@ -197,7 +240,7 @@ impl Period {
     }
 
     /// Seconds since 1970-01-01 at the start of the next month.
-    fn next_month_start(&self) -> i64 {
+    pub(crate) fn next_month_start(&self) -> i64 {
         let next = self.month + 1;
         days_from_civil(next.div_euclid(12), next.rem_euclid(12) + 1, 1) * 86_400
     }
@@ -244,6 +287,15 @@ pub struct Units {
     pub write: u64,
 }
 
+impl Units {
+    pub fn plus(self, o: Units) -> Units {
+        Units {
+            read: self.read + o.read,
+            write: self.write + o.write,
+        }
+    }
+}
+
 /// One caller's spend on one index and operation: today's and this month's.
 #[derive(Clone, Copy, Debug, Default)]
 struct Tally {
@@ -272,13 +324,33 @@ impl Tally {
 
 type Key = (&'static str, String, &'static str);
 
-/// Units per caller, index and operation, for today and this month (see the module).
+/// One row of the report: a caller's units on one index and operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub caller: String,
+    pub index: String,
+    pub operation: String,
+    pub today: Units,
+    pub this_month: Units,
+}
+
+/// Units per caller, index and operation, for today and this month (see the module); in redis mode shared by every
+/// replica through Redis ([`shared`]).
 #[derive(Default)]
 pub struct Ledger {
     tallies: Mutex<HashMap<Key, Tally>>,
+    shared: Option<shared::SharedSpend>,
 }
 
 impl Ledger {
+    /// `redis`: redis mode, spend shared by every replica.
+    pub fn new(redis: Option<Arc<RedisLimits>>) -> Self {
+        Ledger {
+            tallies: Mutex::default(),
+            shared: redis.map(shared::SharedSpend::new),
+        }
+    }
+
     /// Adds one call's units. `caller` is the bounded caller label.
     pub fn charge(
         &self,
@@ -291,73 +363,141 @@ impl Ledger {
         if units == Units::default() {
             return;
         }
+        if let Some(shared) = &self.shared {
+            shared.charge(caller, index, operation, units, now);
+        }
         let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
         let t = tallies
             .entry((caller, index.to_string(), operation))
             .or_default();
-        let (mut today, mut month) = t.current(now);
-        today.read += units.read;
-        today.write += units.write;
-        month.read += units.read;
-        month.write += units.write;
+        let (today, month) = t.current(now);
         *t = Tally {
             day: now.day,
-            today,
+            today: today.plus(units),
             month: now.month,
-            this_month: month,
+            this_month: month.plus(units),
         };
     }
 
-    /// What a caller has spent over all its indexes and operations: today's and this month's.
-    pub fn spent_by(&self, caller: &str, now: Period) -> (Units, Units) {
+    /// What a caller has spent over all its indexes and operations, today and this month: in redis mode over every
+    /// replica (see [`shared`]), else in this process.
+    pub async fn spent_by(&self, caller: &'static str, now: Period) -> (Units, Units) {
+        match &self.shared {
+            Some(shared) => shared.spent_by(caller, now).await,
+            None => self.spent_here(caller, now),
+        }
+    }
+
+    /// What a caller has spent through this process since it started.
+    fn spent_here(&self, caller: &str, now: Period) -> (Units, Units) {
         let tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = (Units::default(), Units::default());
         for ((c, _, _), t) in tallies.iter() {
             if *c == caller {
                 let (today, month) = t.current(now);
-                out.0.read += today.read;
-                out.0.write += today.write;
-                out.1.read += month.read;
-                out.1.write += month.write;
+                out = (out.0.plus(today), out.1.plus(month));
             }
         }
         out
     }
 
-    /// The `/spend` report: every caller, index and operation with units this month, sorted.
-    pub fn report(&self, now: Period) -> serde_json::Value {
-        let tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rows: Vec<_> = tallies
-            .iter()
-            .filter_map(|((caller, index, operation), t)| {
-                let (today, month) = t.current(now);
-                (month != Units::default()).then(|| {
-                    serde_json::json!({
-                        "caller": caller,
-                        "index": index,
-                        "operation": operation,
-                        "today": {"read_units": today.read, "write_units": today.write},
-                        "this_month": {"read_units": month.read, "write_units": month.write},
-                    })
-                })
-            })
-            .collect();
+    /// Redis mode: adds this replica's units to the shared spend and reads back `budgeted`'s (their budgets are
+    /// checked against it), then sets each budget's share spent. Local mode: sets the shares.
+    pub async fn sync(&self, budgeted: &[(&'static str, Budget)]) {
+        let now = Period::now();
+        if let Some(shared) = &self.shared {
+            let callers: Vec<_> = budgeted.iter().map(|(c, _)| *c).collect();
+            shared.sync(&callers).await;
+        }
+        for (caller, budget) in budgeted {
+            budget.publish(caller, self.spent_by(caller, now).await);
+        }
+    }
+
+    /// Every caller's spend this month: from Redis in redis mode (None when it cannot be reached), else this
+    /// process's.
+    async fn rows(&self, callers: &[&'static str], now: Period) -> Option<Vec<Row>> {
+        if let Some(shared) = &self.shared {
+            return shared.rows(callers, now).await;
+        }
+        Some(self.tallies_rows(now))
+    }
+
+    /// The `/spend` report: every caller, index and operation with units this month, sorted, and each budget with
+    /// what is spent and what is left. `callers`: every caller label there can be (configured names and `other`),
+    /// with their budgets if any.
+    pub async fn report(
+        &self,
+        now: Period,
+        callers: &[(&'static str, Option<Budget>)],
+    ) -> serde_json::Value {
+        let labels: Vec<_> = callers.iter().map(|(c, _)| *c).collect();
+        let (mut rows, source) = match self.rows(&labels, now).await {
+            Some(rows) if self.shared.is_some() => (rows, "redis: every replica"),
+            Some(rows) => (rows, "this process since it started"),
+            // Redis unreachable: this replica's own count, said so.
+            None => (
+                self.tallies_rows(now),
+                "this replica only (Redis cannot be reached)",
+            ),
+        };
         rows.sort_by(|a, b| {
-            let key = |v: &serde_json::Value| {
-                (
-                    v["caller"].as_str().unwrap_or_default().to_string(),
-                    v["index"].as_str().unwrap_or_default().to_string(),
-                    v["operation"].as_str().unwrap_or_default().to_string(),
-                )
-            };
-            key(a).cmp(&key(b))
+            (&a.caller, &a.index, &a.operation).cmp(&(&b.caller, &b.index, &b.operation))
         });
+        let spent = |caller: &str| {
+            rows.iter()
+                .filter(|r| r.caller == caller)
+                .fold((Units::default(), Units::default()), |(t, m), r| {
+                    (t.plus(r.today), m.plus(r.this_month))
+                })
+        };
+        let mut budgets = Vec::new();
+        for (caller, budget) in callers {
+            let Some(budget) = budget.filter(|b| !b.is_none()) else {
+                continue;
+            };
+            let (today, month) = spent(caller);
+            for (key, limit, used) in budget.each(today, month) {
+                budgets.push(serde_json::json!({
+                    "caller": caller,
+                    "budget": key,
+                    "units": limit,
+                    "spent": used,
+                    "left": limit.saturating_sub(used),
+                }));
+            }
+        }
         serde_json::json!({
             "day": now.day_name(),
             "month": now.month_name(),
+            "source": source,
             "write_units": "estimated from the requests by Pinecone's rule (1 per KB, at least 5 per request)",
-            "spend": rows,
+            "spend": rows.iter().map(|r| serde_json::json!({
+                "caller": r.caller,
+                "index": r.index,
+                "operation": r.operation,
+                "today": {"read_units": r.today.read, "write_units": r.today.write},
+                "this_month": {"read_units": r.this_month.read, "write_units": r.this_month.write},
+            })).collect::<Vec<_>>(),
+            "budgets": budgets,
         })
+    }
+
+    fn tallies_rows(&self, now: Period) -> Vec<Row> {
+        let tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        tallies
+            .iter()
+            .filter_map(|((caller, index, operation), t)| {
+                let (today, this_month) = t.current(now);
+                (this_month != Units::default()).then(|| Row {
+                    caller: caller.to_string(),
+                    index: index.clone(),
+                    operation: operation.to_string(),
+                    today,
+                    this_month,
+                })
+            })
+            .collect()
     }
 }
 
@@ -376,8 +516,8 @@ mod tests {
         assert_eq!(leap.day_name(), "2000-02-29");
     }
 
-    #[test]
-    fn a_new_day_and_a_new_month_start_from_zero() {
+    #[tokio::test]
+    async fn a_new_day_and_a_new_month_start_from_zero() {
         let ledger = Ledger::default();
         let dec_31 = Period::at(UNIX_EPOCH + Duration::from_secs(1_798_675_200)); // 2026-12-31
         assert_eq!(dec_31.day_name(), "2026-12-31");
@@ -390,13 +530,25 @@ mod tests {
         let ru = |n| Units { read: n, write: 0 };
         ledger.charge("search", "docs", "Fetch", ru(3), dec_30);
         ledger.charge("search", "docs", "Query", ru(4), dec_31);
-        assert_eq!(ledger.spent_by("search", dec_31), (ru(4), ru(7)));
-        assert_eq!(ledger.spent_by("other", dec_31), (ru(0), ru(0)));
-        assert_eq!(ledger.spent_by("search", jan_1), (ru(0), ru(0)));
+        assert_eq!(ledger.spent_by("search", dec_31).await, (ru(4), ru(7)));
+        assert_eq!(ledger.spent_by("other", dec_31).await, (ru(0), ru(0)));
+        assert_eq!(ledger.spent_by("search", jan_1).await, (ru(0), ru(0)));
         ledger.charge("search", "docs", "Fetch", ru(1), jan_1);
-        let report = ledger.report(jan_1);
+        let budget = Budget {
+            read_units_per_month: Some(3),
+            ..Default::default()
+        };
+        let report = ledger
+            .report(jan_1, &[("search", Some(budget)), ("other", None)])
+            .await;
         assert_eq!(report["spend"].as_array().unwrap().len(), 1, "{report}");
         assert_eq!(report["spend"][0]["this_month"]["read_units"], 1);
+        assert_eq!(
+            report["budgets"],
+            serde_json::json!([{"caller": "search", "budget": "read_units_per_month", "units": 3, "spent": 1,
+                "left": 2}]),
+            "{report}"
+        );
     }
 
     #[test]
