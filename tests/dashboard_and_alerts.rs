@@ -69,7 +69,7 @@ fn every_alert_has_a_unit_test_and_uses_metrics_the_gateway_exports() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 7);
+    assert_eq!(alerts.len(), 8);
     for a in &alerts {
         assert!(
             tests.contains(&format!("alertname: {a}")),
@@ -126,6 +126,9 @@ fn promtool_accepts_every_query_of_the_dashboard() {
         "pinecone_gateway_coalesced_callers",
         "pinecone_gateway_rate_limit_degraded",
         "pinecone_gateway_ready",
+        "pinecone_gateway_read_units_total",
+        "pinecone_gateway_write_units_total",
+        "pinecone_gateway_budget_spent_ratio",
     ] {
         assert!(
             metrics_in(&all).contains(&metric),
@@ -218,7 +221,7 @@ async fn busy_and_retrying() -> String {
             "[limits]\nmode = \"redis\"\n\
              [limits.redis]\nurl = \"{url}\"\nkey_prefix = \"dashboard-{}-{}\"\n\
              [limits.rates.fetch]\nindex_requests_per_second = 5\n\
-             [callers.dashboard]\npriority = \"interactive\"\n",
+             [callers.dashboard]\npriority = \"interactive\"\nread_units_per_day = 1000000\n",
             std::process::id(),
             rand::random::<u32>()
         )),
