@@ -161,6 +161,11 @@ struct EmulatorArgs {
     /// guide names them) or `both`; a request's `x-emulator-lsn-headers` wins.
     #[arg(long, default_value = "current")]
     lsn_headers: pinecone_gateway::emulator::LsnSpelling,
+    /// How many bytes of a namespace cost one read unit per query. Pinecone charges 1 RU per GB (the default);
+    /// smaller values make small namespaces cost what large ones do, so that Pinecone's 2,000 read units per second
+    /// per index binds (with `--enforce-limits`).
+    #[arg(long, default_value_t = 1_000_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    query_bytes_per_read_unit: u64,
 }
 
 const DEMO_INDEX: &str = "demo";
@@ -391,6 +396,7 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
         restore_init: std::time::Duration::from_millis(args.restore_init_ms),
         index_lag: std::time::Duration::from_millis(args.index_lag_ms),
         lsn_spelling: args.lsn_headers,
+        query_bytes_per_read_unit: Some(args.query_bytes_per_read_unit),
         tls: None,
         faults: Faults {
             error_percent: args.fault_error_percent,

@@ -170,6 +170,12 @@ pub(super) async fn create_index(
         lsn_spelling: shared.options.lsn_spelling,
         shutdown: tx,
         limits: shared.limits.clone(),
+        bytes_per_read_unit: shared
+            .options
+            .query_bytes_per_read_unit
+            .unwrap_or(store::BYTES_PER_READ_UNIT)
+            .max(1),
+        query_read_units: Default::default(),
     });
     {
         let mut inner = write(&shared.inner);

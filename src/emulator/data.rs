@@ -289,7 +289,7 @@ async fn upsert(
 ) -> Result<WithLsn<m::UpsertOut>, DataError> {
     let req: m::UpsertIn = serde_json::from_slice(&body)
         .map_err(|e| store::bad(format!("Invalid request body: {e}")))?;
-    i.admit(Class::Upsert, &req.namespace, 0, body.len() as u64)?;
+    i.admit(Class::Upsert, &req.namespace, 0, body.len() as u64, 0)?;
     let namespace = req.namespace.clone();
     let kept = req.clone();
     let (out, n) = writing(
@@ -313,7 +313,7 @@ async fn fetch(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::FetchOut>, 
         .map(|(_, v)| v.clone())
         .collect();
     let namespace = last(&pairs, "namespace").unwrap_or_default();
-    i.admit(Class::Fetch, &namespace, 0, 0)?;
+    i.admit(Class::Fetch, &namespace, 0, 0, 0)?;
     reading(&i, |d| d.fetch(&ids, &namespace)).map(Json)
 }
 
@@ -321,7 +321,7 @@ async fn fetch_by_metadata(
     State(i): S,
     Body(req): Body<m::FetchByMetadataIn>,
 ) -> Result<Json<m::FetchOut>, DataError> {
-    i.admit(Class::FetchByMetadata, &req.namespace, 0, 0)?;
+    i.admit(Class::FetchByMetadata, &req.namespace, 0, 0, 0)?;
     reading(&i, |d| d.fetch_by_metadata(&req)).map(Json)
 }
 
@@ -337,7 +337,7 @@ async fn delete(
     } else {
         Class::Delete
     };
-    i.admit(class, &req.namespace, req.ids.len() as u64, 0)?;
+    i.admit(class, &req.namespace, req.ids.len() as u64, 0, 0)?;
     let namespace = req.namespace.clone();
     let ((), n) = writing(
         &i,
@@ -355,7 +355,7 @@ async fn delete(
 async fn list(State(i): S, RawQuery(q): RawQuery) -> Result<Json<m::ListOut>, DataError> {
     let pairs = query_pairs(q, &["prefix", "limit", "paginationToken", "namespace"])?;
     let namespace = last(&pairs, "namespace").unwrap_or_default();
-    i.admit(Class::List, &namespace, 0, 0)?;
+    i.admit(Class::List, &namespace, 0, 0, 0)?;
     let (prefix, limit, token) = (
         last(&pairs, "prefix").unwrap_or_default(),
         limit_param(&pairs)?,
@@ -369,9 +369,19 @@ async fn query(
     headers: HeaderMap,
     Body(req): Body<m::QueryIn>,
 ) -> Result<WithLsn<m::QueryOut>, DataError> {
-    i.admit(Class::Query, &req.namespace, 0, 0)?;
-    let (out, indexed) = reading_at(&i, &req.namespace, |d, indexed| (d.query(&req), indexed));
-    Ok((read_lsns(spelling(&i, &headers), indexed), Json(out?)))
+    let arrived = std::time::Instant::now();
+    // Charged by the size of the namespace the query reads, as Pinecone charges (1 RU per GB, at least 0.25, and
+    // the answer's whole read units); admitted against the index's read units all or nothing with its requests.
+    let (out, indexed) = reading_at(&i, &req.namespace, |d, indexed| {
+        let units = d.query_read_units(&req.namespace, i.bytes_per_read_unit);
+        let out = i
+            .admit(Class::Query, &req.namespace, 0, 0, units)
+            .and_then(|()| d.query(&req, units));
+        (out.map(|out| (out, units)), indexed)
+    });
+    let (out, units) = out?;
+    i.charged(arrived, units);
+    Ok((read_lsns(spelling(&i, &headers), indexed), Json(out)))
 }
 
 async fn update(
@@ -384,7 +394,7 @@ async fn update(
     } else {
         (Class::Update, 1)
     };
-    i.admit(class, &req.namespace, records, 0)?;
+    i.admit(class, &req.namespace, records, 0, 0)?;
     let namespace = req.namespace.clone();
     let (out, n) = writing(
         &i,
@@ -400,12 +410,12 @@ async fn update(
 }
 
 async fn stats(State(i): S, Body(req): Body<m::StatsIn>) -> Result<Json<m::StatsOut>, DataError> {
-    i.admit(Class::Stats, "", 0, 0)?;
+    i.admit(Class::Stats, "", 0, 0, 0)?;
     reading(&i, |d| d.stats(&req)).map(Json)
 }
 
 async fn stats_get(State(i): S) -> Result<Json<m::StatsOut>, DataError> {
-    i.admit(Class::Stats, "", 0, 0)?;
+    i.admit(Class::Stats, "", 0, 0, 0)?;
     reading(&i, |d| d.stats(&m::StatsIn::default())).map(Json)
 }
 
@@ -414,7 +424,7 @@ async fn list_namespaces(
     RawQuery(q): RawQuery,
 ) -> Result<Json<m::NamespacesOut>, DataError> {
     let pairs = query_pairs(q, &["limit", "paginationToken", "prefix"])?;
-    i.admit(Class::Namespaces, "", 0, 0)?;
+    i.admit(Class::Namespaces, "", 0, 0, 0)?;
     let (prefix, limit, token) = (
         last(&pairs, "prefix").unwrap_or_default(),
         limit_param(&pairs)?,
@@ -427,7 +437,7 @@ async fn create_namespace(
     State(i): S,
     Body(req): Body<m::CreateNamespaceIn>,
 ) -> Result<Json<m::NamespaceOut>, DataError> {
-    i.admit(Class::Namespaces, "", 0, 0)?;
+    i.admit(Class::Namespaces, "", 0, 0, 0)?;
     changing(&i, |d| d.create_namespace(&req)).map(Json)
 }
 
@@ -435,7 +445,7 @@ async fn describe_namespace(
     State(i): S,
     Path(ns): Path<String>,
 ) -> Result<Json<m::NamespaceOut>, DataError> {
-    i.admit(Class::Namespaces, "", 0, 0)?;
+    i.admit(Class::Namespaces, "", 0, 0, 0)?;
     reading(&i, |d| d.describe_namespace(&ns)).map(Json)
 }
 
@@ -443,7 +453,7 @@ async fn delete_namespace(
     State(i): S,
     Path(ns): Path<String>,
 ) -> Result<Json<serde_json::Value>, DataError> {
-    i.admit(Class::Namespaces, "", 0, 0)?;
+    i.admit(Class::Namespaces, "", 0, 0, 0)?;
     changing(&i, |d| d.delete_namespace(&ns))?;
     Ok(Json(serde_json::json!({})))
 }

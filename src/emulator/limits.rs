@@ -33,6 +33,8 @@ enum Unit {
     Requests,
     Records,
     Bytes,
+    /// A query's read units, charged by the namespace's size (`store.rs`, `query_read_units`).
+    ReadUnits,
 }
 
 /// Per namespace, or per index.
@@ -48,7 +50,7 @@ fn limits(class: Class) -> &'static [(Unit, Per, u64)] {
     use Unit::*;
     match class {
         Class::Upsert => &[(Requests, Namespace, 100), (Bytes, Namespace, 50_000_000)],
-        Class::Query => &[(Requests, Namespace, 100)],
+        Class::Query => &[(Requests, Namespace, 100), (ReadUnits, Index, 2_000)],
         Class::Fetch => &[(Requests, Index, 100)],
         Class::FetchByMetadata => &[(Requests, Namespace, 5)],
         Class::List => &[(Requests, Index, 200)],
@@ -137,6 +139,7 @@ impl Limits {
         namespace: &str,
         records: u64,
         bytes: u64,
+        read_units: u64,
     ) -> Result<(), Throttled> {
         let ns = if namespace.is_empty() {
             "__default__"
@@ -152,6 +155,7 @@ impl Limits {
                 Unit::Requests => 1,
                 Unit::Records => records,
                 Unit::Bytes => bytes,
+                Unit::ReadUnits => read_units,
             };
             if cost == 0 {
                 continue;
@@ -175,6 +179,7 @@ impl Limits {
                     Unit::Requests => "requests",
                     Unit::Records => "records",
                     Unit::Bytes => "bytes",
+                    Unit::ReadUnits => "read units",
                 };
                 let whom = match per {
                     Per::Namespace => format!("namespace {ns}"),
@@ -218,27 +223,45 @@ mod tests {
     async fn at_most_the_limit_in_any_second() {
         let l = Limits::default();
         for _ in 0..5 {
-            assert!(l.admit("i", Class::FetchByMetadata, "ns", 0, 0).is_ok());
+            assert!(l.admit("i", Class::FetchByMetadata, "ns", 0, 0, 0).is_ok());
         }
         let t = l
-            .admit("i", Class::FetchByMetadata, "ns", 0, 0)
+            .admit("i", Class::FetchByMetadata, "ns", 0, 0, 0)
             .unwrap_err();
         assert_eq!(t.retry_after, Duration::from_secs(1));
         // Another namespace has its own window.
-        assert!(l.admit("i", Class::FetchByMetadata, "other", 0, 0).is_ok());
+        assert!(
+            l.admit("i", Class::FetchByMetadata, "other", 0, 0, 0)
+                .is_ok()
+        );
         tokio::time::advance(Duration::from_millis(999)).await;
-        assert!(l.admit("i", Class::FetchByMetadata, "ns", 0, 0).is_err());
+        assert!(l.admit("i", Class::FetchByMetadata, "ns", 0, 0, 0).is_err());
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(l.admit("i", Class::FetchByMetadata, "ns", 0, 0).is_ok());
+        assert!(l.admit("i", Class::FetchByMetadata, "ns", 0, 0, 0).is_ok());
         assert_eq!(l.throttled("i"), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn records_count_in_every_window_or_none() {
         let l = Limits::default();
-        assert!(l.admit("i", Class::Delete, "a", 4_000, 0).is_ok());
+        assert!(l.admit("i", Class::Delete, "a", 4_000, 0, 0).is_ok());
         // The index window has 1,000 records left: 2,000 in another namespace is refused, and counted nowhere.
-        assert!(l.admit("i", Class::Delete, "b", 2_000, 0).is_err());
-        assert!(l.admit("i", Class::Delete, "b", 1_000, 0).is_ok());
+        assert!(l.admit("i", Class::Delete, "b", 2_000, 0, 0).is_err());
+        assert!(l.admit("i", Class::Delete, "b", 1_000, 0, 0).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn query_read_units_per_index() {
+        let l = Limits::default();
+        assert!(l.admit("i", Class::Query, "a", 0, 0, 1_500).is_ok());
+        // Another namespace of the same index shares the 2,000 read units.
+        let t = l.admit("i", Class::Query, "b", 0, 0, 501).unwrap_err();
+        assert!(
+            t.message.contains("2000 read units per second"),
+            "{}",
+            t.message
+        );
+        assert!(l.admit("i", Class::Query, "b", 0, 0, 500).is_ok());
+        assert!(l.admit("other", Class::Query, "a", 0, 0, 2_000).is_ok());
     }
 }

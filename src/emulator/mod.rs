@@ -67,6 +67,9 @@ pub struct EmulatorOptions {
     pub index_lag: Duration,
     /// Which names the LSN headers of answers have (`--lsn-headers`; a request's `x-emulator-lsn-headers` wins).
     pub lsn_spelling: LsnSpelling,
+    /// How many bytes of a namespace cost one read unit per query: Pinecone charges 1 RU per GB (`None`: 10^9).
+    /// Smaller values make small test namespaces cost what large ones do (`--query-bytes-per-read-unit`).
+    pub query_bytes_per_read_unit: Option<u64>,
 }
 
 /// The names Pinecone's answers give their log sequence numbers. Pinecone's "check data freshness" guide names
@@ -138,19 +141,34 @@ struct EmuIndex {
     lsn_spelling: LsnSpelling,
     shutdown: watch::Sender<bool>,
     limits: Option<Arc<limits::Limits>>,
+    /// How many bytes of a namespace cost one read unit per query (`--query-bytes-per-read-unit`).
+    bytes_per_read_unit: u64,
+    /// The read units each answered query was charged, and when it arrived (the latest 100,000): the tests count
+    /// them per second on their own.
+    query_read_units: Mutex<std::collections::VecDeque<(std::time::Instant, u64)>>,
 }
 
 impl EmuIndex {
+    /// A query was answered, charged `units`.
+    fn charged(&self, arrived: std::time::Instant, units: u64) {
+        let mut log = lock(&self.query_read_units);
+        if log.len() >= 100_000 {
+            log.pop_front();
+        }
+        log.push_back((arrived, units));
+    }
+
     fn admit(
         &self,
         class: limits::Class,
         namespace: &str,
         records: u64,
         bytes: u64,
+        read_units: u64,
     ) -> Result<(), store::DataError> {
         match &self.limits {
             Some(l) => l
-                .admit(&self.name, class, namespace, records, bytes)
+                .admit(&self.name, class, namespace, records, bytes, read_units)
                 .map_err(|t| store::DataError {
                     code: 8,
                     message: t.message,
@@ -423,6 +441,16 @@ impl Emulator {
             .filter(|((s, o), _)| s == scope && *o == op)
             .flat_map(|(_, log)| log.iter().copied())
             .collect()
+    }
+
+    /// The read units each answered query to `index` was charged, with when it arrived, oldest first (the latest
+    /// 100,000).
+    pub fn query_read_units(&self, index: &str) -> Vec<(std::time::Instant, u64)> {
+        read(&self.shared.inner)
+            .indexes
+            .get(index)
+            .map(|i| lock(&i.query_read_units).iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// How many requests to `index` were answered 429 because a documented limit was exceeded.

@@ -90,6 +90,18 @@ pub struct Record {
 }
 
 impl Record {
+    /// What the record takes in its namespace, by the emulator's model of Pinecone's storage: its ID, 4 bytes per
+    /// dense value, 8 per sparse entry (index and value), and its metadata's keys and values.
+    fn size(&self, id: &str) -> u64 {
+        let sparse = self.sparse.as_ref().map_or(0, |s| s.indices.len() * 8);
+        let metadata = self.metadata.as_ref().map_or(0, |m| {
+            m.iter()
+                .map(|(k, v)| k.len() as u64 + json_size(v))
+                .sum::<u64>()
+        });
+        id.len() as u64 + self.values.len() as u64 * 4 + sparse as u64 + metadata
+    }
+
     fn out(&self, id: &str, with_values: bool, with_metadata: bool) -> m::VectorOut {
         m::VectorOut {
             id: id.to_string(),
@@ -110,6 +122,22 @@ impl Record {
         }
     }
 }
+
+/// The bytes a metadata value takes: strings their length, numbers 8, booleans 1, lists the sum of their items.
+fn json_size(v: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(_) => 8,
+        Value::String(s) => s.len() as u64,
+        Value::Array(a) => a.iter().map(json_size).sum(),
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() as u64 + json_size(v)).sum(),
+    }
+}
+
+/// Pinecone charges a query 1 read unit per GB of its namespace.
+pub const BYTES_PER_READ_UNIT: u64 = 1_000_000_000;
 
 #[derive(Clone, Debug, Default)]
 pub struct Namespace {
@@ -432,7 +460,17 @@ impl IndexData {
         })
     }
 
-    pub fn query(&self, req: &m::QueryIn) -> Result<m::QueryOut> {
+    /// What a query of `namespace` costs, by Pinecone's rule: 1 read unit per `bytes_per_read_unit` of the
+    /// namespace (Pinecone: 1 GB), at least 0.25; the answer reports whole read units, so at least 1.
+    pub fn query_read_units(&self, namespace: &str, bytes_per_read_unit: u64) -> u64 {
+        let bytes: u64 = self.ns(namespace).map_or(0, |n| {
+            n.records.iter().map(|(id, r)| r.size(id)).sum::<u64>()
+        });
+        let quarters = (bytes * 4).div_ceil(bytes_per_read_unit.max(1)).max(1);
+        quarters.div_ceil(4)
+    }
+
+    pub fn query(&self, req: &m::QueryIn, read_units: u64) -> Result<m::QueryOut> {
         if !(1..=MAX_TOP_K).contains(&req.top_k) {
             return Err(bad(format!(
                 "topK must be 1 to {MAX_TOP_K}; got {}",
@@ -494,7 +532,7 @@ impl IndexData {
         Ok(m::QueryOut {
             matches,
             namespace: req.namespace.clone(),
-            usage: usage(5),
+            usage: usage(u32::try_from(read_units).unwrap_or(u32::MAX)),
         })
     }
 
@@ -730,6 +768,25 @@ mod tests {
     }
 
     #[test]
+    fn a_query_costs_its_namespace_size_in_whole_read_units() {
+        let mut d = IndexData::new(Some(2), Metric::Cosine, false);
+        // Nothing to read still costs Pinecone's least, 0.25 RU, reported as 1.
+        assert_eq!(d.query_read_units("ns", 100), 1);
+        // 30 records of 9 bytes (a 1-byte ID, 2 values of 4 bytes): 270 bytes at 100 a unit is 2.7, reported as 3.
+        d.upsert(m::UpsertIn {
+            vectors: (0..30)
+                .map(|i| vec(&char::from(b'A' + i).to_string(), vec![1.0, 2.0]))
+                .collect(),
+            namespace: "ns".into(),
+        })
+        .unwrap();
+        assert_eq!(d.query_read_units("ns", 100), 3);
+        assert_eq!(d.query_read_units("ns", 270), 1);
+        assert_eq!(d.query_read_units("ns", 269), 2);
+        assert_eq!(d.query_read_units("other", 100), 1);
+    }
+
+    #[test]
     fn pages_walk_every_id_once_in_order() {
         let mut d = IndexData::new(Some(1), Metric::Cosine, false);
         let vectors = (0..250)
@@ -765,12 +822,15 @@ mod tests {
         })
         .unwrap();
         let r = d
-            .query(&m::QueryIn {
-                namespace: "ns".into(),
-                top_k: 2,
-                vector: vec![0.0, 0.0],
-                ..Default::default()
-            })
+            .query(
+                &m::QueryIn {
+                    namespace: "ns".into(),
+                    top_k: 2,
+                    vector: vec![0.0, 0.0],
+                    ..Default::default()
+                },
+                1,
+            )
             .unwrap();
         assert_eq!(r.matches[0].id, "near");
         assert_eq!(r.matches[0].score, 2.0);
