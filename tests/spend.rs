@@ -236,3 +236,47 @@ async fn rest_calls_are_charged_and_held_to_budgets() {
     assert_eq!(env.emulator.count(INDEX, "fetch"), 1, "nothing sent");
     assert_eq!(row(&spend(&env).await, "a", "Fetch"), (1, 0, 1));
 }
+
+/// A `ListAll` walk is charged page by page to its caller, and stops before the next page once the caller's budget
+/// is spent (each page is a list call Pinecone charges 1 RU).
+#[tokio::test]
+async fn a_list_walk_charges_every_page_and_stops_at_the_budget() {
+    use pinecone_gateway::pb::gateway as g;
+    let env = Env::start_with(EnvOptions {
+        config: Some("[callers.a]\nread_units_per_day = 2\n".into()),
+        ..Default::default()
+    })
+    .await;
+    env.seed("ns", "id", 50).await;
+    let walk = |page_size| {
+        let mut r = req(g::ListAllRequest {
+            namespace: "ns".into(),
+            prefix: None,
+            page_size: Some(page_size),
+        });
+        r.metadata_mut().insert("x-caller", "a".parse().unwrap());
+        r
+    };
+    // 50 IDs in pages of 10: the third page would go past the 2 RU a day; the walk ends there, nothing more sent.
+    let mut stream = env.lists().list_all(walk(10)).await.unwrap().into_inner();
+    let (mut pages, mut read_units) = (0, 0);
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(page)) => {
+                pages += 1;
+                read_units += page.read_units.unwrap_or(0);
+            }
+            Ok(None) => panic!("the walk ended although the budget was spent"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!((pages, read_units), (2, 2));
+    assert_eq!(ended.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        ended.message().contains("callers.a.read_units_per_day"),
+        "{}",
+        ended.message()
+    );
+    assert_eq!(env.emulator.count(INDEX, "list"), 2);
+    assert_eq!(row(&spend(&env).await, "a", "ListAll"), (2, 0, 2));
+}

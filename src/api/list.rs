@@ -3,7 +3,8 @@
 //! Each page is one upstream `list` call through the same stack as any other call; the caller's deadline bounds
 //! the whole walk. A caller that goes away stops the walk at the next page. Like every call it holds a place among
 //! the calls in progress, returns its request id, and ends in one log line and the call metrics, written when the
-//! walk ends (OK, the status it ended with, or CANCELLED when the caller went away).
+//! walk ends (OK, the status it ended with, or CANCELLED when the caller went away). Each page's read units are charged
+//! to the caller as it comes (`spend`), and a caller whose budget is spent is refused before the next page.
 
 use super::record::CallRecord;
 use super::validate as v;
@@ -102,10 +103,13 @@ impl ListService for ListApi {
                     deadline,
                     ctx: ctx.clone(),
                 };
-                let page = match gw
-                    .call(call)
-                    .await
-                    .and_then(|reply| expect_reply!(reply, List, "list"))
+                // A walk whose caller spends its budget part way stops at the next page: each page is a list call.
+                let page = match async {
+                    gw.check_budget(&who, &call.op).await?;
+                    let reply = gw.call(call).await?;
+                    expect_reply!(reply, List, "list")
+                }
+                .await
                 {
                     Ok(page) => page,
                     Err(e) => {
@@ -116,9 +120,16 @@ impl ListService for ListApi {
                     }
                 };
                 let next = page.pagination.map(|p| p.next).filter(|n| !n.is_empty());
+                let read_units = page.usage.and_then(|u| u.read_units);
+                let units = crate::api::spend::Units {
+                    read: read_units.map_or(0, u64::from),
+                    write: 0,
+                };
+                record.units = record.units.plus(units);
+                gw.charge(&who, &index, "ListAll", units).await;
                 let msg = g::ListAllResponse {
                     ids: page.vectors.into_iter().map(|i| i.id).collect(),
-                    read_units: page.usage.and_then(|u| u.read_units),
+                    read_units,
                 };
                 if tx.send(Ok(msg)).await.is_err() {
                     // The caller went away: dropping the record says so.

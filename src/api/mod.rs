@@ -154,6 +154,44 @@ impl Gateway {
         }
     }
 
+    /// Refuses a call whose caller has spent a budget the call would draw on (nothing goes upstream).
+    async fn check_budget(&self, who: &caller::Identified, op: &Op) -> Result<(), GatewayError> {
+        let Some(budget) = who.budget() else {
+            return Ok(());
+        };
+        let now = std::time::SystemTime::now();
+        let spent = self
+            .spend
+            .spent_by(who.caller.label, spend::Period::at(now))
+            .await;
+        budget.check(
+            who.caller.label,
+            spent,
+            op.is_namespace_read(),
+            spend::write_units(op),
+            now,
+        )
+    }
+
+    /// Charges an answered call's units to its caller, and updates the share of its budget spent.
+    async fn charge(
+        &self,
+        who: &caller::Identified,
+        index: &str,
+        method: &'static str,
+        units: spend::Units,
+    ) {
+        let now = spend::Period::now();
+        self.spend
+            .charge(who.caller.label, index, method, units, now);
+        if let Some(budget) = who.budget() {
+            budget.publish(
+                who.caller.label,
+                self.spend.spent_by(who.caller.label, now).await,
+            );
+        }
+    }
+
     /// The `/spend` report: units per caller, index and operation today and this month, and each budget's state.
     pub async fn spend_report(&self) -> serde_json::Value {
         self.spend
@@ -307,20 +345,7 @@ impl Gateway {
             let (target, op) = build(message)?;
             who.take_quota(crate::stack::limit::rates::OpClass::of(&op))
                 .await?;
-            if let Some(budget) = who.budget() {
-                let now = std::time::SystemTime::now();
-                let spent = self
-                    .spend
-                    .spent_by(who.caller.label, spend::Period::at(now))
-                    .await;
-                budget.check(
-                    who.caller.label,
-                    spent,
-                    op.is_namespace_read(),
-                    spend::write_units(&op),
-                    now,
-                )?;
-            }
+            self.check_budget(&who, &op).await?;
             let by_answer = matches!(target, Target::ByAnswer);
             let limited = token.is_some_and(|t| t.indexes.is_some());
             record.index = match target {
@@ -373,23 +398,10 @@ impl Gateway {
                 self.writes.remember(caller, &record.index, &ns, lsn).await;
             }
             record.units = spend::Units {
-                read: spend::read_units(&reply).unwrap_or(0),
+                read: reply.read_units().unwrap_or(0),
                 write: write_units.unwrap_or(0),
             };
-            let now = spend::Period::now();
-            self.spend.charge(
-                record.ctx.caller.label,
-                &record.index,
-                method,
-                record.units,
-                now,
-            );
-            if let Some(budget) = who.budget() {
-                budget.publish(
-                    who.caller.label,
-                    self.spend.spent_by(who.caller.label, now).await,
-                );
-            }
+            self.charge(&who, &record.index, method, record.units).await;
             if by_answer && let Some(index) = index_of(&reply) {
                 if limited {
                     auth::Auth::authorize(token, index)?;

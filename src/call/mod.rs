@@ -422,6 +422,20 @@ pub enum Reply {
     RestoreJobs(c::RestoreJobList),
 }
 
+impl Reply {
+    /// The read units the answer says it cost (`usage.readUnits`), if it says.
+    pub fn read_units(&self) -> Option<u64> {
+        let usage = match self {
+            Reply::Fetch(r) => r.usage.as_ref(),
+            Reply::FetchByMetadata(r) => r.usage.as_ref(),
+            Reply::List(r) => r.usage.as_ref(),
+            Reply::Query(r) => r.usage.as_ref(),
+            _ => None,
+        };
+        usage.and_then(|u| u.read_units).map(u64::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ fn rates_table(r: &ClassRates) -> Table {
     put("namespace_records_per_second", r.namespace_records);
     put("index_records_per_second", r.index_records);
     put("namespace_bytes_per_second", r.namespace_bytes);
+    put("index_read_units_per_second", r.index_read_units);
     t
 }
 

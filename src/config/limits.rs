@@ -82,6 +82,8 @@ pub struct RateSection {
     pub namespace_records_per_second: Option<u64>,
     pub index_records_per_second: Option<u64>,
     pub namespace_bytes_per_second: Option<u64>,
+    /// Read units per second per index, as Pinecone reports them in `usage.readUnits` (query: 2,000).
+    pub index_read_units_per_second: Option<u64>,
 }
 
 /// One table of rates by class; an unknown class is recorded and skipped.
@@ -108,6 +110,7 @@ fn class_rates(
                 namespace_records: r.namespace_records_per_second,
                 index_records: r.index_records_per_second,
                 namespace_bytes: r.namespace_bytes_per_second,
+                index_read_units: r.index_read_units_per_second,
             },
         );
     }

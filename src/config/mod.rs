@@ -525,7 +525,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("retry.budget_percent"), "{e}");
-        let s = parse("[indexes.drn.limits.query]\nnamespace_requests_per_second = 0\n")
+        // A Dedicated Read Nodes index: exempt from the read-unit limit, and here from the request limit too.
+        let s = parse(
+            "[indexes.drn.limits.query]\nnamespace_requests_per_second = 0\nindex_read_units_per_second = 0\n",
+        )
             .unwrap()
             .settings(key())
             .unwrap();

@@ -47,6 +47,8 @@ pub struct EnvOptions {
     pub lsn_spelling: pinecone_gateway::emulator::LsnSpelling,
     /// The gateway's REST front door on a free port.
     pub rest: bool,
+    /// Emulator: how many bytes of a namespace cost one read unit per query (None: Pinecone's 1 GB).
+    pub query_bytes_per_read_unit: Option<u64>,
 }
 
 impl Env {
@@ -92,6 +94,7 @@ impl Env {
                 restore_init: o.restore_init,
                 index_lag: o.index_lag,
                 lsn_spelling: o.lsn_spelling,
+                query_bytes_per_read_unit: o.query_bytes_per_read_unit,
                 tls: None,
             },
         )

@@ -19,23 +19,11 @@
 
 pub mod shared;
 
-use crate::call::{Op, Reply};
+use crate::call::Op;
 use crate::stack::limit::shared::RedisLimits;
 use crate::telemetry::metrics as m;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-/// The read units an answer says it cost, if it says.
-pub(crate) fn read_units(reply: &Reply) -> Option<u64> {
-    let usage = match reply {
-        Reply::Fetch(r) => r.usage.as_ref(),
-        Reply::FetchByMetadata(r) => r.usage.as_ref(),
-        Reply::List(r) => r.usage.as_ref(),
-        Reply::Query(r) => r.usage.as_ref(),
-        _ => None,
-    };
-    usage.and_then(|u| u.read_units).map(u64::from)
-}
 
 /// Pinecone's least charge for one write request.
 const MIN_WRITE_UNITS: u64 = 5;

@@ -3,6 +3,7 @@
 //! and the pause after a 429. The service in `mod.rs` asks it for turns; the coalescer asks it through [`Turns`].
 
 use super::rates::{OpClass, Scope, Unit};
+use super::read_costs::{CostKey, ReadCosts};
 use super::window::Window;
 use super::{LimitSettings, Rejection, Turns, shared};
 use crate::call::UpstreamCall;
@@ -54,6 +55,8 @@ pub struct Limiter {
     pub(super) shared: Option<Arc<shared::RedisLimits>>,
     /// Where calls wait for a turn when fair queuing is on.
     pub(super) fair: Arc<super::fair::FairQueues>,
+    /// What a query of each namespace is expected to cost in read units.
+    pub(super) read_costs: Arc<ReadCosts>,
 }
 
 pub(super) fn describe(n: &Need, class: OpClass) -> String {
@@ -101,6 +104,7 @@ impl Limiter {
             state: Mutex::new(State::default()),
             shared,
             fair: Arc::default(),
+            read_costs: Arc::default(),
         })
     }
 
@@ -153,12 +157,15 @@ impl Limiter {
             .rates(&call.index, class)
             .buckets()
             .filter_map(|(scope, unit, rate)| {
+                let rate = (rate / divisor).max(1);
                 let cost = match unit {
                     Unit::Requests => 1,
                     Unit::Records => records,
                     Unit::Bytes => bytes,
+                    Unit::ReadUnits => self
+                        .read_costs
+                        .estimate(&(call.index.clone(), namespace.clone()), rate),
                 };
-                let rate = (rate / divisor).max(1);
                 (cost > 0).then(|| Need {
                     key: BucketKey {
                         index: index.clone(),
@@ -336,7 +343,7 @@ impl Limiter {
                 key: shared.key(
                     &n.key.index,
                     class.name(),
-                    n.key.unit.name(),
+                    n.key.unit.key_name(),
                     (n.scope == Scope::Namespace).then_some(n.key.namespace.as_str()),
                 ),
                 spacing: period / n.rate.min(u32::MAX as u64) as u32,
@@ -424,6 +431,20 @@ impl Turns for Limiter {
     }
 }
 
+impl Limiter {
+    /// The call's key for read-unit estimates, when a read-unit limit applies to it (queries).
+    pub(super) fn read_cost_key(&self, call: &UpstreamCall) -> Option<CostKey> {
+        let class = OpClass::of(&call.op);
+        let limited = self
+            .settings()
+            .rates
+            .rates(&call.index, class)
+            .buckets()
+            .any(|(_, unit, _)| unit == Unit::ReadUnits);
+        limited.then(|| (call.index.clone(), namespace_key(call).to_string()))
+    }
+}
+
 /// The namespace's key ("" and "__default__" are one namespace, so one key); "" outside any namespace.
 fn namespace_key(call: &UpstreamCall) -> &str {
     call.op
@@ -471,6 +492,7 @@ impl Permit {
                     limiter: self.limiter.clone(),
                     needs: Vec::new(),
                     ticket: self.ticket,
+                    reported: None,
                 };
                 return Ok((sent, slept));
             }
@@ -497,6 +519,7 @@ impl Permit {
                     limiter: self.limiter.clone(),
                     needs: std::mem::take(&mut self.needs),
                     ticket: self.ticket,
+                    reported: None,
                 };
                 return Ok((sent, slept));
             }
@@ -542,11 +565,18 @@ pub(super) struct Sent {
     limiter: Arc<Limiter>,
     needs: Vec<(BucketKey, u64)>,
     ticket: u64,
+    /// The read units the answer reported.
+    reported: Option<u64>,
 }
 
 impl Sent {
     pub(super) fn keys(&self) -> Vec<BucketKey> {
         self.needs.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    /// The answer reported the call's read units: its read-unit buckets count that, not the estimate.
+    pub(super) fn reconcile_read_units(&mut self, units: u64) {
+        self.reported = Some(units);
     }
 }
 
@@ -556,7 +586,8 @@ impl Drop for Sent {
         let now = Instant::now();
         for (k, _) in &self.needs {
             if let Some(w) = state.buckets.get_mut(k) {
-                w.close(self.ticket, now);
+                let reported = self.reported.filter(|_| k.unit == Unit::ReadUnits);
+                w.close_costing(self.ticket, now, reported);
             }
         }
     }

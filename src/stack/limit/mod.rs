@@ -27,6 +27,7 @@
 pub mod fair;
 mod limiter;
 pub mod rates;
+mod read_costs;
 pub mod shared;
 pub mod window;
 
@@ -375,6 +376,14 @@ enum Granted {
 }
 
 impl Granted {
+    /// The answer reported the call's read units. This process's windows count them instead of the estimate; Redis's
+    /// schedule keeps the estimate (the next calls' estimates follow the measured cost).
+    fn reconcile_read_units(&mut self, units: u64) {
+        if let Granted::Local { sent, .. } = self {
+            sent.reconcile_read_units(units);
+        }
+    }
+
     /// The request is answered: it stops counting as in flight, and a 429 pauses every bucket it took from.
     async fn answered(self, result: &Result<Reply, CallError>) {
         match self {
@@ -498,6 +507,47 @@ async fn local_grant(
     })
 }
 
+/// A query whose namespace's cost is not known yet waits for the namespace's first query (the probe) to be
+/// answered, or becomes that probe (`read_costs.rs`).
+async fn read_cost_known(
+    limiter: &Limiter,
+    key: &read_costs::CostKey,
+    call: &UpstreamCall,
+) -> Result<Option<read_costs::Probe>, CallError> {
+    let s = limiter.settings();
+    let started = Instant::now();
+    let give_up_at = (call.deadline.checked_sub(s.expected_upstream))
+        .unwrap_or(call.deadline)
+        .min(started + s.max_queue_wait);
+    match limiter
+        .read_costs
+        .known_or_probe(key, s.max_keys, give_up_at)
+        .await
+    {
+        Ok(probe) => Ok(probe),
+        Err(read_costs::ProbeTooLong) => {
+            let class = OpClass::of(&call.op);
+            record_rejection(class, call);
+            Err(CallError::Limited(Rejection {
+                message: format!(
+                    "rate limit: {} allows {} read units/s per index (index `{}`); the cost of a query to namespace \
+                     `{}` is not known yet and its first query, which measures it, was not answered before the \
+                     call's deadline or the gateway's {} ms queue limit",
+                    class.name(),
+                    s.rates
+                        .rates(&call.index, class)
+                        .index_read_units
+                        .unwrap_or_default(),
+                    key.0,
+                    key.1,
+                    s.max_queue_wait.as_millis()
+                ),
+                retry_after: Duration::from_secs(1),
+            }))
+        }
+    }
+}
+
 /// The limiter's span: the class and limit key the call waited for, whether Redis or this process decided, and
 /// the refusal if it was refused.
 fn end_limit_span(
@@ -551,6 +601,13 @@ impl<S: Inner> Handle for Limit<S> {
         let limiter = self.limiter.clone();
         let inner = self.inner.clone();
         Box::pin(async move {
+            let read_cost = match limiter.read_cost_key(&call) {
+                Some(key) => {
+                    let probe = read_cost_known(&limiter, &key, &call).await?;
+                    Some((key, probe))
+                }
+                None => None,
+            };
             let gate = Gate::of(&limiter, &call);
             let span = call
                 .ctx
@@ -564,9 +621,17 @@ impl<S: Inner> Handle for Limit<S> {
             if let (Some(span), Some(scope)) = (span, call.ctx.trace.as_ref()) {
                 end_limit_span(span, scope, &call, &granted);
             }
-            let granted = granted?;
+            let mut granted = granted?;
             let result = inner.send(call).await;
+            if let (Some((key, _)), Ok(reply)) = (&read_cost, &result)
+                && let Some(units) = reply.read_units()
+            {
+                limiter.read_costs.measured(key, units);
+                granted.reconcile_read_units(units);
+            }
             granted.answered(&result).await;
+            // The probe ends after its cost is known, so the namespace's waiting queries are counted at it.
+            drop(read_cost);
             result
         })
     }

@@ -96,6 +96,9 @@ pub enum Unit {
     Requests,
     Records,
     Bytes,
+    /// Pinecone's read units, as a query's answer reports them (`usage.readUnits`). A query's cost is known only
+    /// afterwards, so it is estimated before it is sent (`limiter.rs`, `ReadCosts`) and reconciled with the answer.
+    ReadUnits,
 }
 
 impl Unit {
@@ -104,6 +107,15 @@ impl Unit {
             Unit::Requests => "requests",
             Unit::Records => "records",
             Unit::Bytes => "bytes",
+            Unit::ReadUnits => "read units",
+        }
+    }
+
+    /// The name in Redis keys.
+    pub fn key_name(self) -> &'static str {
+        match self {
+            Unit::ReadUnits => "read_units",
+            u => u.name(),
         }
     }
 }
@@ -116,6 +128,7 @@ pub struct ClassRates {
     pub namespace_records: Option<u64>,
     pub index_records: Option<u64>,
     pub namespace_bytes: Option<u64>,
+    pub index_read_units: Option<u64>,
 }
 
 impl ClassRates {
@@ -127,6 +140,7 @@ impl ClassRates {
             (Scope::Namespace, Unit::Records, self.namespace_records),
             (Scope::Index, Unit::Records, self.index_records),
             (Scope::Namespace, Unit::Bytes, self.namespace_bytes),
+            (Scope::Index, Unit::ReadUnits, self.index_read_units),
         ]
         .into_iter()
         .filter_map(|(s, u, r)| r.filter(|r| *r > 0).map(|r| (s, u, r)))
@@ -140,6 +154,7 @@ impl ClassRates {
             namespace_records: over.namespace_records.or(self.namespace_records),
             index_records: over.index_records.or(self.index_records),
             namespace_bytes: over.namespace_bytes.or(self.namespace_bytes),
+            index_read_units: over.index_read_units.or(self.index_read_units),
         }
     }
 }
@@ -157,14 +172,21 @@ const fn rates(
         namespace_records: ns_rec,
         index_records: idx_rec,
         namespace_bytes: ns_bytes,
+        index_read_units: None,
     }
 }
+
+/// Pinecone's query read-unit limit: 2,000 RU/s per index (rate-limits page; Dedicated Read Nodes are exempt).
+pub const QUERY_READ_UNITS_PER_SECOND: u64 = 2_000;
 
 /// The defaults: the table "Default limits for the gateway" of the reference (see docs/limits.md's table).
 pub fn default_rates(class: OpClass) -> ClassRates {
     match class {
         OpClass::Upsert => rates(Some(100), None, None, None, Some(50_000_000)),
-        OpClass::Query => rates(Some(100), None, None, None, None),
+        OpClass::Query => ClassRates {
+            index_read_units: Some(QUERY_READ_UNITS_PER_SECOND),
+            ..rates(Some(100), None, None, None, None)
+        },
         OpClass::Fetch => rates(None, Some(100), None, None, None),
         OpClass::FetchByMetadata => rates(Some(5), None, None, None, None),
         OpClass::List => rates(None, Some(200), None, None, None),
@@ -209,13 +231,16 @@ impl RateTable {
                 let s = |x: Option<u64>| x.map(&f);
                 (
                     c,
-                    rates(
-                        s(d.namespace_requests),
-                        s(d.index_requests),
-                        s(d.namespace_records),
-                        s(d.index_records),
-                        s(d.namespace_bytes),
-                    ),
+                    ClassRates {
+                        index_read_units: s(d.index_read_units),
+                        ..rates(
+                            s(d.namespace_requests),
+                            s(d.index_requests),
+                            s(d.namespace_records),
+                            s(d.index_records),
+                            s(d.namespace_bytes),
+                        )
+                    },
                 )
             })
             .collect();

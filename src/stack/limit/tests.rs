@@ -491,3 +491,75 @@ async fn callers_weighted_three_to_one_share_a_saturated_limit_75_25() {
         after.len()
     );
 }
+
+fn query(ns: &str) -> UpstreamCall {
+    UpstreamCall {
+        index: "idx".into(),
+        op: Op::Query(w::QueryRequest {
+            namespace: ns.into(),
+            top_k: 1,
+            ..Default::default()
+        }),
+        deadline: Instant::now() + Duration::from_secs(60),
+        ctx: Default::default(),
+    }
+}
+
+/// An upstream whose queries cost `units` read units each, answered after 10 ms.
+fn charging(units: u32) -> crate::stack::testing::FakeBuilder {
+    Fake::builder()
+        .latency(Duration::from_millis(10))
+        .answer(move |_| {
+            Ok(Reply::Query(w::QueryResponse {
+                usage: Some(w::Usage {
+                    read_units: Some(units),
+                }),
+                ..Default::default()
+            }))
+        })
+}
+
+/// The limiter with 100 read units per second of queries per index, in front of `rec`.
+fn read_unit_limited(rec: &Fake) -> Stacked<Limit<Fake>> {
+    LimitLayer::new(Limiter::new(settings(
+        OpClass::Query,
+        ClassRates {
+            index_read_units: Some(100),
+            ..Default::default()
+        },
+    )))
+    .layer(rec.clone())
+}
+
+#[tokio::test(start_paused = true)]
+async fn queries_are_counted_at_their_measured_read_units() {
+    let rec = charging(40).build();
+    let svc = read_unit_limited(&rec);
+    let start = Instant::now();
+    let calls: Vec<_> = (0..6).map(|_| svc.clone().oneshot(query("a"))).collect();
+    for r in futures_join(calls).await {
+        r.unwrap();
+    }
+    // The first query measures the namespace alone (the others wait for its answer at 10 ms); then 40 RU each:
+    // one more fits the first second (80 of 100), two in each of the next ones.
+    assert_eq!(rec.times_ms(start), [0, 10, 1010, 1020, 2020, 2030]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_namespace_is_probed_once_and_other_namespaces_keep_going() {
+    let rec = charging(1).held().build();
+    let svc = read_unit_limited(&rec);
+    let a1 = tokio::spawn(svc.clone().oneshot(query("a")));
+    let a2 = tokio::spawn(svc.clone().oneshot(query("a")));
+    let b1 = tokio::spawn(svc.clone().oneshot(query("b")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // "a" has one query in flight, its second waits for the first one's cost; "b" probes on its own.
+    assert_eq!(rec.arrivals().len(), 2);
+    rec.release(2);
+    a1.await.unwrap().unwrap();
+    b1.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(rec.arrivals().len(), 3);
+    rec.release(1);
+    a2.await.unwrap().unwrap();
+}

@@ -237,12 +237,18 @@ impl Window {
 
     /// The request's answer came back at `now`: it counts from here until it slides out.
     pub fn close(&mut self, ticket: u64, now: Instant) {
+        self.close_costing(ticket, now, None);
+    }
+
+    /// [`Window::close`], counting the request at the cost its answer reported when that differs from the estimate
+    /// it was sent with (a query's read units).
+    pub fn close_costing(&mut self, ticket: u64, now: Instant, cost: Option<u64>) {
         if let Some(pos) = self.open.iter().position(|o| o.ticket == ticket) {
             let o = self.open.swap_remove(pos);
             self.open_cost -= o.cost;
             self.insert(Entry {
                 at: o.since.max(now),
-                cost: o.cost,
+                cost: cost.unwrap_or(o.cost),
                 ticket,
                 answered: true,
             });
@@ -357,6 +363,18 @@ mod tests {
         w.close(1, later);
         w.prune(later);
         assert_eq!(w.earliest(later, 1), Some(later + S));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_counts_at_its_reported_cost() {
+        let start = Instant::now();
+        let mut w = Window::new(100, S);
+        // Sent as 1 (an estimate); the answer says 60: 40 are left in the window until it slides out.
+        w.reserve(start, 1, 1);
+        w.open(1, start);
+        w.close_costing(1, start, Some(60));
+        assert_eq!(w.earliest(start, 40), Some(start));
+        assert_eq!(w.earliest(start, 41), Some(start + S));
     }
 
     /// Grants the earliest turn for one unit at each step (as the limiter does) and checks every window.
