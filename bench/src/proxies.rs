@@ -525,6 +525,18 @@ const CALLERS_NOT_BINDING: &str = "[limits.rates]\n\
 
 const GW_CALLERS: &str = "gateway, limits, coalescing and ordering on, a configured caller (quota, fair queue), a log line per call";
 
+/// The callers arm with budgets on the caller that never bind: each call reads what its caller spent before it goes
+/// and publishes the share of each budget after (the accounting itself is in every arm).
+const BUDGETS_NOT_BINDING: &str = "[limits.rates]\n\
+    fetch = { index_requests_per_second = 1000000 }\n\
+    upsert = { namespace_requests_per_second = 1000000, namespace_bytes_per_second = 1000000000000 }\n\
+    [callers.bench]\npriority = \"interactive\"\nrequests_per_second = 100000000\n\
+    read_units_per_day = 1000000000000\nread_units_per_month = 1000000000000\n\
+    write_units_per_day = 1000000000000\nwrite_units_per_month = 1000000000000\n";
+
+const GW_BUDGETS: &str =
+    "gateway, as the configured-caller arm, with day and month budgets on the caller";
+
 /// Starts the gateway on CPU 0 with JSON logs at `level`; it and the address it serves gRPC on. Its logs are read
 /// and thrown away, so it never blocks on a full pipe.
 pub fn start_gateway(
@@ -814,6 +826,7 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
             "info",
         ),
         (GW_CALLERS, CALLERS_NOT_BINDING, "info"),
+        (GW_BUDGETS, BUDGETS_NOT_BINDING, "info"),
     ] {
         let file = plan.dir.join("gateway.toml");
         std::fs::write(&file, config)?;
@@ -946,6 +959,8 @@ pub fn run(plan: &Plan, gateway_exe: &Path, bench_exe: &Path) -> anyhow::Result<
         "fetch_cpu_per_call_everything_on_vs_floor": ratio(GW_ALL, "floor", FETCH, "load_cpu_us_per_call"),
         "fetch_cpu_per_call_callers_vs_everything_on": ratio(GW_CALLERS, GW_ALL, FETCH, "load_cpu_us_per_call"),
         "fetch_cpu_us_per_call_callers_minus_everything_on": minus(get(GW_CALLERS, FETCH, "load_cpu_us_per_call"), get(GW_ALL, FETCH, "load_cpu_us_per_call")),
+        "fetch_cpu_us_per_call_budgets_minus_callers": minus(get(GW_BUDGETS, FETCH, "load_cpu_us_per_call"), get(GW_CALLERS, FETCH, "load_cpu_us_per_call")),
+        "fetch_cpu_per_call_budgets_vs_floor": ratio(GW_BUDGETS, "floor", FETCH, "load_cpu_us_per_call"),
         "fetch_cpu_us_per_call_traced_minus_untraced": minus(get(GW_H2_TRACED, FETCH, "load_cpu_us_per_call"), get(GW_H2, FETCH, "load_cpu_us_per_call")),
         "fetch_cpu_us_per_call_1pc_traced_minus_untraced": minus(get(GW_H2_TRACED_1PC, FETCH, "load_cpu_us_per_call"), get(GW_H2, FETCH, "load_cpu_us_per_call")),
         "fetch_serial_us_traced_minus_untraced": minus(get(GW_H2_TRACED, FETCH, "serial_mean_us"), get(GW_H2, FETCH, "serial_mean_us")),

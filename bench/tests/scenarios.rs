@@ -23,6 +23,11 @@ fn have(name: &str) -> bool {
 
 /// Runs `bench SCENARIO` as briefly as it allows and returns its one result.
 fn run(scenario: &str) -> Value {
+    run_with(scenario, &[])
+}
+
+/// [`run`], with more arguments.
+fn run_with(scenario: &str, more: &[&str]) -> Value {
     let bench = PathBuf::from(env!("CARGO_BIN_EXE_bench"));
     let gateway = bench.with_file_name("pinecone-gateway");
     assert!(
@@ -33,7 +38,9 @@ fn run(scenario: &str) -> Value {
     let json = std::env::temp_dir().join(format!("bench-{scenario}-{}.json", std::process::id()));
     let out = Command::new(&bench)
         .args([scenario, "--duration-secs", "1", "--warmup-secs", "0"])
-        .args(["--serial-requests", "200", "--rate", "200", "--json"])
+        .args(["--serial-requests", "200", "--rate", "200"])
+        .args(more)
+        .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
@@ -57,8 +64,8 @@ fn proxies_measures_every_arm_and_workload() {
     }
     let r = run("proxies");
     let arms = r["arms"].as_array().unwrap();
-    // 13 arms × 2 workloads.
-    assert_eq!(arms.len(), 26, "{r}");
+    // 14 arms × 2 workloads.
+    assert_eq!(arms.len(), 28, "{r}");
     // The traced arms exported spans to the receiver, and say how many.
     let traced: Vec<&serde_json::Value> = arms
         .iter()
@@ -137,6 +144,25 @@ fn shared_runs_three_replicas_on_redis() {
         "{r}"
     );
     assert!(r["redis_decision"]["count"].as_u64().unwrap() > 0, "{r}");
+}
+
+#[test]
+fn fleet_runs_every_load_and_an_outage() {
+    if !have("redis-server") || !have("taskset") {
+        return;
+    }
+    let r = run_with("fleet", &["--fleet-sizes", "20"]);
+    let runs = r["runs"].as_array().unwrap();
+    // Uniform and skewed at 20 replicas, then skewed with Redis killed half way.
+    assert_eq!(runs.len(), 3, "{r}");
+    for run in runs {
+        assert_eq!(run["replicas"], 20, "{run}");
+        assert!(run["max_in_any_second"].as_u64().unwrap() > 0, "{run}");
+        assert!(run["jain_fairness"].as_f64().unwrap() > 0.0, "{run}");
+    }
+    assert!(runs[0]["redis"]["commands_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(runs[0]["decision_p50"].is_string(), "{r}");
+    assert_eq!(runs[2]["redis_killed_half_way"], true, "{r}");
 }
 
 #[test]
