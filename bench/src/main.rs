@@ -6,6 +6,7 @@
 //!   bench coalescing   # (d) records/s of 200 one-ID callers under 100 fetch/s, on vs. off
 //!   bench shared       # (f) Redis round trips; three replicas' combined rate and busiest second (needs redis-server)
 //!   bench callers      # a batch caller at 10x a fetch limit beside an interactive one: its wait, priorities off vs on
+//!   bench fleet        # N = 10, 100, 1,000 replicas' limiters sharing one index's limit through one Redis
 //!   bench freshness    # (g) a write then a read under a 300 ms index lag: reads reflecting it, read-your-writes off vs on
 //!   bench all --json bench/results/DATE.json
 //!
@@ -17,6 +18,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod callers;
+mod fleet;
 mod floor;
 mod freshness;
 mod proxies;
@@ -66,6 +68,10 @@ struct Args {
     /// `proxies`: fetches of the serial run (the upsert workload makes a twentieth as many).
     #[arg(long, default_value_t = 5000)]
     serial_requests: u64,
+    /// `fleet`: the fleet sizes to run, comma-separated (the run with Redis killed half way is at 100, or the
+    /// largest size below it).
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000])]
+    fleet_sizes: Vec<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -78,6 +84,8 @@ enum Scenario {
     Callers,
     /// (g) A write then a read under a 300 ms index lag: read-your-writes off vs on.
     Freshness,
+    /// N replicas' limiters in one process sharing one index's limit through one Redis (not part of `all`).
+    Fleet,
     /// A 1,000 x 1,536 upsert through the gateway alone: CPU per call, or with `--heaptrack` bytes allocated.
     UpsertLarge,
     All,
@@ -240,14 +248,34 @@ impl Drop for RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Kills it now (an outage), keeping its directory until it is dropped.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn redis_server() -> anyhow::Result<RedisServer> {
+    redis_server_on(1)
+}
+
+/// A redis-server pinned to `cpu`.
+fn redis_server_on(cpu: usize) -> anyhow::Result<RedisServer> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let dir = std::env::temp_dir().join(format!("pgw-bench-redis-{port}"));
     std::fs::create_dir_all(&dir)?;
     let mut child = Command::new("taskset")
-        .args(["-c", "1", "redis-server", "--bind", "127.0.0.1", "--port"])
+        .args([
+            "-c",
+            &cpu.to_string(),
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+        ])
         .arg(port.to_string())
         .args(["--save", "", "--appendonly", "no", "--dir"])
         .arg(&dir)
@@ -567,6 +595,16 @@ async fn scenarios(args: Args) -> anyhow::Result<()> {
     }
     if all || args.scenario == Scenario::Callers {
         results.push(callers::run(&args).await?);
+    }
+    if args.scenario == Scenario::Fleet {
+        results.push(
+            fleet::run_all(
+                &args.fleet_sizes,
+                Duration::from_secs(args.warmup_secs),
+                Duration::from_secs(args.duration_secs),
+            )
+            .await?,
+        );
     }
     if all || args.scenario == Scenario::Freshness {
         results.push(freshness::run(&args).await?);

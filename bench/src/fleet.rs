@@ -1,0 +1,452 @@
+//! `bench fleet`: N replicas' rate limiters in one process, each with its own Redis connection and its own local
+//! queue (the gateway's `Limiter` in redis mode, as `limits.mode = "redis"` builds it), sharing Pinecone's 100 fetches
+//! per second of one index through one Redis. The upstream is a stand-in that counts every request as it arrives and
+//! answers 429 past 100 in any sliding second, as Pinecone does: its strict counter is the referee.
+//!
+//! Loads, offered open-loop at twice the limit over the whole fleet: *uniform* (every replica alike) and *skewed*
+//! (10% of the replicas send 90% of the calls). Per fleet size and load: the most requests in any sliding second
+//! against the limit, the share of the limit used, 429s, calls refused, Redis's decision latency (the gateway's own
+//! histogram, `pinecone_gateway_rate_limit_redis_decision_seconds`, as buckets), Redis round trips (the scripts the
+//! replicas ran) and commands (the scripts' own commands included) per second and per granted turn, Redis's CPU
+//! (`INFO commandstats`, `INFO cpu`), and fairness: Jain's index over the replicas of granted calls against demand
+//! (1 when every replica gets the same share of what it asked for), plain and weighted by demand. And once at
+//! N = 100, skewed: Redis killed half way, the same figures for the half after.
+//!
+//! Redis runs on CPU 0 and this process on CPU 1.
+
+use pinecone_gateway::call::{CallContext, Op, Reply, UpstreamCall, UpstreamError};
+use pinecone_gateway::stack::limit::shared::RedisSettings;
+use pinecone_gateway::stack::limit::{LimitLayer, LimitSettings, Limiter};
+use pinecone_gateway::stack::{CallError, CallFuture, Inner};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::Layer;
+
+/// Pinecone's fetch limit: requests per second per index.
+const LIMIT: usize = 100;
+/// How long the stand-in takes to answer.
+const LATENCY: Duration = Duration::from_millis(5);
+/// Each call's deadline.
+const DEADLINE: Duration = Duration::from_secs(2);
+
+/// The stand-in for Pinecone: every arrival, and 429 past the limit in any sliding second (counted at arrival).
+#[derive(Clone, Default)]
+struct Upstream(Arc<UpState>);
+
+#[derive(Default)]
+struct UpState {
+    window: Mutex<VecDeque<Instant>>,
+    arrivals: Mutex<Vec<Instant>>,
+    throttled: AtomicU64,
+}
+
+impl Inner for Upstream {
+    fn send(&self, _call: UpstreamCall) -> CallFuture {
+        let state = self.0.clone();
+        Box::pin(async move {
+            let now = Instant::now();
+            let over = {
+                let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
+                while w
+                    .front()
+                    .is_some_and(|t| now - *t >= Duration::from_secs(1))
+                {
+                    w.pop_front();
+                }
+                let over = w.len() >= LIMIT;
+                if !over {
+                    w.push_back(now);
+                }
+                over
+            };
+            state
+                .arrivals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(now);
+            tokio::time::sleep(LATENCY).await;
+            if over {
+                state.throttled.fetch_add(1, Ordering::Relaxed);
+                return Err(CallError::Upstream(UpstreamError::Status {
+                    grpc_code: None,
+                    status: 429,
+                    message: "Request failed. You've reached the fetch limit.".into(),
+                    retry_after: Some(Duration::from_secs(1)),
+                }));
+            }
+            Ok(Reply::Fetch(Default::default()))
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Load {
+    Uniform,
+    Skewed,
+}
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Load::Uniform => "uniform",
+            Load::Skewed => "skewed (10% of replicas send 90% of calls)",
+        }
+    }
+
+    /// The replica the next call goes to, at random: a fixed rotation would line replicas up with the alternation of
+    /// granted and refused turns that an evenly spaced overload produces.
+    fn pick(self, n: usize) -> usize {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        match self {
+            Load::Uniform => rng.random_range(0..n),
+            Load::Skewed => {
+                let hot = (n / 10).max(1);
+                if hot == n || rng.random_bool(0.9) {
+                    rng.random_range(0..hot)
+                } else {
+                    rng.random_range(hot..n)
+                }
+            }
+        }
+    }
+}
+
+/// Redis's counters: (round trips: the scripts the replicas ran; every command executed, the scripts' own included;
+/// CPU seconds).
+async fn redis_counters(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> anyhow::Result<(u64, u64, f64)> {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await?;
+    let calls = |l: &str| {
+        l.split("calls=")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let commands = stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        .map(calls)
+        .sum();
+    // The limiter sends nothing but scripts (and loads one when Redis does not know it).
+    let round_trips = stats
+        .lines()
+        .filter(|l| {
+            [
+                "cmdstat_evalsha:",
+                "cmdstat_eval:",
+                "cmdstat_script|load:",
+                "cmdstat_script:",
+            ]
+            .iter()
+            .any(|c| l.starts_with(c))
+        })
+        .map(calls)
+        .sum();
+    let cpu: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    let seconds = cpu
+        .lines()
+        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+        .filter_map(|l| {
+            l.split(':')
+                .nth(1)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .sum();
+    Ok((round_trips, commands, seconds))
+}
+
+/// The decision histogram's cumulative buckets: (upper bound in seconds, count).
+fn decision_buckets(metrics: &metrics_exporter_prometheus::PrometheusHandle) -> Vec<(f64, u64)> {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("pinecone_gateway_rate_limit_redis_decision_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect()
+}
+
+/// The bound of the bucket that holds quantile `q` of the decisions between two readings.
+fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Value {
+    let diff: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before.iter().find(|(b, _)| b == le).map_or(0, |(_, c)| *c);
+            (*le, n - was)
+        })
+        .collect();
+    let total = diff.last().map_or(0, |(_, n)| *n);
+    if total == 0 {
+        return Value::Null;
+    }
+    let want = (total as f64 * q).ceil() as u64;
+    diff.iter()
+        .find(|(_, n)| *n >= want)
+        .map_or(Value::Null, |(le, _)| {
+            if le.is_finite() {
+                json!(format!("<= {} ms", le * 1000.0))
+            } else {
+                json!("> 1000 ms")
+            }
+        })
+}
+
+/// One run: `n` replicas under `load` for `duration` after `warmup`; with `kill_redis`, Redis is killed half way and
+/// the figures are of the half after.
+async fn run(
+    redis: &mut super::RedisServer,
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+    n: usize,
+    load: Load,
+    warmup: Duration,
+    duration: Duration,
+    kill_redis: bool,
+) -> anyhow::Result<Value> {
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let prefix = format!("fleet-{}", rand::random::<u32>());
+    let upstream = Upstream::default();
+    let replicas: Vec<_> = (0..n)
+        .map(|_| {
+            let limiter = Limiter::new(LimitSettings {
+                share: n as u64,
+                redis: Some(RedisSettings {
+                    url: url.clone(),
+                    cluster: false,
+                    timeout: Duration::from_millis(250),
+                    reconnect_interval: Duration::from_secs(1),
+                    key_prefix: prefix.clone(),
+                    spend_sync: Duration::from_secs(1),
+                }),
+                ..LimitSettings::default()
+            });
+            LimitLayer::new(limiter).layer(upstream.clone())
+        })
+        .collect();
+    let mut admin = redis::Client::open(url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let offered_per_second = 2 * LIMIT as u64;
+    let demand: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let granted: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let refused = Arc::new(AtomicU64::new(0));
+    let other_errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let half = measure_from + duration / 2;
+    let end = measure_from + duration;
+    let mut redis_before = None;
+    let mut decisions_before = Vec::new();
+    let mut killed = false;
+    let spacing = Duration::from_secs(1) / offered_per_second as u32;
+    let mut next = start;
+    let mut calls = Vec::new();
+    while next < end {
+        tokio::time::sleep_until(next).await;
+        let now = Instant::now();
+        if redis_before.is_none() && now >= measure_from {
+            redis_before = Some(redis_counters(&mut admin).await?);
+            decisions_before = decision_buckets(metrics);
+        }
+        if kill_redis && !killed && now >= half {
+            redis.kill();
+            killed = true;
+        }
+        let i = load.pick(n);
+        let measured = now >= if kill_redis { half } else { measure_from };
+        let svc = replicas[i].clone();
+        let (demand, granted, refused, other) = (
+            demand.clone(),
+            granted.clone(),
+            refused.clone(),
+            other_errors.clone(),
+        );
+        calls.push(tokio::spawn(async move {
+            if measured {
+                demand[i].fetch_add(1, Ordering::Relaxed);
+            }
+            let call = UpstreamCall {
+                index: "fleet".into(),
+                op: Op::Fetch {
+                    ids: vec!["a".into()],
+                    namespace: "ns".into(),
+                },
+                deadline: Instant::now() + DEADLINE,
+                ctx: Arc::new(CallContext::default()),
+            };
+            match svc.send(call).await {
+                Ok(_) if measured => {
+                    granted[i].fetch_add(1, Ordering::Relaxed);
+                }
+                Err(CallError::Limited(_)) if measured => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) if measured => {
+                    other.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }));
+        next += spacing;
+    }
+    let redis_after = if killed {
+        None
+    } else {
+        Some(redis_counters(&mut admin).await?)
+    };
+    let decisions_after = decision_buckets(metrics);
+    for c in calls {
+        c.await?;
+    }
+    let from = if kill_redis { half } else { measure_from };
+    let arrivals: Vec<std::time::Instant> = upstream
+        .0
+        .arrivals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|t| **t >= from && **t < end)
+        .map(|t| t.into_std())
+        .collect();
+    let measured_secs = (end - from).as_secs_f64();
+    let busiest = super::max_in_any_window(&arrivals, Duration::from_secs(1));
+    let granted_total: u64 = granted.iter().map(|g| g.load(Ordering::Relaxed)).sum();
+    // Jain's index over the replicas that asked for anything, of the share of their demand they were granted.
+    let shares: Vec<f64> = demand
+        .iter()
+        .zip(granted.iter())
+        .filter(|(d, _)| d.load(Ordering::Relaxed) > 0)
+        .map(|(d, g)| g.load(Ordering::Relaxed) as f64 / d.load(Ordering::Relaxed) as f64)
+        .collect();
+    let sum: f64 = shares.iter().sum();
+    let squares: f64 = shares.iter().map(|x| x * x).sum();
+    let jain = if squares > 0.0 {
+        sum * sum / (shares.len() as f64 * squares)
+    } else {
+        0.0
+    };
+    // The same, each replica weighted by its demand: a replica that asked twice in the run weighs what it asked, so
+    // that the sampling noise of the many quiet replicas of a large fleet does not pass for unfairness.
+    let (mut dx, mut d, mut dxx) = (0.0, 0.0, 0.0);
+    for (dem, got) in demand.iter().zip(granted.iter()) {
+        let dem = dem.load(Ordering::Relaxed) as f64;
+        if dem > 0.0 {
+            let x = got.load(Ordering::Relaxed) as f64 / dem;
+            dx += dem * x;
+            d += dem;
+            dxx += dem * x * x;
+        }
+    }
+    let jain_weighted = if dxx > 0.0 { dx * dx / (d * dxx) } else { 0.0 };
+    // What a perfectly fair limiter would score by chance alone: each replica's granted share then varies as a
+    // binomial over its few calls (variance p(1-p)/demand), which a large fleet with a handful of calls per replica
+    // cannot avoid. The measured index is to be read against this one.
+    let p = if d > 0.0 { dx / d } else { 0.0 };
+    let mean_inverse_demand = demand
+        .iter()
+        .map(|x| x.load(Ordering::Relaxed) as f64)
+        .filter(|x| *x > 0.0)
+        .map(|x| 1.0 / x)
+        .sum::<f64>()
+        / shares.len().max(1) as f64;
+    let chance = |noise: f64| {
+        if p > 0.0 {
+            p * p / (p * p + p * (1.0 - p) * noise)
+        } else {
+            0.0
+        }
+    };
+    let jain_chance = chance(mean_inverse_demand);
+    let jain_weighted_chance = chance(shares.len() as f64 / d.max(1.0));
+    let redis = match (redis_before, redis_after) {
+        (Some((r0, c0, cpu0)), Some((r1, c1, cpu1))) => json!({
+            "round_trips_per_second": ((r1 - r0) as f64 / measured_secs).round(),
+            "round_trips_per_granted_turn": ((r1 - r0) as f64 / granted_total.max(1) as f64 * 100.0).round() / 100.0,
+            "commands_per_second": ((c1 - c0) as f64 / measured_secs).round(),
+            "commands_per_granted_turn": ((c1 - c0) as f64 / granted_total.max(1) as f64 * 100.0).round() / 100.0,
+            "cpu_percent": ((cpu1 - cpu0) / measured_secs * 1000.0).round() / 10.0,
+        }),
+        _ => Value::Null,
+    };
+    let used = arrivals.len() as f64 / measured_secs / LIMIT as f64;
+    Ok(json!({
+        "replicas": n,
+        "load": load.name(),
+        "redis_killed_half_way": kill_redis,
+        "offered_per_second": offered_per_second,
+        "limit_per_second": LIMIT,
+        "max_in_any_second": busiest,
+        "limit_used_percent": (used * 1000.0).round() / 10.0,
+        "upstream_429s": upstream.0.throttled.load(Ordering::Relaxed),
+        "calls_refused": refused.load(Ordering::Relaxed),
+        "other_errors": other_errors.load(Ordering::Relaxed),
+        "decision_p50": quantile(&decisions_before, &decisions_after, 0.5),
+        "decision_p99": quantile(&decisions_before, &decisions_after, 0.99),
+        "redis": redis,
+        "jain_fairness": (jain * 1000.0).round() / 1000.0,
+        "jain_fairness_demand_weighted": (jain_weighted * 1000.0).round() / 1000.0,
+        "jain_fairness_of_a_fair_limiter_by_chance": (jain_chance * 1000.0).round() / 1000.0,
+        "jain_fairness_demand_weighted_of_a_fair_limiter_by_chance": (jain_weighted_chance * 1000.0).round() / 1000.0,
+        "replicas_that_asked": shares.len(),
+    }))
+}
+
+/// Every fleet size and load, then Redis killed at N = 100.
+pub async fn run_all(
+    sizes: &[usize],
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Value> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+        ])?
+        .install_recorder()?;
+    let mut runs = Vec::new();
+    for &n in sizes {
+        for load in [Load::Uniform, Load::Skewed] {
+            let mut redis = super::redis_server_on(0)?;
+            runs.push(run(&mut redis, &metrics, n, load, warmup, duration, false).await?);
+        }
+    }
+    let killed_at = sizes
+        .iter()
+        .copied()
+        .filter(|n| *n <= 100)
+        .max()
+        .unwrap_or(100);
+    let mut redis = super::redis_server_on(0)?;
+    runs.push(
+        run(
+            &mut redis,
+            &metrics,
+            killed_at,
+            Load::Skewed,
+            warmup,
+            duration,
+            true,
+        )
+        .await?,
+    );
+    Ok(json!({
+        "scenario": "fleet: N replicas' limiters sharing 100 fetch/s through one Redis",
+        "runs": runs,
+    }))
+}
