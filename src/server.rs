@@ -239,6 +239,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         gw.clone()
             .keep_spend_synced(spend_sync, admin_stop_rx.clone()),
     );
+    // Redis mode: this replica's heartbeat, so that every replica knows the fleet's size.
+    if let Some(redis) = limiter.redis() {
+        tokio::spawn(redis.keep_heartbeat(admin_stop_rx.clone()));
+    }
     let admin_addr = match settings.server.admin_listen {
         Some(listen) => {
             Some(crate::admin::start(listen, ready_rx, gw.clone(), admin_stop_rx).await?)

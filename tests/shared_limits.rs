@@ -168,8 +168,7 @@ async fn three_replicas_keep_together_to_one_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_redis_a_replica_keeps_serving_under_its_static_share_and_shares_again_when_it_is_back()
- {
+async fn without_redis_a_replica_keeps_serving_under_its_share_and_shares_again_when_it_is_back() {
     let redis = RedisServer::start();
     let emulator = enforcing_emulator().await;
     let config = config_file(
@@ -194,7 +193,7 @@ async fn without_redis_a_replica_keeps_serving_under_its_static_share_and_shares
     );
 
     let port = redis.kill();
-    // Calls go on being served, now under the static share, and the gateway says it is degraded.
+    // Calls go on being served, now under its own share, and the gateway says it is degraded.
     for _ in 0..20 {
         c.describe_index_stats(stats()).await.unwrap();
     }
@@ -211,7 +210,8 @@ async fn without_redis_a_replica_keeps_serving_under_its_static_share_and_shares
         200,
         "degraded limits do not make the replica unready"
     );
-    // Under overload the static share (50/s of the 100/s limit) still holds Pinecone's limit.
+    // Its heartbeat told it the fleet is itself alone (not `limits.replicas = 2`), and Redis's guard that the fleet
+    // left nearly all of the limit: under overload it keeps to Pinecone's limit and uses it.
     let phase = std::time::Instant::now();
     overload(&[&gw], 10, Duration::from_millis(1500)).await;
     assert_eq!(emulator.throttled(INDEX), 0, "Pinecone answered 429");
@@ -221,11 +221,12 @@ async fn without_redis_a_replica_keeps_serving_under_its_static_share_and_shares
         .filter(|t| *t >= phase)
         .collect();
     let most = max_in_any_window(&degraded, Duration::from_secs(1));
-    assert!(
-        most <= 50,
-        "{most} in one second under a static share of 50/s"
+    assert!(most <= 100, "{most} in one second under a limit of 100/s");
+    assert!(most >= 80, "the replica's share was used: {most}");
+    assert_eq!(
+        metric(&gw, "pinecone_gateway_rate_limit_replicas_seen").await,
+        Some(1.0)
     );
-    assert!(most >= 40, "the static share was used: {most}");
 
     // Redis back on the same port: shared limits again, by itself.
     let _redis = RedisServer::start_on(port);
@@ -236,6 +237,67 @@ async fn without_redis_a_replica_keeps_serving_under_its_static_share_and_shares
         assert!(served < 2000, "the gateway never went back to Redis");
     }
     gw.wait_for_log("shared again");
+    let _ = std::fs::remove_file(config);
+}
+
+/// A busy replica beside a quiet one: with Redis gone, the busy one keeps the share Redis granted it (most of the
+/// limit), not half of it (`limits.replicas = 2`), and the two together still never exceed the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_busy_replica_keeps_the_share_it_was_granted() {
+    let redis = RedisServer::start();
+    let emulator = enforcing_emulator().await;
+    let config = config_file(
+        "granted-share",
+        &format!(
+            "[limits]\nmode = \"redis\"\nreplicas = 2\nexpected_upstream_ms = 300\n\
+             [limits.redis]\nurl = \"{}\"\ntimeout_ms = 200\nreconnect_interval_ms = 200\ngrace_ms = 60000\n",
+            redis.url()
+        ),
+    );
+    let busy = replica(&emulator, &config);
+    let quiet = replica(&emulator, &config);
+    // The quiet replica's one caller: a call every 100 ms, for the whole run.
+    let run_for = Duration::from_secs(5);
+    let started = Instant::now();
+    let mut q = client(&quiet).await;
+    let quiet_calls = tokio::spawn(async move {
+        while started.elapsed() < run_for {
+            let mut r = tonic::Request::new(p::DescribeIndexStatsRequest::default());
+            r.set_timeout(Duration::from_secs(2));
+            let _ = q.describe_index_stats(r).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let busy_only = [&busy];
+    let load = overload(&busy_only, 20, run_for);
+    let stop = async {
+        emulator
+            .wait_until(|e| e.count(INDEX, "describe_index_stats") >= 200)
+            .await;
+        let at = std::time::Instant::now();
+        redis.kill();
+        at
+    };
+    let (_, stopped_at) = tokio::join!(load, stop);
+    quiet_calls.await.unwrap();
+    assert_eq!(emulator.throttled(INDEX), 0, "Pinecone answered 429");
+    assert_within_limit(&emulator, "describe_index_stats", 100);
+    // After the first second without Redis (the window it was last granted in), both replicas decide alone.
+    let from = stopped_at + Duration::from_millis(1100);
+    let after: Vec<_> = emulator
+        .arrivals(INDEX, "describe_index_stats")
+        .into_iter()
+        .filter(|t| *t >= from)
+        .collect();
+    let seconds = (started + run_for)
+        .saturating_duration_since(from)
+        .as_secs_f64();
+    let per_second = after.len() as f64 / seconds;
+    assert!(
+        per_second > 70.0,
+        "{per_second:.0}/s without Redis: the busy replica fell to a static share"
+    );
+    busy.wait_for_log("Redis unavailable");
     let _ = std::fs::remove_file(config);
 }
 
@@ -294,6 +356,9 @@ async fn the_guard_counts_a_request_from_send_until_its_answer_and_one_window_mo
         reconnect_interval: Duration::from_secs(1),
         key_prefix: "guard-test".into(),
         spend_sync: Duration::from_secs(1),
+        heartbeat: Duration::from_secs(10),
+        grace: Duration::from_secs(5),
+        fallback_decay: Duration::from_secs(30),
     })
     .unwrap();
     let key = [("guard-test:{i}:fetch:requests:index:sent".to_string(), 2, 1)];

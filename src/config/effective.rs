@@ -111,6 +111,9 @@ pub fn render(s: &Settings) -> String {
         t.insert("timeout_ms".into(), ms(r.timeout));
         t.insert("reconnect_interval_ms".into(), ms(r.reconnect_interval));
         t.insert("spend_sync_ms".into(), ms(r.spend_sync));
+        t.insert("heartbeat_ms".into(), ms(r.heartbeat));
+        t.insert("grace_ms".into(), ms(r.grace));
+        t.insert("fallback_decay_ms".into(), ms(r.fallback_decay));
         t.insert("key_prefix".into(), r.key_prefix.clone().into());
         t.insert("cluster".into(), r.cluster.into());
         limits.insert("redis".into(), t.into());

@@ -68,6 +68,16 @@ pub struct RedisSection {
     /// How often each replica adds the read and write units it charged to the shared spend in Redis and reads what
     /// every replica spent (callers' budgets are checked against that). Default 1000.
     pub spend_sync_ms: Option<u64>,
+    /// How often each replica renews its heartbeat in Redis; the replicas whose heartbeat is younger than three of
+    /// these are the live fleet, whose size replaces `limits.replicas` in the fall-back. Each heartbeat is one Redis
+    /// round trip: a fleet of N replicas makes N / (this in seconds) a second. Default 10000.
+    pub heartbeat_ms: Option<u64>,
+    /// While Redis cannot be reached, for this long each replica keeps the share of each limit Redis granted it in
+    /// the seconds before; a blip shorter than this goes unnoticed by the fleet's throughput. Default 5000.
+    pub grace_ms: Option<u64>,
+    /// After `grace_ms`, each replica's share moves from what it was granted to an equal share of the last known
+    /// live fleet, evenly over this long. Default 30000.
+    pub fallback_decay_ms: Option<u64>,
     /// A Redis Cluster (as managed Redis offerings run): `url` lists seed nodes, separated by commas, and the
     /// gateway follows the cluster's slots. Default false.
     pub cluster: Option<bool>,
@@ -185,6 +195,9 @@ fn redis_settings(
         )?,
         key_prefix: r.key_prefix.clone().unwrap_or_else(|| "pgw".into()),
         spend_sync: ms("limits.redis.spend_sync_ms", r.spend_sync_ms, 1000)?,
+        heartbeat: ms("limits.redis.heartbeat_ms", r.heartbeat_ms, 10_000)?,
+        grace: Duration::from_millis(r.grace_ms.unwrap_or(5000)),
+        fallback_decay: Duration::from_millis(r.fallback_decay_ms.unwrap_or(30_000)),
     }))
 }
 

@@ -38,6 +38,11 @@ pub const LIMIT_KEYS: &str = "pinecone_gateway_rate_limit_keys";
 pub const LIMIT_DEGRADED: &str = "pinecone_gateway_rate_limit_degraded";
 pub const LIMIT_REDIS_ERRORS: &str = "pinecone_gateway_rate_limit_redis_errors_total";
 pub const LIMIT_REDIS_SECONDS: &str = "pinecone_gateway_rate_limit_redis_decision_seconds";
+/// Redis mode: the live replicas Redis counted at this replica's last heartbeat.
+pub const LIMIT_REPLICAS_SEEN: &str = "pinecone_gateway_rate_limit_replicas_seen";
+/// Redis mode, while Redis is down: the share of the limit of the last call this replica decided alone (what it was
+/// granted, moving to an equal share of the live fleet), 0 to 1.
+pub const LIMIT_REPLICA_SHARE: &str = "pinecone_gateway_rate_limit_replica_share";
 pub const RETRIES: &str = "pinecone_gateway_retries_total";
 pub const RETRY_BUDGET_EXHAUSTED: &str = "pinecone_gateway_retry_budget_exhausted_total";
 pub const BATCH_SIZE: &str = "pinecone_gateway_batch_size";

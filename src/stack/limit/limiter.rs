@@ -25,8 +25,25 @@ pub(super) struct BucketKey {
 pub(super) struct Need {
     key: BucketKey,
     scope: Scope,
+    /// Units per `period` (this replica's own share, for the local windows).
     rate: u64,
+    period: Duration,
     cost: u64,
+}
+
+/// How far back a replica remembers what Redis granted it, to keep that share while Redis is down.
+const GRANTED_HISTORY: Duration = Duration::from_secs(5);
+
+/// How recent the fleet's use of a limit must be for a replica to count on the room it left.
+const FLEET_USE_FRESH: Duration = Duration::from_secs(2);
+
+/// What Redis granted this replica of one bucket.
+#[derive(Default)]
+struct Granted {
+    /// The instant each request was sent, and its cost.
+    log: std::collections::VecDeque<(Instant, u64)>,
+    /// What the whole fleet had in the bucket's window at this replica's last turn, and when.
+    fleet: Option<(Instant, u64)>,
 }
 
 #[derive(Default)]
@@ -36,6 +53,8 @@ struct State {
     owners: HashMap<u64, String>,
     next_ticket: u64,
     calls_since_sweep: u32,
+    /// The outage (Redis mode, degraded since) the windows were started for.
+    seeded_for: Option<Instant>,
 }
 
 /// What [`Limiter::reserve`] decided.
@@ -57,6 +76,11 @@ pub struct Limiter {
     pub(super) fair: Arc<super::fair::FairQueues>,
     /// What a query of each namespace is expected to cost in read units.
     pub(super) read_costs: Arc<ReadCosts>,
+    /// Redis mode: what Redis granted this replica in the last seconds, per bucket: its share while Redis is down,
+    /// and its own requests in the windows it then decides in.
+    granted: Mutex<HashMap<BucketKey, Granted>>,
+    /// Redis mode: Redis has granted this replica a turn since it started.
+    ever_granted: std::sync::atomic::AtomicBool,
 }
 
 pub(super) fn describe(n: &Need, class: OpClass) -> String {
@@ -105,6 +129,8 @@ impl Limiter {
             shared,
             fair: Arc::default(),
             read_costs: Arc::default(),
+            granted: Mutex::default(),
+            ever_granted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -113,12 +139,125 @@ impl Limiter {
         self.shared.as_ref().is_some_and(|s| s.is_degraded())
     }
 
-    /// Redis mode, degraded: the last window before the fall-back counts as spent (by the other replicas, through
-    /// Redis), so the local buckets give nothing until it has slid out.
+    /// Redis mode, degraded, for a replica Redis never granted a turn (it has no share of its own, and takes the
+    /// static share): the last window before the fall-back counts as spent (by the other replicas, through Redis),
+    /// so the local buckets give nothing until it has slid out.
     fn spent_until(&self, period: Duration) -> Option<Instant> {
+        if self.ever_granted.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let since = self.shared.as_ref()?.degraded_since()?;
         let until = since + period;
         (until > Instant::now()).then_some(until)
+    }
+
+    /// Redis granted the call's turn and it is being sent: remembered per bucket for the fall-back, with what the
+    /// whole fleet had in each bucket's window (`fleet_in_window`, in the order of `needs`).
+    pub(super) fn granted_through_redis(&self, needs: &[Need], fleet_in_window: &[u64]) {
+        self.ever_granted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let now = Instant::now();
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, n) in needs.iter().enumerate() {
+            let g = granted.entry(n.key.clone()).or_default();
+            while g
+                .log
+                .front()
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > GRANTED_HISTORY)
+            {
+                g.log.pop_front();
+            }
+            g.log.push_back((now, n.cost));
+            if let Some(used) = fleet_in_window.get(i) {
+                g.fleet = Some((now, used + n.cost));
+            }
+        }
+        // Buckets nothing was granted for lately are dropped with their last entry's age.
+        if granted.len() > self.settings().max_keys {
+            granted.retain(|_, g| {
+                g.log
+                    .back()
+                    .is_some_and(|(t, _)| now.saturating_duration_since(*t) <= GRANTED_HISTORY)
+            });
+        }
+    }
+
+    /// The room the fleet left in `key`'s limit of `rate` at this replica's last turn, if that turn was recent at
+    /// `until` (else none: a stale measure could promise room the fleet has since taken).
+    fn fleet_room(&self, key: &BucketKey, rate: u64, until: Instant) -> f64 {
+        let granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        match granted.get(key).and_then(|g| g.fleet) {
+            Some((at, used)) if until.saturating_duration_since(at) <= FLEET_USE_FRESH => {
+                rate.saturating_sub(used) as f64
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// The units of `key` Redis granted this replica per second in the window (`period`) before `until`. Over one
+    /// window, Redis's guard kept the whole fleet's grants within the limit, so these shares add up to no more than
+    /// it; a longer average would not (a replica busier lately than over the average would claim its old share
+    /// beside the new one of another).
+    fn granted_rate(&self, key: &BucketKey, until: Instant, period: Duration) -> f64 {
+        let granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        let units: u64 = granted.get(key).map_or(0, |g| {
+            g.log
+                .iter()
+                .filter(|(t, _)| *t < until && until.saturating_duration_since(*t) <= period)
+                .map(|(_, c)| c)
+                .sum()
+        });
+        units as f64 / period.as_secs_f64()
+    }
+
+    /// What this replica sent of `key` through Redis since `from`: the local window's first entries when it decides
+    /// alone.
+    fn granted_since(&self, key: &BucketKey, from: Instant) -> Vec<(Instant, u64)> {
+        let granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        granted.get(key).map_or_else(Vec::new, |g| {
+            g.log.iter().filter(|(t, _)| *t >= from).copied().collect()
+        })
+    }
+
+    /// This replica's own share of a limit of `rate` per second, per second: the static share (`rate / replicas`);
+    /// in redis mode while Redis is down, for `grace_ms`, what Redis granted it in the seconds before (none if it
+    /// was granted nothing) plus an equal part of the room the fleet left in the limit at its last turn (when that
+    /// turn was recent), then moving evenly over `fallback_decay_ms` to an equal share of the live fleet as Redis last
+    /// counted it. Every replica moves alike, so the fleet's shares add up to no more than the limit. A replica that
+    /// Redis never granted a turn (a new one) has no share of its own and takes the static share
+    /// (`limits.replicas`), after one window.
+    fn own_share(&self, key: &BucketKey, rate: u64, settings: &LimitSettings) -> f64 {
+        let static_share = rate as f64 / settings.share.max(1) as f64;
+        let Some((shared, since)) = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.degraded_since().map(|since| (s, since)))
+        else {
+            return static_share;
+        };
+        let Some(live) = shared.live_replicas() else {
+            return static_share;
+        };
+        if !self.ever_granted.load(std::sync::atomic::Ordering::Relaxed) {
+            return static_share;
+        }
+        let equal = rate as f64 / live.max(1) as f64;
+        let period = Duration::from_secs(1) + settings.window_margin;
+        let granted = (self.granted_rate(key, since, period)
+            + self.fleet_room(key, rate, since) / live as f64)
+            .min(rate as f64);
+        let (grace, decay) = shared.fallback();
+        let after = Instant::now().saturating_duration_since(since + grace);
+        let kept = if after.is_zero() {
+            1.0
+        } else if decay.is_zero() {
+            0.0
+        } else {
+            (1.0 - after.as_secs_f64() / decay.as_secs_f64()).max(0.0)
+        };
+        let share = kept * granted + (1.0 - kept) * equal;
+        metrics::gauge!(m::LIMIT_REPLICA_SHARE).set(share / rate.max(1) as f64);
+        share
     }
 
     pub fn settings(&self) -> Arc<LimitSettings> {
@@ -137,12 +276,15 @@ impl Limiter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The buckets of a call at the local rates (each limit divided by `share`).
+    /// The buckets of a call at this replica's own rates ([`Limiter::own_share`]).
     fn needs(&self, call: &UpstreamCall) -> (OpClass, Vec<Need>) {
-        self.needs_divided(call, self.settings().share.max(1))
+        self.needs_at(call, true)
     }
 
-    fn needs_divided(&self, call: &UpstreamCall, divisor: u64) -> (OpClass, Vec<Need>) {
+    /// The buckets of a call, at this replica's own rates (`own`) or at the full ones (Redis's).
+    fn needs_at(&self, call: &UpstreamCall, own: bool) -> (OpClass, Vec<Need>) {
+        let settings = self.settings();
+        let base_period = Duration::from_secs(1) + settings.window_margin;
         let class = OpClass::of(&call.op);
         let namespace = namespace_key(call).to_string();
         let (records, bytes) = super::rates::costs(&call.op);
@@ -151,13 +293,34 @@ impl Limiter {
         } else {
             call.index.clone()
         };
-        let needs = self
-            .settings()
+        let needs = settings
             .rates
             .rates(&call.index, class)
             .buckets()
-            .filter_map(|(scope, unit, rate)| {
-                let rate = (rate / divisor).max(1);
+            .filter_map(|(scope, unit, full)| {
+                let key = BucketKey {
+                    index: index.clone(),
+                    namespace: if scope == Scope::Namespace {
+                        namespace.clone()
+                    } else {
+                        String::new()
+                    },
+                    class,
+                    unit,
+                };
+                // A share below one unit per second is one unit per longer period; none is no turn at all.
+                let (rate, period) = if own {
+                    let share = self.own_share(&key, full, &settings);
+                    if share >= 1.0 {
+                        (share as u64, base_period)
+                    } else if share > 1e-6 {
+                        (1, base_period.mul_f64(1.0 / share))
+                    } else {
+                        (0, base_period)
+                    }
+                } else {
+                    (full, base_period)
+                };
                 let cost = match unit {
                     Unit::Requests => 1,
                     Unit::Records => records,
@@ -166,19 +329,11 @@ impl Limiter {
                         .read_costs
                         .estimate(&(call.index.clone(), namespace.clone()), rate),
                 };
-                (cost > 0).then(|| Need {
-                    key: BucketKey {
-                        index: index.clone(),
-                        namespace: if scope == Scope::Namespace {
-                            namespace.clone()
-                        } else {
-                            String::new()
-                        },
-                        class,
-                        unit,
-                    },
+                (cost > 0).then_some(Need {
+                    key,
                     scope,
                     rate,
+                    period,
                     cost,
                 })
             })
@@ -219,10 +374,30 @@ impl Limiter {
                 !w.is_idle()
             });
         }
+        // Redis down: this replica decides alone from now on, in windows that start with what it sent through Redis
+        // (windows left from an earlier outage are stale).
+        let degraded_since = self.shared.as_ref().and_then(|r| r.degraded_since());
+        let seed = degraded_since.is_some()
+            && self.ever_granted.load(std::sync::atomic::Ordering::Relaxed);
+        if degraded_since.is_some() && state.seeded_for != degraded_since {
+            state.buckets.clear();
+            state.seeded_for = degraded_since;
+        }
         let mut at = now;
         let mut binding: Option<&Need> = None;
         let mut hold_back: Option<Instant> = None;
         for n in &needs {
+            if n.rate == 0 {
+                return Err(Rejection {
+                    message: format!(
+                        "rate limit: Redis cannot be reached, and Redis granted this replica no share of this limit \
+                         ({}) in the seconds before; its share grows to an equal share of the fleet after \
+                         limits.redis.grace_ms",
+                        describe(n, class)
+                    ),
+                    retry_after: Duration::from_secs(1),
+                });
+            }
             if !state.buckets.contains_key(&n.key) && state.buckets.len() >= s.max_keys {
                 return Err(Rejection {
                     message: format!(
@@ -232,12 +407,17 @@ impl Limiter {
                     retry_after: Duration::from_secs(1),
                 });
             }
-            let w = state
-                .buckets
-                .entry(n.key.clone())
-                .or_insert_with(|| Window::new(n.rate, period));
-            // A reload may have changed the rate or the margin since the bucket was made.
-            w.set_limit(n.rate, period);
+            let w = state.buckets.entry(n.key.clone()).or_insert_with(|| {
+                let mut w = Window::new(n.rate, n.period);
+                if seed {
+                    for (sent, cost) in self.granted_since(&n.key, now - n.period) {
+                        w.record_sent(sent, cost);
+                    }
+                }
+                w
+            });
+            // A reload (or the fall-back's moving share) may have changed the rate or period since it was made.
+            w.set_limit(n.rate, n.period);
             if let Some(until) = spent_until {
                 w.block_until(until);
             }
@@ -250,7 +430,7 @@ impl Limiter {
                         n.key.unit.name(),
                         describe(n, class)
                     ),
-                    retry_after: period,
+                    retry_after: n.period,
                 });
             };
             if w.waiting(now) >= s.max_queue_len {
@@ -332,7 +512,7 @@ impl Limiter {
         shared: &shared::RedisLimits,
         call: &UpstreamCall,
     ) -> Option<SharedCall> {
-        let (class, needs) = self.needs_divided(call, 1);
+        let (class, needs) = self.needs_at(call, false);
         if needs.is_empty() {
             return None;
         }

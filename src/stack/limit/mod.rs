@@ -433,11 +433,14 @@ async fn shared_grant(
         None => None,
     };
     match shared_turn(limiter, &shared, &sc, call).await {
-        SharedTurn::Go(guarded) => Some(Ok(Granted::Shared {
-            guarded,
-            shared,
-            keys: sc.buckets.into_iter().map(|b| b.key).collect(),
-        })),
+        SharedTurn::Go(guarded) => {
+            limiter.granted_through_redis(&sc.needs, &guarded.fleet_in_window);
+            Some(Ok(Granted::Shared {
+                guarded,
+                shared,
+                keys: sc.buckets.into_iter().map(|b| b.key).collect(),
+            }))
+        }
         SharedTurn::Refused(r) => {
             record_rejection(sc.class, call);
             Some(Err(CallError::Limited(r)))

@@ -24,12 +24,17 @@
 //! `limits.redis.cluster = true`, `url` lists the cluster's seed nodes (comma-separated) and the gateway follows the
 //! cluster's slots (the `redis` crate's cluster client).
 //!
+//! Every replica renews a heartbeat in a sorted set (`<key_prefix>:{replicas}`, [`HEARTBEAT`]) every `heartbeat_ms`;
+//! those heard from within three heartbeats are the live fleet, whose size every replica knows.
+//!
 //! States: *connected*, or *degraded* when Redis cannot be reached or answers later than `timeout_ms`: then calls
-//! use the local limiter with every limit divided by `replicas` (never no limit), the
-//! `pinecone_gateway_rate_limit_degraded` gauge is 1 and one warning is logged. The local windows start as if the
-//! last window had been spent by the other replicas: nothing is sent for one window after the fall-back (the
-//! requests sent through Redis in the second before are unknown to this replica). One call per
-//! `reconnect_interval_ms` tries Redis again, and the first answer returns the gateway to shared limits (logged).
+//! use the local limiter (never no limit) at this replica's own share of each limit (`limiter.rs`, `own_share`: what
+//! Redis granted it in the last window plus its part of the room the fleet left, for `grace_ms`, then moving to an
+//! equal share of the live fleet over `fallback_decay_ms`), in windows that start with what it sent through Redis;
+//! the `pinecone_gateway_rate_limit_degraded` gauge is 1 and one warning is logged. A replica Redis never granted a
+//! turn takes the static share (limits divided by `replicas`), and its windows start as if the last window had been
+//! spent by the other replicas. One call per `reconnect_interval_ms` tries Redis again, and the first answer returns
+//! the gateway to shared limits (logged).
 //! Differences from the local limiter: a call that gives up while waiting keeps its turn (the others are not moved
 //! forward), there is no per-key queue length and no namespace fairness, and on the way back from degraded mode
 //! the requests this replica sent under its static share in the last window are not in Redis's windows (for one
@@ -57,6 +62,12 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// How often each replica adds the units it charged to the shared spend and reads the others' (`api::spend`).
     pub spend_sync: Duration,
+    /// How often each replica renews its heartbeat (the live fleet: heartbeats younger than three of these).
+    pub heartbeat: Duration,
+    /// How long after Redis fails a replica keeps the share Redis granted it.
+    pub grace: Duration,
+    /// How long the share then takes to become an equal share of the live fleet.
+    pub fallback_decay: Duration,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -68,6 +79,9 @@ impl std::fmt::Debug for RedisSettings {
             .field("reconnect_interval", &self.reconnect_interval)
             .field("key_prefix", &self.key_prefix)
             .field("spend_sync", &self.spend_sync)
+            .field("heartbeat", &self.heartbeat)
+            .field("grace", &self.grace)
+            .field("fallback_decay", &self.fallback_decay)
             .finish()
     }
 }
@@ -118,7 +132,8 @@ return 1
 /// KEYS: the guard sets. ARGV[1]: the window (µs); ARGV[2]: this request's ticket (its member in each set is
 /// `<ticket>:<cost>`); ARGV[3]: the longest it can be in flight (µs, its deadline); then per key its limit and the
 /// request's cost.
-/// Returns {1, 0} when the request may be sent now (it is counted from now on), or {0, wait in µs}.
+/// Returns {1, 0, then per key what the fleet had in its window} when the request may be sent now (it is counted from
+/// now on), or {0, wait in µs}.
 pub const GUARD: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -126,6 +141,7 @@ local period = tonumber(ARGV[1])
 local ticket = ARGV[2]
 local until_ = now + tonumber(ARGV[3])
 local wait = 0
+local in_window = {}
 for i = 1, #KEYS do
   local limit = tonumber(ARGV[2 + 2 * i])
   local cost = tonumber(ARGV[3 + 2 * i])
@@ -135,6 +151,7 @@ for i = 1, #KEYS do
   for j = 1, #entries, 2 do
     used = used + tonumber(string.match(entries[j], ':(%d+)$'))
   end
+  in_window[i] = used
   if used + cost > limit then
     local excess = used + cost - limit
     local w = period
@@ -158,7 +175,11 @@ for i = 1, #KEYS do
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end
-return {1, 0}
+local out = {1, 0}
+for i = 1, #KEYS do
+  out[2 + i] = in_window[i]
+end
+return out
 "#;
 
 /// KEYS: the guard sets of a request; ARGV: its member in each. Its answer came back: it counts from now for one
@@ -172,6 +193,18 @@ end
 return 1
 "#;
 
+/// KEYS[1]: the fleet's heartbeats (a sorted set of replica ids by the instant each was last heard from). ARGV[1]:
+/// this replica's id; ARGV[2]: how long a heartbeat lasts (µs). Returns how many replicas are live.
+const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local lasts = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - lasts))
+redis.call('PEXPIRE', KEYS[1], math.floor(lasts / 1000) + 1000)
+return redis.call('ZCARD', KEYS[1])
+"#;
+
 /// One bucket of a call, as Redis sees it.
 pub struct Bucket {
     pub key: String,
@@ -183,6 +216,9 @@ pub struct Bucket {
 pub struct Guarded {
     /// Each guard set and the request's member in it.
     members: Vec<(String, String)>,
+    /// What the whole fleet had in each guard set's window when the guard let the request through (the replica's
+    /// measure of the room the fleet leaves, kept for the fall-back).
+    pub fleet_in_window: Vec<u64>,
 }
 
 /// What the guard decided.
@@ -247,7 +283,12 @@ pub struct RedisLimits {
     block: redis::Script,
     remember_lsn: redis::Script,
     read_lsn: redis::Script,
+    heartbeat: redis::Script,
     health: Mutex<Health>,
+    /// This replica's name in the fleet's heartbeats: random, new at every start.
+    replica: String,
+    /// The live replicas Redis last counted (0: never counted).
+    live: std::sync::atomic::AtomicU64,
 }
 
 /// Keeps the highest LSN in a key and renews its expiry (read your writes across replicas: `api::consistency`).
@@ -291,6 +332,9 @@ impl RedisLimits {
             block: redis::Script::new(BLOCK),
             remember_lsn: redis::Script::new(REMEMBER_LSN),
             read_lsn: redis::Script::new("return redis.call('GET', KEYS[1])"),
+            heartbeat: redis::Script::new(HEARTBEAT),
+            replica: format!("{:016x}", rand::random::<u64>()),
+            live: std::sync::atomic::AtomicU64::new(0),
             health: Mutex::new(Health {
                 degraded: false,
                 degraded_since: Instant::now(),
@@ -495,6 +539,58 @@ impl RedisLimits {
             .await
     }
 
+    /// The fleet's size as Redis last counted it (replicas whose heartbeat is younger than three `heartbeat_ms`),
+    /// or None before the first count.
+    pub fn live_replicas(&self) -> Option<u64> {
+        match self.live.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// How long a replica keeps the share Redis granted it once Redis fails, and how long the share then takes to
+    /// become an equal share of the live fleet.
+    pub fn fallback(&self) -> (Duration, Duration) {
+        (self.settings.grace, self.settings.fallback_decay)
+    }
+
+    /// Renews this replica's heartbeat and reads how many replicas are live.
+    pub async fn heartbeat(&self) -> Option<u64> {
+        if self.skip_while_degraded() {
+            return None;
+        }
+        let mut invocation = self.heartbeat.prepare_invoke();
+        invocation
+            .key(format!("{}:{{replicas}}", self.settings.key_prefix))
+            .arg(&self.replica)
+            .arg(micros(self.settings.heartbeat * 3));
+        let live = self.run::<u64>("heartbeat", &invocation, false).await?;
+        self.live
+            .store(live.max(1), std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!(m::LIMIT_REPLICAS_SEEN).set(live as f64);
+        Some(live)
+    }
+
+    /// Renews the heartbeat every `heartbeat_ms` until `stop` turns true.
+    pub async fn keep_heartbeat(
+        self: std::sync::Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut every = tokio::time::interval(self.settings.heartbeat);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    self.heartbeat().await;
+                }
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
     /// Degraded and not yet due to try Redis again.
     pub(crate) fn skip_while_degraded(&self) -> bool {
         let h = self.lock_health();
@@ -535,17 +631,18 @@ impl RedisLimits {
         for (key, limit, cost) in buckets {
             invocation.key(key).arg(*limit).arg(*cost);
         }
-        Some(
-            match self.run::<(u8, u64)>("guard", &invocation, true).await? {
-                (1, _) => GuardVerdict::Admitted(Guarded {
-                    members: buckets
-                        .iter()
-                        .map(|(key, _, cost)| (key.clone(), format!("{ticket}:{cost}")))
-                        .collect(),
-                }),
-                (_, wait_us) => GuardVerdict::Wait(Duration::from_micros(wait_us)),
-            },
-        )
+        let answer = self.run::<Vec<u64>>("guard", &invocation, true).await?;
+        Some(match answer.as_slice() {
+            [1, _, fleet_in_window @ ..] => GuardVerdict::Admitted(Guarded {
+                members: buckets
+                    .iter()
+                    .map(|(key, _, cost)| (key.clone(), format!("{ticket}:{cost}")))
+                    .collect(),
+                fleet_in_window: fleet_in_window.to_vec(),
+            }),
+            [_, wait_us, ..] => GuardVerdict::Wait(Duration::from_micros(*wait_us)),
+            _ => GuardVerdict::Wait(period),
+        })
     }
 
     /// The guarded request's answer came back: it counts from now for one window. (If this fails, it counts until

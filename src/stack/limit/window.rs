@@ -184,6 +184,17 @@ impl Window {
         None
     }
 
+    /// A request sent at `at` and decided elsewhere (by Redis, before this window decides alone): it counts until it
+    /// slides out.
+    pub fn record_sent(&mut self, at: Instant, cost: u64) {
+        self.insert(Entry {
+            at,
+            cost,
+            ticket: u64::MAX,
+            answered: true,
+        });
+    }
+
     /// Reserves `cost` at `at` (from [`Window::earliest`]).
     pub fn reserve(&mut self, at: Instant, cost: u64, ticket: u64) {
         self.insert(Entry {
