@@ -223,6 +223,7 @@ async fn run(
     let url = format!("redis://127.0.0.1:{}/", redis.port);
     let prefix = format!("fleet-{}", rand::random::<u32>());
     let upstream = Upstream::default();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let replicas: Vec<_> = (0..n)
         .map(|_| {
             let limiter = Limiter::new(LimitSettings {
@@ -234,9 +235,16 @@ async fn run(
                     reconnect_interval: Duration::from_secs(1),
                     key_prefix: prefix.clone(),
                     spend_sync: Duration::from_secs(1),
+                    heartbeat: Duration::from_secs(10),
+                    grace: Duration::from_secs(5),
+                    fallback_decay: Duration::from_secs(30),
                 }),
                 ..LimitSettings::default()
             });
+            // Every replica's heartbeat, as the gateway keeps it, so that each knows the fleet's size.
+            if let Some(redis) = limiter.redis() {
+                tokio::spawn(redis.keep_heartbeat(stopped.clone()));
+            }
             LimitLayer::new(limiter).layer(upstream.clone())
         })
         .collect();
@@ -315,6 +323,7 @@ async fn run(
     for c in calls {
         c.await?;
     }
+    let _ = stop.send(true);
     let from = if kill_redis { half } else { measure_from };
     let arrivals: Vec<std::time::Instant> = upstream
         .0

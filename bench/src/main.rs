@@ -314,6 +314,9 @@ async fn shared(a: &Args) -> anyhow::Result<Value> {
         reconnect_interval: Duration::from_secs(1),
         key_prefix: "bench-cost".into(),
         spend_sync: Duration::from_secs(1),
+        heartbeat: Duration::from_secs(10),
+        grace: Duration::from_secs(5),
+        fallback_decay: Duration::from_secs(30),
     })
     .map_err(anyhow::Error::msg)?;
     let buckets = [
