@@ -690,3 +690,57 @@ async fn a_tls_redis_is_used_when_its_certificate_is_trusted() {
     let _ = std::fs::remove_file(config);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Calls that Redis would refuse because the limit's next turn is later than they can wait are refused by the
+/// replica itself once Redis has told it where the queue ends: no round trip each. Counted by Redis's own command
+/// statistics: the scripts it ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_known_to_be_too_late_are_refused_without_asking_redis() {
+    let redis = RedisServer::start();
+    let env = Env::start().await;
+    let config = format!(
+        "[limits]\nmode = \"redis\"\n[limits.rates.fetch]\nindex_requests_per_second = 1\n\
+         [coalescing]\nfetch = false\n[limits.redis]\nurl = \"{}\"\nheartbeat_ms = 600000\n",
+        redis.url()
+    );
+    let (gw, mut client) = env.replica(&config).await;
+    let fetch = |timeout_ms| {
+        let mut r = req(p::FetchRequest {
+            ids: vec!["x".into()],
+            namespace: "ns".into(),
+        });
+        r.set_timeout(Duration::from_millis(timeout_ms));
+        r
+    };
+    // The one turn of this second, then a call that cannot wait for the next: Redis refuses it and says when.
+    client.fetch(fetch(5_000)).await.unwrap();
+    let first = client.fetch(fetch(300)).await.unwrap_err();
+    assert_eq!(first.code(), tonic::Code::ResourceExhausted, "{first:?}");
+    let scripts = |port: u16| -> u64 {
+        redis_cli(port, &["INFO", "commandstats"])
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    let before = scripts(redis.port);
+    for _ in 0..10 {
+        let refused = client.fetch(fetch(300)).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::ResourceExhausted,
+            "{refused:?}"
+        );
+        assert!(pushback_ms(&refused) > 300, "{refused:?}");
+    }
+    assert_eq!(scripts(redis.port), before, "Redis was asked again");
+    assert_eq!(env.emulator.count(INDEX, "fetch"), 1);
+    gw.shutdown().await.unwrap();
+}

@@ -289,6 +289,9 @@ pub struct RedisLimits {
     replica: String,
     /// The live replicas Redis last counted (0: never counted).
     live: std::sync::atomic::AtomicU64,
+    /// Per bucket, the earliest its next turn can be, from Redis's last answers about it: calls that cannot wait that
+    /// long are refused without a round trip.
+    queue_ends: Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 /// Keeps the highest LSN in a key and renews its expiry (read your writes across replicas: `api::consistency`).
@@ -335,6 +338,7 @@ impl RedisLimits {
             heartbeat: redis::Script::new(HEARTBEAT),
             replica: format!("{:016x}", rand::random::<u64>()),
             live: std::sync::atomic::AtomicU64::new(0),
+            queue_ends: Mutex::default(),
             health: Mutex::new(Health {
                 degraded: false,
                 degraded_since: Instant::now(),
@@ -433,10 +437,15 @@ impl RedisLimits {
         }
     }
 
-    /// Redis's decision for one call, or None when the gateway must decide locally (degraded).
+    /// Redis's decision for one call, or None when the gateway must decide locally (degraded). A call whose turn
+    /// this replica already knows to be later than it can wait is refused without asking Redis (`queue_ends`).
     pub async fn decide(&self, buckets: &[Bucket], max_wait: Duration) -> Option<Verdict> {
         if self.skip_while_degraded() {
             return None;
+        }
+        let asked = Instant::now();
+        if let Some(verdict) = self.known_too_late(buckets, max_wait, asked) {
+            return Some(verdict);
         }
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(micros(max_wait));
@@ -447,13 +456,60 @@ impl RedisLimits {
             .run::<(u8, u64, usize)>("decision", &invocation, true)
             .await?;
         let wait = Duration::from_micros(wait_us);
+        let binding = binding.saturating_sub(1);
+        self.remember_queue_ends(buckets, reserved == 1, wait, binding, asked);
         Some(if reserved == 1 {
             Verdict::Go(wait)
         } else {
-            Verdict::TooLate {
-                wait,
-                binding: binding.saturating_sub(1),
+            Verdict::TooLate { wait, binding }
+        })
+    }
+
+    /// What Redis's answer says of each bucket's theoretical arrival time, as an instant of this replica's clock no
+    /// later than the true one (Redis read its clock after `asked`): after a reservation at `asked + wait`, each
+    /// bucket's TAT is that plus its spacing; after a refusal, the binding bucket's is at least `asked + wait` less
+    /// the call's own extra cost. A TAT only moves forward (turns are never given back, a 429 pushes it), so these
+    /// stay lower bounds.
+    fn remember_queue_ends(
+        &self,
+        buckets: &[Bucket],
+        reserved: bool,
+        wait: Duration,
+        binding: usize,
+        asked: Instant,
+    ) {
+        let mut ends = self.queue_ends.lock().unwrap_or_else(|e| e.into_inner());
+        if ends.len() >= 10_000 {
+            let now = Instant::now();
+            ends.retain(|_, end| *end > now);
+        }
+        let mut keep = |key: &str, end: Instant| {
+            let e = ends.entry(key.to_string()).or_insert(end);
+            *e = (*e).max(end);
+        };
+        if reserved {
+            for b in buckets {
+                keep(&b.key, asked + wait + b.spacing);
             }
+        } else if let Some(b) = buckets.get(binding) {
+            let own = b
+                .spacing
+                .saturating_mul(u32::try_from(b.cost.saturating_sub(1)).unwrap_or(u32::MAX));
+            keep(&b.key, (asked + wait).checked_sub(own).unwrap_or(asked));
+        }
+    }
+
+    /// Redis would refuse this call: one of its buckets' turns is known to come later than it can wait.
+    fn known_too_late(
+        &self,
+        buckets: &[Bucket],
+        max_wait: Duration,
+        now: Instant,
+    ) -> Option<Verdict> {
+        let ends = self.queue_ends.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.iter().enumerate().find_map(|(i, b)| {
+            let wait = ends.get(&b.key)?.saturating_duration_since(now);
+            (wait > max_wait).then_some(Verdict::TooLate { wait, binding: i })
         })
     }
 
