@@ -133,3 +133,42 @@ async fn the_limit_is_configurable_per_index() {
     );
     assert_eq!(env.emulator.count(INDEX, "query"), 1, "nothing was sent");
 }
+
+/// Through the REST door: the same limit, a refusal 429 with `Retry-After` naming the read units, nothing sent.
+#[tokio::test]
+async fn the_limit_holds_through_the_rest_door() {
+    let env = Env::start_with(EnvOptions {
+        rest: true,
+        default_index: Some(INDEX.into()),
+        query_bytes_per_read_unit: Some(20),
+        config: Some(format!(
+            "[limits]\nmax_queue_wait_ms = 300\n\
+             [indexes.{INDEX}.limits.query]\nindex_read_units_per_second = 30\n"
+        )),
+        ..Default::default()
+    })
+    .await;
+    env.seed("a", "r", 10).await;
+    let http = reqwest::Client::new();
+    let query = || {
+        http.post(format!("http://{}/query", env.rest_addr()))
+            .json(
+                &serde_json::json!({"topK": 1, "vector": [1.0, 0.0, 0.5, 0.25], "namespace": "a"}),
+            )
+            .send()
+    };
+    let first = query().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let body: serde_json::Value = first.json().await.unwrap();
+    assert!(body["usage"]["readUnits"].as_u64().unwrap() > 15, "{body}");
+    // The namespace is measured now (about 20 RU): a second query does not fit the second's 30 RU.
+    let refused = query().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("query allows 30 read units/s per index"),
+        "{text}"
+    );
+    assert_eq!(env.emulator.count(INDEX, "query"), 1, "nothing was sent");
+}
