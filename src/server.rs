@@ -239,9 +239,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<RunningGateway> {
         gw.clone()
             .keep_spend_synced(spend_sync, admin_stop_rx.clone()),
     );
-    // Redis mode: this replica's heartbeat, so that every replica knows the fleet's size.
+    // Redis mode: this replica's heartbeat, so that every replica knows the fleet's size, and the stamps of answered
+    // requests that found no round trip to ride on.
     if let Some(redis) = limiter.redis() {
-        tokio::spawn(redis.keep_heartbeat(admin_stop_rx.clone()));
+        tokio::spawn(redis.maintain(admin_stop_rx.clone()));
     }
     let admin_addr = match settings.server.admin_listen {
         Some(listen) => {

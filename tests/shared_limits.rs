@@ -175,7 +175,8 @@ async fn without_redis_a_replica_keeps_serving_under_its_share_and_shares_again_
         "fallback",
         &format!(
             "[limits]\nmode = \"redis\"\nreplicas = 2\nexpected_upstream_ms = 300\n\
-             [limits.redis]\nurl = \"{}\"\ntimeout_ms = 200\nreconnect_interval_ms = 100\n",
+             [limits.redis]\nurl = \"{}\"\ntimeout_ms = 200\nreconnect_interval_ms = 100\n\
+             grace_ms = 100\nfallback_decay_ms = 100\n",
             redis.url()
         ),
     );
@@ -210,8 +211,9 @@ async fn without_redis_a_replica_keeps_serving_under_its_share_and_shares_again_
         200,
         "degraded limits do not make the replica unready"
     );
-    // Its heartbeat told it the fleet is itself alone (not `limits.replicas = 2`), and Redis's guard that the fleet
-    // left nearly all of the limit: under overload it keeps to Pinecone's limit and uses it.
+    // It kept the share Redis granted it (one call) for `grace_ms`, then moved to an equal share of the fleet its
+    // heartbeat counted, itself alone (not `limits.replicas = 2`): under overload it keeps to Pinecone's limit and
+    // uses it.
     let phase = std::time::Instant::now();
     overload(&[&gw], 10, Duration::from_millis(1500)).await;
     assert_eq!(emulator.throttled(INDEX), 0, "Pinecone answered 429");
@@ -345,44 +347,90 @@ async fn three_replicas_hold_the_limit_when_redis_stops_mid_run() {
     let _ = std::fs::remove_file(config);
 }
 
+/// A call of `kind` on `buckets` that can wait `max_wait`.
+fn take_on<'a>(
+    buckets: &'a [pinecone_gateway::stack::limit::shared::TakeBucket],
+    kind: pinecone_gateway::stack::limit::shared::TurnKind,
+    max_wait: Duration,
+) -> pinecone_gateway::stack::limit::shared::Take<'a> {
+    pinecone_gateway::stack::limit::shared::Take {
+        buckets,
+        kind,
+        max_wait,
+        deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+        period: Duration::from_millis(1020),
+        expected: Duration::from_millis(50),
+    }
+}
+
 #[tokio::test]
-async fn the_guard_counts_a_request_from_send_until_its_answer_and_one_window_more() {
-    use pinecone_gateway::stack::limit::shared::{GuardVerdict, RedisLimits, RedisSettings};
+async fn a_turn_counts_from_its_start_until_its_answer_and_one_window_more() {
+    use pinecone_gateway::stack::limit::shared::{
+        RedisLimits, RedisSettings, Take, TakeBucket, TakeVerdict, TurnKind,
+    };
     let redis = RedisServer::start();
     let shared = RedisLimits::new(RedisSettings {
-        url: redis.url(),
-        cluster: false,
-        timeout: Duration::from_secs(1),
-        reconnect_interval: Duration::from_secs(1),
-        key_prefix: "guard-test".into(),
-        spend_sync: Duration::from_secs(1),
-        heartbeat: Duration::from_secs(10),
-        grace: Duration::from_secs(5),
-        fallback_decay: Duration::from_secs(30),
+        overload_ask_percent: 0,
+        ..RedisSettings::new(&redis.url(), "take-test")
     })
     .unwrap();
-    let key = [("guard-test:{i}:fetch:requests:index:sent".to_string(), 2, 1)];
-    let window = Duration::from_millis(1020);
-    let in_flight_for = Duration::from_secs(30);
-    let guard = || shared.guard(&key, window, in_flight_for);
-    let Some(GuardVerdict::Admitted(first)) = guard().await else {
-        panic!("room for two")
+    // One request per window of 100 ms, each expected to be answered within 50 ms.
+    let bucket = [TakeBucket {
+        key: shared.key("i", "fetch", "requests", None),
+        limit: 1,
+        cost: 1,
+    }];
+    let period = Duration::from_millis(100);
+    let (shared, bucket) = (&shared, &bucket);
+    let take = |max_wait| async move {
+        shared
+            .take(&Take {
+                buckets: bucket,
+                kind: TurnKind::Default,
+                max_wait,
+                deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+                period,
+                expected: Duration::from_millis(50),
+            })
+            .await
     };
-    let Some(GuardVerdict::Admitted(_second)) = guard().await else {
-        panic!("room for two")
+    let Some(TakeVerdict::Go { wait, turn: first }) = take(Duration::ZERO).await else {
+        panic!("the first call goes at once")
     };
-    // Both in flight: the third waits for one of them, counted until its deadline for all the guard knows.
-    let Some(GuardVerdict::Wait(wait)) = guard().await else {
-        panic!("two in flight fill a limit of two")
+    assert!(wait.is_zero() && first.confirmed);
+    // The schedule expects the first answered within 50 ms: the second's turn is a window after that.
+    let Some(TakeVerdict::Go { wait, turn: second }) = take(Duration::from_secs(1)).await else {
+        panic!("the second call has the next window's turn")
     };
-    assert!(wait > Duration::from_secs(30), "{wait:?}");
-    // The first answered now: it still counts for one window from its answer.
-    shared.close(first).await;
-    let Some(GuardVerdict::Wait(wait)) = guard().await else {
+    assert!(
+        !second.confirmed,
+        "a turn for later passes the guard when it comes"
+    );
+    assert!(
+        wait > Duration::from_millis(140) && wait < Duration::from_millis(260),
+        "{wait:?}"
+    );
+    assert!(
+        matches!(
+            take(Duration::ZERO).await,
+            Some(TakeVerdict::TooLate { .. })
+        ),
+        "the window is taken"
+    );
+    tokio::time::sleep(wait).await;
+    // Its turn came, but the first is not stamped: for all Redis knows it is in flight until its deadline.
+    let Some(Err(wait)) = shared.guard(&second, period).await else {
+        panic!("the first still counts")
+    };
+    assert!(wait > Duration::from_secs(29), "{wait:?}");
+    // Stamped as answered now, it counts for one window from its answer.
+    shared.close(first, true);
+    shared.flush_closes(true).await;
+    let Some(Err(wait)) = shared.guard(&second, period).await else {
         panic!("an answer counts for one window after it")
     };
     assert!(
-        wait > Duration::from_millis(900) && wait <= window,
+        wait > Duration::from_millis(50) && wait <= Duration::from_millis(101),
         "{wait:?}"
     );
 }
@@ -691,56 +739,131 @@ async fn a_tls_redis_is_used_when_its_certificate_is_trusted() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Calls that Redis would refuse because the limit's next turn is later than they can wait are refused by the
-/// replica itself once Redis has told it where the queue ends: no round trip each. Counted by Redis's own command
-/// statistics: the scripts it ran.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_known_to_be_too_late_are_refused_without_asking_redis() {
+/// The scripts Redis ran (its command statistics): the replicas' round trips.
+fn scripts_run(port: u16) -> u64 {
+    redis_cli(port, &["INFO", "commandstats"])
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// While the fleet asks for far more than a limit, a replica refuses its part of the excess at home, without a
+/// round trip (Redis would refuse those calls too); interactive calls always ask. Counted by Redis's own command
+/// statistics.
+#[tokio::test]
+async fn under_overload_the_excess_is_refused_at_home_but_interactive_calls_always_ask() {
+    use pinecone_gateway::stack::limit::shared::{
+        RedisLimits, RedisSettings, TakeBucket, TakeVerdict, TurnKind,
+    };
     let redis = RedisServer::start();
-    let env = Env::start().await;
-    let config = format!(
-        "[limits]\nmode = \"redis\"\n[limits.rates.fetch]\nindex_requests_per_second = 1\n\
-         [coalescing]\nfetch = false\n[limits.redis]\nurl = \"{}\"\nheartbeat_ms = 600000\n",
-        redis.url()
-    );
-    let (gw, mut client) = env.replica(&config).await;
-    let fetch = |timeout_ms| {
-        let mut r = req(p::FetchRequest {
-            ids: vec!["x".into()],
-            namespace: "ns".into(),
-        });
-        r.set_timeout(Duration::from_millis(timeout_ms));
-        r
+    let shared = RedisLimits::new(RedisSettings::new(&redis.url(), "home-test")).unwrap();
+    let bucket = [TakeBucket {
+        key: shared.key("i", "fetch", "requests", None),
+        limit: 1,
+        cost: 1,
+    }];
+    let shared = &shared;
+    let bucket = &bucket;
+    let take = |kind| async move {
+        shared
+            .take(&take_on(bucket, kind, Duration::from_millis(100)))
+            .await
     };
-    // The one turn of this second, then a call that cannot wait for the next: Redis refuses it and says when.
-    client.fetch(fetch(5_000)).await.unwrap();
-    let first = client.fetch(fetch(300)).await.unwrap_err();
-    assert_eq!(first.code(), tonic::Code::ResourceExhausted, "{first:?}");
-    let scripts = |port: u16| -> u64 {
-        redis_cli(port, &["INFO", "commandstats"])
-            .lines()
-            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-            .filter_map(|l| {
-                l.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
-    };
-    let before = scripts(redis.port);
-    for _ in 0..10 {
-        let refused = client.fetch(fetch(300)).await.unwrap_err();
-        assert_eq!(
-            refused.code(),
-            tonic::Code::ResourceExhausted,
-            "{refused:?}"
-        );
-        assert!(pushback_ms(&refused) > 300, "{refused:?}");
+    // The one turn of the window, then twenty calls Redis refuses: it has seen 21 calls a second for 1.
+    assert!(matches!(
+        take(TurnKind::Default).await,
+        Some(TakeVerdict::Go { .. })
+    ));
+    for _ in 0..20 {
+        assert!(matches!(
+            take(TurnKind::Default).await,
+            Some(TakeVerdict::TooLate { .. } | TakeVerdict::AtHome { .. })
+        ));
     }
-    assert_eq!(scripts(redis.port), before, "Redis was asked again");
-    assert_eq!(env.emulator.count(INDEX, "fetch"), 1);
-    gw.shutdown().await.unwrap();
+    let before = scripts_run(redis.port);
+    let mut at_home = 0;
+    for _ in 0..100 {
+        match take(TurnKind::Default).await {
+            Some(TakeVerdict::AtHome { wait, .. }) => {
+                assert!(wait > Duration::ZERO, "retry advice");
+                at_home += 1;
+            }
+            Some(TakeVerdict::TooLate { .. }) => {}
+            _ => panic!("the limit is spent"),
+        }
+    }
+    let asked = scripts_run(redis.port) - before;
+    assert!(at_home >= 70, "{at_home} of 100 refused at home");
+    assert_eq!(
+        asked,
+        100 - at_home,
+        "each call not refused at home asks once"
+    );
+    let before = scripts_run(redis.port);
+    for _ in 0..10 {
+        assert!(matches!(
+            take(TurnKind::Interactive).await,
+            Some(TakeVerdict::TooLate { .. })
+        ));
+    }
+    assert_eq!(scripts_run(redis.port) - before, 10);
+}
+
+/// Across the fleet, batch calls leave `batch_headroom_percent` of a limit to the others, in every tenth of the
+/// window, and default and interactive calls take the room left at once.
+#[tokio::test]
+async fn batch_calls_leave_headroom_that_interactive_calls_take_at_once() {
+    use pinecone_gateway::stack::limit::shared::{
+        RedisLimits, RedisSettings, TakeBucket, TakeVerdict, TurnKind,
+    };
+    let redis = RedisServer::start();
+    let shared = RedisLimits::new(RedisSettings {
+        batch_headroom_percent: 20,
+        overload_ask_percent: 0,
+        ..RedisSettings::new(&redis.url(), "headroom-test")
+    })
+    .unwrap();
+    let bucket = [TakeBucket {
+        key: shared.key("i", "fetch", "requests", None),
+        limit: 100,
+        cost: 1,
+    }];
+    let shared = &shared;
+    let bucket = &bucket;
+    let take = |kind| async move {
+        match shared
+            .take(&take_on(bucket, kind, Duration::from_millis(500)))
+            .await
+        {
+            Some(TakeVerdict::Go { wait, .. }) => wait,
+            _ => panic!("a turn within 500 ms"),
+        }
+    };
+    // A tenth of the limit may start in a tenth of the window (102 ms), spread over it; batch calls 80% of that.
+    let mut last = Duration::ZERO;
+    for _ in 0..8 {
+        last = take(TurnKind::Batch).await;
+        assert!(last < Duration::from_millis(102), "{last:?}");
+    }
+    let ninth = take(TurnKind::Batch).await;
+    assert!(
+        ninth > last,
+        "the ninth batch call waits for the next tenth"
+    );
+    assert!(
+        take(TurnKind::Interactive).await.is_zero(),
+        "an interactive call takes the headroom at once"
+    );
+    assert!(
+        take(TurnKind::Default).await < ninth,
+        "a default call goes ahead of the batch call that found no room"
+    );
 }

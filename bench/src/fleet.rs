@@ -14,7 +14,9 @@
 //!
 //! Redis runs on CPU 0 and this process on CPU 1.
 
-use pinecone_gateway::call::{CallContext, Op, Reply, UpstreamCall, UpstreamError};
+use pinecone_gateway::call::{
+    CallContext, Caller, Op, Priority, Reply, UpstreamCall, UpstreamError,
+};
 use pinecone_gateway::stack::limit::shared::RedisSettings;
 use pinecone_gateway::stack::limit::{LimitLayer, LimitSettings, Limiter};
 use pinecone_gateway::stack::{CallError, CallFuture, Inner};
@@ -87,6 +89,8 @@ impl Inner for Upstream {
 enum Load {
     Uniform,
     Skewed,
+    /// Batch calls at twice the limit from every replica, and one call in 40 interactive (5 a second).
+    Priorities,
 }
 
 impl Load {
@@ -94,6 +98,9 @@ impl Load {
         match self {
             Load::Uniform => "uniform",
             Load::Skewed => "skewed (10% of replicas send 90% of calls)",
+            Load::Priorities => {
+                "batch at 2x the limit from every replica, 5 interactive calls/s among them"
+            }
         }
     }
 
@@ -103,7 +110,7 @@ impl Load {
         use rand::Rng;
         let mut rng = rand::rng();
         match self {
-            Load::Uniform => rng.random_range(0..n),
+            Load::Uniform | Load::Priorities => rng.random_range(0..n),
             Load::Skewed => {
                 let hot = (n / 10).max(1);
                 if hot == n || rng.random_bool(0.9) {
@@ -114,6 +121,113 @@ impl Load {
             }
         }
     }
+
+    /// The priority of the `k`th call.
+    fn priority(self, k: u64) -> Priority {
+        match self {
+            Load::Priorities if k.is_multiple_of(40) => Priority::Interactive,
+            Load::Priorities => Priority::Batch,
+            _ => Priority::Default,
+        }
+    }
+}
+
+/// What the replicas talk to: one Redis, or a cluster of three masters.
+struct Redis {
+    servers: Vec<super::RedisServer>,
+    cluster: bool,
+}
+
+impl Redis {
+    fn single() -> anyhow::Result<Redis> {
+        Ok(Redis {
+            servers: vec![super::redis_server_on(0)?],
+            cluster: false,
+        })
+    }
+
+    /// Three masters (`redis-cli --cluster create`), all on CPU 0 as the single Redis is.
+    fn cluster() -> anyhow::Result<Redis> {
+        let servers = (0..3)
+            .map(|_| {
+                super::redis_server_with(
+                    0,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                    ],
+                )
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let out = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(servers.iter().map(|s| format!("127.0.0.1:{}", s.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // The nodes agree on the slots a moment after `create` returns.
+        for s in &servers {
+            let mut tries = 0;
+            loop {
+                let info = std::process::Command::new("redis-cli")
+                    .args(["-p", &s.port.to_string(), "cluster", "info"])
+                    .output()?;
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                tries += 1;
+                anyhow::ensure!(tries < 200, "the cluster never became ready");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(Redis {
+            servers,
+            cluster: true,
+        })
+    }
+
+    fn url(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}/", s.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Redis's counters summed over its servers (see [`redis_counters`]).
+    async fn counters(&self) -> anyhow::Result<(u64, u64, f64)> {
+        let mut sum = (0, 0, 0.0);
+        for s in &self.servers {
+            let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}/", s.port))?
+                .get_multiplexed_async_connection()
+                .await?;
+            let (r, c, cpu) = redis_counters(&mut conn).await?;
+            sum = (sum.0 + r, sum.1 + c, sum.2 + cpu);
+        }
+        Ok(sum)
+    }
+
+    fn kill(&mut self) {
+        for s in &mut self.servers {
+            s.kill();
+        }
+    }
+}
+
+/// How the fleet bench is run (`bench fleet --help`).
+pub struct Options {
+    pub sizes: Vec<usize>,
+    pub runs: Vec<String>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub overload_ask_percent: u64,
+    pub close_delay: Duration,
 }
 
 /// Redis's counters: (round trips: the scripts the replicas ran; every command executed, the scripts' own included;
@@ -184,6 +298,22 @@ fn decision_buckets(metrics: &metrics_exporter_prometheus::PrometheusHandle) -> 
         .collect()
 }
 
+/// The replicas' Redis round trips so far, by script (the gateway's own counter).
+fn round_trips_by_script(
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+) -> std::collections::BTreeMap<String, f64> {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("pinecone_gateway_rate_limit_redis_round_trips_total{"))
+        .filter_map(|l| {
+            let script = l.split("script=\"").nth(1)?.split('"').next()?.to_string();
+            let n = l.rsplit(' ').next()?.parse().ok()?;
+            Some((script, n))
+        })
+        .collect()
+}
+
 /// The bound of the bucket that holds quantile `q` of the decisions between two readings.
 fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Value {
     let diff: Vec<(f64, u64)> = after
@@ -212,15 +342,15 @@ fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Value {
 /// One run: `n` replicas under `load` for `duration` after `warmup`; with `kill_redis`, Redis is killed half way and
 /// the figures are of the half after.
 async fn run(
-    redis: &mut super::RedisServer,
+    redis: &mut Redis,
     metrics: &metrics_exporter_prometheus::PrometheusHandle,
     n: usize,
     load: Load,
-    warmup: Duration,
-    duration: Duration,
+    o: &Options,
     kill_redis: bool,
 ) -> anyhow::Result<Value> {
-    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let (warmup, duration) = (o.warmup, o.duration);
+    let url = redis.url();
     let prefix = format!("fleet-{}", rand::random::<u32>());
     let upstream = Upstream::default();
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -229,38 +359,38 @@ async fn run(
             let limiter = Limiter::new(LimitSettings {
                 share: n as u64,
                 redis: Some(RedisSettings {
-                    url: url.clone(),
-                    cluster: false,
+                    cluster: redis.cluster,
                     timeout: Duration::from_millis(250),
-                    reconnect_interval: Duration::from_secs(1),
-                    key_prefix: prefix.clone(),
-                    spend_sync: Duration::from_secs(1),
-                    heartbeat: Duration::from_secs(10),
-                    grace: Duration::from_secs(5),
-                    fallback_decay: Duration::from_secs(30),
+                    overload_ask_percent: o.overload_ask_percent,
+                    close_delay: o.close_delay,
+                    ..RedisSettings::new(&url, &prefix)
                 }),
+                // Callers' priorities order their calls within a replica only when fair queuing is on.
+                fair_queuing: load == Load::Priorities,
                 ..LimitSettings::default()
             });
             // Every replica's heartbeat, as the gateway keeps it, so that each knows the fleet's size.
             if let Some(redis) = limiter.redis() {
-                tokio::spawn(redis.keep_heartbeat(stopped.clone()));
+                tokio::spawn(redis.maintain(stopped.clone()));
             }
             LimitLayer::new(limiter).layer(upstream.clone())
         })
         .collect();
-    let mut admin = redis::Client::open(url.as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
     let offered_per_second = 2 * LIMIT as u64;
     let demand: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let granted: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let refused = Arc::new(AtomicU64::new(0));
     let other_errors = Arc::new(AtomicU64::new(0));
+    // Interactive calls (the priorities load): how long each waited for its turn (µs), and those refused.
+    let interactive_waits = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new(3)?));
+    let interactive_refused = Arc::new(AtomicU64::new(0));
+    let mut k = 0u64;
     let start = Instant::now();
     let measure_from = start + warmup;
     let half = measure_from + duration / 2;
     let end = measure_from + duration;
     let mut redis_before = None;
+    let mut scripts_before = std::collections::BTreeMap::new();
     let mut decisions_before = Vec::new();
     let mut killed = false;
     let spacing = Duration::from_secs(1) / offered_per_second as u32;
@@ -270,7 +400,8 @@ async fn run(
         tokio::time::sleep_until(next).await;
         let now = Instant::now();
         if redis_before.is_none() && now >= measure_from {
-            redis_before = Some(redis_counters(&mut admin).await?);
+            redis_before = Some(redis.counters().await?);
+            scripts_before = round_trips_by_script(metrics);
             decisions_before = decision_buckets(metrics);
         }
         if kill_redis && !killed && now >= half {
@@ -286,6 +417,9 @@ async fn run(
             refused.clone(),
             other_errors.clone(),
         );
+        let priority = load.priority(k);
+        k += 1;
+        let (waits, interactive_refused) = (interactive_waits.clone(), interactive_refused.clone());
         calls.push(tokio::spawn(async move {
             if measured {
                 demand[i].fetch_add(1, Ordering::Relaxed);
@@ -297,9 +431,31 @@ async fn run(
                     namespace: "ns".into(),
                 },
                 deadline: Instant::now() + DEADLINE,
-                ctx: Arc::new(CallContext::default()),
+                ctx: Arc::new(CallContext {
+                    caller: Caller {
+                        priority,
+                        ..Caller::default()
+                    },
+                    ..CallContext::default()
+                }),
             };
-            match svc.send(call).await {
+            let sent = Instant::now();
+            let result = svc.send(call).await;
+            if measured && priority == Priority::Interactive {
+                match &result {
+                    Ok(_) => {
+                        let waited = sent.elapsed().saturating_sub(LATENCY);
+                        let _ = waits
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .record(waited.as_micros() as u64);
+                    }
+                    Err(_) => {
+                        interactive_refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            match result {
                 Ok(_) if measured => {
                     granted[i].fetch_add(1, Ordering::Relaxed);
                 }
@@ -317,9 +473,10 @@ async fn run(
     let redis_after = if killed {
         None
     } else {
-        Some(redis_counters(&mut admin).await?)
+        Some(redis.counters().await?)
     };
     let decisions_after = decision_buckets(metrics);
+    let scripts_after = round_trips_by_script(metrics);
     for c in calls {
         c.await?;
     }
@@ -384,20 +541,41 @@ async fn run(
     };
     let jain_chance = chance(mean_inverse_demand);
     let jain_weighted_chance = chance(shares.len() as f64 / d.max(1.0));
-    let redis = match (redis_before, redis_after) {
+    let redis_work = match (redis_before, redis_after) {
         (Some((r0, c0, cpu0)), Some((r1, c1, cpu1))) => json!({
             "round_trips_per_second": ((r1 - r0) as f64 / measured_secs).round(),
             "round_trips_per_granted_turn": ((r1 - r0) as f64 / granted_total.max(1) as f64 * 100.0).round() / 100.0,
             "commands_per_second": ((c1 - c0) as f64 / measured_secs).round(),
             "commands_per_granted_turn": ((c1 - c0) as f64 / granted_total.max(1) as f64 * 100.0).round() / 100.0,
             "cpu_percent": ((cpu1 - cpu0) / measured_secs * 1000.0).round() / 10.0,
+            "round_trips_per_granted_turn_by_script": scripts_after
+                .iter()
+                .map(|(k, v)| {
+                    let d = v - scripts_before.get(k).copied().unwrap_or(0.0);
+                    (k.clone(), json!((d / granted_total.max(1) as f64 * 100.0).round() / 100.0))
+                })
+                .collect::<serde_json::Map<String, Value>>(),
         }),
         _ => Value::Null,
     };
     let used = arrivals.len() as f64 / measured_secs / LIMIT as f64;
+    let interactive = if load == Load::Priorities {
+        let w = interactive_waits.lock().unwrap_or_else(|e| e.into_inner());
+        let ms = |q: f64| (w.value_at_quantile(q) as f64 / 100.0).round() / 10.0;
+        json!({
+            "granted": w.len(),
+            "refused": interactive_refused.load(Ordering::Relaxed),
+            "wait_p50_ms": ms(0.5),
+            "wait_p99_ms": ms(0.99),
+            "wait_max_ms": (w.max() as f64 / 100.0).round() / 10.0,
+        })
+    } else {
+        Value::Null
+    };
     Ok(json!({
         "replicas": n,
         "load": load.name(),
+        "redis": if redis.cluster { "cluster of 3 masters" } else { "one Redis" },
         "redis_killed_half_way": kill_redis,
         "offered_per_second": offered_per_second,
         "limit_per_second": LIMIT,
@@ -408,7 +586,8 @@ async fn run(
         "other_errors": other_errors.load(Ordering::Relaxed),
         "decision_p50": quantile(&decisions_before, &decisions_after, 0.5),
         "decision_p99": quantile(&decisions_before, &decisions_after, 0.99),
-        "redis": redis,
+        "redis_work": redis_work,
+        "interactive": interactive,
         "jain_fairness": (jain * 1000.0).round() / 1000.0,
         "jain_fairness_demand_weighted": (jain_weighted * 1000.0).round() / 1000.0,
         "jain_fairness_of_a_fair_limiter_by_chance": (jain_chance * 1000.0).round() / 1000.0,
@@ -417,45 +596,48 @@ async fn run(
     }))
 }
 
-/// Every fleet size and load, then Redis killed at N = 100.
-pub async fn run_all(
-    sizes: &[usize],
-    warmup: Duration,
-    duration: Duration,
-) -> anyhow::Result<Value> {
+/// Every fleet size and load asked for, then Redis killed at N = 100, interactive calls under a batch load at
+/// N = 100, and the skewed load at the largest size on a cluster.
+pub async fn run_all(o: &Options) -> anyhow::Result<Value> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
             0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
         ])?
         .install_recorder()?;
+    let wants = |r: &str| o.runs.iter().any(|x| x == r);
     let mut runs = Vec::new();
-    for &n in sizes {
-        for load in [Load::Uniform, Load::Skewed] {
-            let mut redis = super::redis_server_on(0)?;
-            runs.push(run(&mut redis, &metrics, n, load, warmup, duration, false).await?);
+    for &n in &o.sizes {
+        for (name, load) in [("uniform", Load::Uniform), ("skewed", Load::Skewed)] {
+            if wants(name) {
+                let mut redis = Redis::single()?;
+                runs.push(run(&mut redis, &metrics, n, load, o, false).await?);
+            }
         }
     }
-    let killed_at = sizes
+    let hundred = o
+        .sizes
         .iter()
         .copied()
         .filter(|n| *n <= 100)
         .max()
         .unwrap_or(100);
-    let mut redis = super::redis_server_on(0)?;
-    runs.push(
-        run(
-            &mut redis,
-            &metrics,
-            killed_at,
-            Load::Skewed,
-            warmup,
-            duration,
-            true,
-        )
-        .await?,
-    );
+    if wants("kill") {
+        let mut redis = Redis::single()?;
+        runs.push(run(&mut redis, &metrics, hundred, Load::Skewed, o, true).await?);
+    }
+    if wants("priorities") {
+        let mut redis = Redis::single()?;
+        runs.push(run(&mut redis, &metrics, hundred, Load::Priorities, o, false).await?);
+    }
+    if wants("cluster") {
+        let largest = o.sizes.iter().copied().max().unwrap_or(100);
+        let mut redis = Redis::cluster()?;
+        runs.push(run(&mut redis, &metrics, largest, Load::Skewed, o, false).await?);
+    }
     Ok(json!({
         "scenario": "fleet: N replicas' limiters sharing 100 fetch/s through one Redis",
+        "overload_ask_percent": o.overload_ask_percent,
+        "close_delay_ms": o.close_delay.as_millis() as u64,
         "runs": runs,
     }))
 }

@@ -72,6 +72,16 @@ struct Args {
     /// largest size below it).
     #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000])]
     fleet_sizes: Vec<usize>,
+    /// `fleet`: the runs, comma-separated: `uniform`, `skewed` (at every size), `kill` (Redis killed half way),
+    /// `priorities` (interactive calls under a saturating batch load), `cluster` (skewed, on a 3-master cluster).
+    #[arg(long, value_delimiter = ',', default_values_t = ["uniform".to_string(), "skewed".to_string(), "kill".to_string(), "priorities".to_string(), "cluster".to_string()])]
+    fleet_runs: Vec<String>,
+    /// `fleet`: `limits.redis.overload_ask_percent` of every replica.
+    #[arg(long, default_value_t = 125)]
+    overload_ask_percent: u64,
+    /// `fleet`: `limits.redis.close_delay_ms` of every replica.
+    #[arg(long, default_value_t = 250)]
+    close_delay_ms: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -262,6 +272,11 @@ fn redis_server() -> anyhow::Result<RedisServer> {
 
 /// A redis-server pinned to `cpu`.
 fn redis_server_on(cpu: usize) -> anyhow::Result<RedisServer> {
+    redis_server_with(cpu, &[])
+}
+
+/// A redis-server pinned to `cpu`, with more arguments (`--cluster-enabled yes`…).
+fn redis_server_with(cpu: usize, extra: &[&str]) -> anyhow::Result<RedisServer> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -279,6 +294,7 @@ fn redis_server_on(cpu: usize) -> anyhow::Result<RedisServer> {
         .arg(port.to_string())
         .args(["--save", "", "--appendonly", "no", "--dir"])
         .arg(&dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -301,44 +317,34 @@ fn redis_server_on(cpu: usize) -> anyhow::Result<RedisServer> {
 
 async fn shared(a: &Args) -> anyhow::Result<Value> {
     use pinecone_gateway::stack::limit::shared::{
-        Bucket, GuardVerdict, RedisLimits, RedisSettings, Verdict,
+        RedisLimits, RedisSettings, Take, TakeBucket, TakeVerdict, TurnKind,
     };
     let redis = redis_server()?;
     let url = format!("redis://127.0.0.1:{}/", redis.port);
 
-    // The cost of one decision: the Lua script's round trip, one call at a time, two buckets as a namespaced call.
+    // The cost of one turn: the Lua script's round trip, one call at a time, two buckets as a namespaced call, each
+    // holding about 100 requests in its window as a bucket saturated at 100/s does (spread over 100 keys).
     let decider = RedisLimits::new(RedisSettings {
-        url: url.clone(),
-        cluster: false,
         timeout: Duration::from_secs(1),
-        reconnect_interval: Duration::from_secs(1),
-        key_prefix: "bench-cost".into(),
-        spend_sync: Duration::from_secs(1),
-        heartbeat: Duration::from_secs(10),
-        grace: Duration::from_secs(5),
-        fallback_decay: Duration::from_secs(30),
+        overload_ask_percent: 0,
+        ..RedisSettings::new(&url, "bench-cost")
     })
     .map_err(anyhow::Error::msg)?;
-    let buckets = [
-        Bucket {
-            key: decider.key(INDEX, "query", "requests", Some(NAMESPACE)),
-            spacing: Duration::from_nanos(1),
-            cost: 1,
-        },
-        Bucket {
-            key: decider.key(INDEX, "query", "records", None),
-            spacing: Duration::from_nanos(1),
-            cost: 1,
-        },
-    ];
-    // The guard's cost grows with the requests in its window: spread over 100 keys, each holds about 100, as a
-    // bucket saturated at 100/s does.
-    let guard_keys: Vec<String> = (0..100)
+    let keys: Vec<[TakeBucket; 2]> = (0..100)
         .map(|i| {
-            format!(
-                "{}:sent:{i}",
-                decider.key(INDEX, "query", "requests", Some(NAMESPACE))
-            )
+            let ns = format!("{NAMESPACE}-{i}");
+            [
+                TakeBucket {
+                    key: decider.key(INDEX, "query", "requests", Some(&ns)),
+                    limit: u64::MAX / 4,
+                    cost: 1,
+                },
+                TakeBucket {
+                    key: decider.key(INDEX, "query", "records", Some(&ns)),
+                    limit: u64::MAX / 4,
+                    cost: 1,
+                },
+            ]
         })
         .collect();
     let mut turn = 0usize;
@@ -347,21 +353,26 @@ async fn shared(a: &Args) -> anyhow::Result<Value> {
     let end = Instant::now() + Duration::from_secs(a.warmup_secs + a.duration_secs);
     let measure_from = Instant::now() + Duration::from_secs(a.warmup_secs);
     while Instant::now() < end {
-        let t = Instant::now();
-        let v = decider.decide(&buckets, Duration::from_secs(1)).await;
-        anyhow::ensure!(matches!(v, Some(Verdict::Go(_))), "Redis refused: {v:?}");
-        let decided = t.elapsed();
-        // The guard before sending and its stamp after the answer: the other two round trips of a call.
-        let g = Instant::now();
         turn += 1;
-        let guards = [(guard_keys[turn % guard_keys.len()].clone(), u64::MAX / 2, 1)];
-        let Some(GuardVerdict::Admitted(guarded)) = decider
-            .guard(&guards, Duration::from_secs(1), Duration::from_secs(1))
-            .await
-        else {
-            anyhow::bail!("the guard refused");
+        let t = Instant::now();
+        let v = decider
+            .take(&Take {
+                buckets: &keys[turn % keys.len()],
+                kind: TurnKind::Default,
+                max_wait: Duration::from_secs(1),
+                deadline: tokio::time::Instant::now() + Duration::from_secs(1),
+                period: Duration::from_secs(1),
+                expected: Duration::from_millis(50),
+            })
+            .await;
+        let Some(TakeVerdict::Go { turn: given, .. }) = v else {
+            anyhow::bail!("Redis refused a turn");
         };
-        decider.close(guarded).await;
+        let decided = t.elapsed();
+        // Its stamp after the answer, sent alone (the most it costs: it usually rides on the next turn).
+        let g = Instant::now();
+        decider.close(given, false);
+        decider.flush_closes(true).await;
         if t >= measure_from {
             cost.record(decided.as_micros() as u64)?;
             guard_cost.record(g.elapsed().as_micros() as u64)?;
@@ -391,7 +402,7 @@ async fn shared(a: &Args) -> anyhow::Result<Value> {
     Ok(json!({
         "scenario": "f: shared limits through Redis (redis mode)",
         "redis_decision": summary(&cost),
-        "redis_guard_and_stamp": summary(&guard_cost),
+        "redis_stamp_alone": summary(&guard_cost),
         "max_in_any_one_second_window": busiest,
         "replicas": 3,
         "offered_per_second": 1000,
@@ -601,11 +612,14 @@ async fn scenarios(args: Args) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Fleet {
         results.push(
-            fleet::run_all(
-                &args.fleet_sizes,
-                Duration::from_secs(args.warmup_secs),
-                Duration::from_secs(args.duration_secs),
-            )
+            fleet::run_all(&fleet::Options {
+                sizes: args.fleet_sizes.clone(),
+                runs: args.fleet_runs.clone(),
+                warmup: Duration::from_secs(args.warmup_secs),
+                duration: Duration::from_secs(args.duration_secs),
+                overload_ask_percent: args.overload_ask_percent,
+                close_delay: Duration::from_millis(args.close_delay_ms),
+            })
             .await?,
         );
     }

@@ -153,8 +153,9 @@ fn fleet_runs_every_load_and_an_outage() {
     }
     let r = run_with("fleet", &["--fleet-sizes", "20"]);
     let runs = r["runs"].as_array().unwrap();
-    // Uniform and skewed at 20 replicas, then skewed with Redis killed half way.
-    assert_eq!(runs.len(), 3, "{r}");
+    // Uniform and skewed at 20 replicas, skewed with Redis killed half way, interactive calls under batch work, and
+    // skewed on a 3-master cluster.
+    assert_eq!(runs.len(), 5, "{r}");
     for run in runs {
         assert_eq!(run["replicas"], 20, "{run}");
         assert!(run["max_in_any_second"].as_u64().is_some(), "{run}");
@@ -163,11 +164,27 @@ fn fleet_runs_every_load_and_an_outage() {
     // With Redis up, the one measured second sends something (after Redis goes, a second may rightly send nothing).
     assert!(runs[0]["max_in_any_second"].as_u64().unwrap() > 0, "{r}");
     assert!(
-        runs[0]["redis"]["commands_per_second"].as_f64().unwrap() > 0.0,
+        runs[0]["redis_work"]["commands_per_second"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{r}"
+    );
+    assert!(
+        runs[0]["redis_work"]["round_trips_per_granted_turn_by_script"]["take"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
         "{r}"
     );
     assert!(runs[0]["decision_p50"].is_string(), "{r}");
     assert_eq!(runs[2]["redis_killed_half_way"], true, "{r}");
+    assert!(
+        runs[3]["interactive"]["wait_p99_ms"].as_f64().is_some(),
+        "{r}"
+    );
+    assert_eq!(runs[4]["redis"], "cluster of 3 masters", "{r}");
+    assert!(runs[4]["max_in_any_second"].as_u64().unwrap() > 0, "{r}");
 }
 
 #[test]

@@ -114,6 +114,15 @@ pub fn render(s: &Settings) -> String {
         t.insert("heartbeat_ms".into(), ms(r.heartbeat));
         t.insert("grace_ms".into(), ms(r.grace));
         t.insert("fallback_decay_ms".into(), ms(r.fallback_decay));
+        t.insert("close_delay_ms".into(), ms(r.close_delay));
+        t.insert(
+            "overload_ask_percent".into(),
+            int(r.overload_ask_percent as usize),
+        );
+        t.insert(
+            "batch_headroom_percent".into(),
+            int(r.batch_headroom_percent as usize),
+        );
         t.insert("key_prefix".into(), r.key_prefix.clone().into());
         t.insert("cluster".into(), r.cluster.into());
         limits.insert("redis".into(), t.into());

@@ -81,6 +81,18 @@ pub struct RedisSection {
     /// A Redis Cluster (as managed Redis offerings run): `url` lists seed nodes, separated by commas, and the
     /// gateway follows the cluster's slots. Default false.
     pub cluster: Option<bool>,
+    /// How long the stamp of an answered request (which ends its count in the shared windows) may wait to ride on
+    /// this replica's next round trip to the same index before it is sent alone. Until stamped, a request counts
+    /// until its deadline: a longer delay saves round trips and may hold a turn a little longer than needed; a
+    /// request whose deadline comes within this of its answer is not stamped at all. Default 250.
+    pub close_delay_ms: Option<u64>,
+    /// When the fleet asks Redis for more than this share of a limit (percent), each replica refuses the excess of
+    /// its default and batch calls at home, at random, without a round trip (Redis would refuse them too); 0 asks
+    /// Redis for every call. 100 to 1000, or 0. Default 125.
+    pub overload_ask_percent: Option<u64>,
+    /// The share of each limit (percent) that batch calls leave, across the fleet, to default and interactive
+    /// calls; interactive calls take the earliest room ahead of turns given for later. 0 to 90. Default 10.
+    pub batch_headroom_percent: Option<u64>,
 }
 
 /// Per-second rates of one operation class. 0 switches a limit off.
@@ -198,6 +210,25 @@ fn redis_settings(
         heartbeat: ms("limits.redis.heartbeat_ms", r.heartbeat_ms, 10_000)?,
         grace: Duration::from_millis(r.grace_ms.unwrap_or(5000)),
         fallback_decay: Duration::from_millis(r.fallback_decay_ms.unwrap_or(30_000)),
+        close_delay: Duration::from_millis(r.close_delay_ms.unwrap_or(250)),
+        overload_ask_percent: match r.overload_ask_percent.unwrap_or(125) {
+            v @ (0 | 100..=1000) => v,
+            _ => {
+                return Err(invalid(
+                    "limits.redis.overload_ask_percent",
+                    "must be 0 (off) or 100 to 1000",
+                ));
+            }
+        },
+        batch_headroom_percent: match r.batch_headroom_percent.unwrap_or(10) {
+            v @ 0..=90 => v,
+            _ => {
+                return Err(invalid(
+                    "limits.redis.batch_headroom_percent",
+                    "must be 0 to 90",
+                ));
+            }
+        },
     }))
 }
 

@@ -43,6 +43,11 @@ pub const LIMIT_REPLICAS_SEEN: &str = "pinecone_gateway_rate_limit_replicas_seen
 /// Redis mode, while Redis is down: the share of the limit of the last call this replica decided alone (what it was
 /// granted, moving to an equal share of the live fleet), 0 to 1.
 pub const LIMIT_REPLICA_SHARE: &str = "pinecone_gateway_rate_limit_replica_share";
+/// Redis mode: the scripts this replica ran in Redis, by script (`take`, `close`, `heartbeat`, ...): its round trips.
+pub const LIMIT_REDIS_ROUND_TRIPS: &str = "pinecone_gateway_rate_limit_redis_round_trips_total";
+/// Redis mode: calls refused without a round trip (the fleet asks for more than `overload_ask_percent` of the
+/// limit, or the queue is known to be longer than the call can wait).
+pub const LIMIT_REFUSED_AT_HOME: &str = "pinecone_gateway_rate_limit_refused_at_home_total";
 pub const RETRIES: &str = "pinecone_gateway_retries_total";
 pub const RETRY_BUDGET_EXHAUSTED: &str = "pinecone_gateway_retry_budget_exhausted_total";
 pub const BATCH_SIZE: &str = "pinecone_gateway_batch_size";

@@ -23,7 +23,7 @@ pub(super) struct BucketKey {
 }
 
 pub(super) struct Need {
-    key: BucketKey,
+    pub(super) key: BucketKey,
     scope: Scope,
     /// Units per `period` (this replica's own share, for the local windows).
     rate: u64,
@@ -34,16 +34,11 @@ pub(super) struct Need {
 /// How far back a replica remembers what Redis granted it, to keep that share while Redis is down.
 const GRANTED_HISTORY: Duration = Duration::from_secs(5);
 
-/// How recent the fleet's use of a limit must be for a replica to count on the room it left.
-const FLEET_USE_FRESH: Duration = Duration::from_secs(2);
-
 /// What Redis granted this replica of one bucket.
 #[derive(Default)]
 struct Granted {
-    /// The instant each request was sent, and its cost.
-    log: std::collections::VecDeque<(Instant, u64)>,
-    /// What the whole fleet had in the bucket's window at this replica's last turn, and when.
-    fleet: Option<(Instant, u64)>,
+    /// The instant each request was sent, its cost, and when it was answered.
+    log: std::collections::VecDeque<(Instant, u64, Option<Instant>)>,
 }
 
 #[derive(Default)]
@@ -151,51 +146,52 @@ impl Limiter {
         (until > Instant::now()).then_some(until)
     }
 
-    /// Redis granted the call's turn and it is being sent: remembered per bucket for the fall-back, with what the
-    /// whole fleet had in each bucket's window (`fleet_in_window`, in the order of `needs`).
-    pub(super) fn granted_through_redis(&self, needs: &[Need], fleet_in_window: &[u64]) {
+    /// Redis granted the call's turn and it is being sent: remembered per bucket for the fall-back; returns the
+    /// instant it is remembered by ([`Limiter::answered_through_redis`]).
+    pub(super) fn granted_through_redis(&self, needs: &[Need]) -> Instant {
         self.ever_granted
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let now = Instant::now();
         let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, n) in needs.iter().enumerate() {
+        for n in needs {
             let g = granted.entry(n.key.clone()).or_default();
             while g
                 .log
                 .front()
-                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > GRANTED_HISTORY)
+                .is_some_and(|(t, ..)| now.saturating_duration_since(*t) > GRANTED_HISTORY)
             {
                 g.log.pop_front();
             }
-            g.log.push_back((now, n.cost));
-            if let Some(used) = fleet_in_window.get(i) {
-                g.fleet = Some((now, used + n.cost));
-            }
+            g.log.push_back((now, n.cost, None));
         }
         // Buckets nothing was granted for lately are dropped with their last entry's age.
         if granted.len() > self.settings().max_keys {
             granted.retain(|_, g| {
                 g.log
                     .back()
-                    .is_some_and(|(t, _)| now.saturating_duration_since(*t) <= GRANTED_HISTORY)
+                    .is_some_and(|(t, ..)| now.saturating_duration_since(*t) <= GRANTED_HISTORY)
             });
         }
+        now
     }
 
-    /// The room the fleet left in `key`'s limit of `rate` at this replica's last turn, if that turn was recent at
-    /// `until` (else none: a stale measure could promise room the fleet has since taken).
-    fn fleet_room(&self, key: &BucketKey, rate: u64, until: Instant) -> f64 {
-        let granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
-        match granted.get(key).and_then(|g| g.fleet) {
-            Some((at, used)) if until.saturating_duration_since(at) <= FLEET_USE_FRESH => {
-                rate.saturating_sub(used) as f64
+    /// The request Redis granted at `sent` ([`Limiter::granted_through_redis`]) was answered: from now on it counts
+    /// from its answer in the windows a fall-back starts with.
+    pub(super) fn answered_through_redis(&self, needs: &[BucketKey], sent: Instant) {
+        let now = Instant::now();
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        for key in needs {
+            if let Some(entry) = granted
+                .get_mut(key)
+                .and_then(|g| g.log.iter_mut().rev().find(|(t, ..)| *t == sent))
+            {
+                entry.2 = Some(now);
             }
-            _ => 0.0,
         }
     }
 
     /// The units of `key` Redis granted this replica per second in the window (`period`) before `until`. Over one
-    /// window, Redis's guard kept the whole fleet's grants within the limit, so these shares add up to no more than
+    /// window, Redis kept the whole fleet's grants within the limit, so these shares add up to no more than
     /// it; a longer average would not (a replica busier lately than over the average would claim its old share
     /// beside the new one of another).
     fn granted_rate(&self, key: &BucketKey, until: Instant, period: Duration) -> f64 {
@@ -203,26 +199,30 @@ impl Limiter {
         let units: u64 = granted.get(key).map_or(0, |g| {
             g.log
                 .iter()
-                .filter(|(t, _)| *t < until && until.saturating_duration_since(*t) <= period)
-                .map(|(_, c)| c)
+                .filter(|(t, ..)| *t < until && until.saturating_duration_since(*t) <= period)
+                .map(|(_, c, _)| c)
                 .sum()
         });
         units as f64 / period.as_secs_f64()
     }
 
     /// What this replica sent of `key` through Redis since `from`: the local window's first entries when it decides
-    /// alone.
-    fn granted_since(&self, key: &BucketKey, from: Instant) -> Vec<(Instant, u64)> {
+    /// alone, each counted from its answer (Pinecone may have seen it as late as that), or from `now` while it is in
+    /// flight.
+    fn granted_since(&self, key: &BucketKey, from: Instant, now: Instant) -> Vec<(Instant, u64)> {
         let granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
         granted.get(key).map_or_else(Vec::new, |g| {
-            g.log.iter().filter(|(t, _)| *t >= from).copied().collect()
+            g.log
+                .iter()
+                .filter(|(t, ..)| *t >= from)
+                .map(|(_, c, answered)| (answered.unwrap_or(now), *c))
+                .collect()
         })
     }
 
     /// This replica's own share of a limit of `rate` per second, per second: the static share (`rate / replicas`);
-    /// in redis mode while Redis is down, for `grace_ms`, what Redis granted it in the seconds before (none if it
-    /// was granted nothing) plus an equal part of the room the fleet left in the limit at its last turn (when that
-    /// turn was recent), then moving evenly over `fallback_decay_ms` to an equal share of the live fleet as Redis last
+    /// in redis mode while Redis is down, for `grace_ms`, what Redis granted it in the window before (none if it
+    /// was granted nothing), then moving evenly over `fallback_decay_ms` to an equal share of the live fleet as Redis last
     /// counted it. Every replica moves alike, so the fleet's shares add up to no more than the limit. A replica that
     /// Redis never granted a turn (a new one) has no share of its own and takes the static share
     /// (`limits.replicas`), after one window.
@@ -243,9 +243,7 @@ impl Limiter {
         }
         let equal = rate as f64 / live.max(1) as f64;
         let period = Duration::from_secs(1) + settings.window_margin;
-        let granted = (self.granted_rate(key, since, period)
-            + self.fleet_room(key, rate, since) / live as f64)
-            .min(rate as f64);
+        let granted = self.granted_rate(key, since, period).min(rate as f64);
         let (grace, decay) = shared.fallback();
         let after = Instant::now().saturating_duration_since(since + grace);
         let kept = if after.is_zero() {
@@ -410,7 +408,7 @@ impl Limiter {
             let w = state.buckets.entry(n.key.clone()).or_insert_with(|| {
                 let mut w = Window::new(n.rate, n.period);
                 if seed {
-                    for (sent, cost) in self.granted_since(&n.key, now - n.period) {
+                    for (sent, cost) in self.granted_since(&n.key, now - n.period, now) {
                         w.record_sent(sent, cost);
                     }
                 }
@@ -517,32 +515,24 @@ impl Limiter {
             return None;
         }
         let period = Duration::from_secs(1) + self.settings().window_margin;
-        let buckets: Vec<shared::Bucket> = needs
+        let buckets = needs
             .iter()
-            .map(|n| shared::Bucket {
+            .map(|n| shared::TakeBucket {
                 key: shared.key(
                     &n.key.index,
                     class.name(),
                     n.key.unit.key_name(),
                     (n.scope == Scope::Namespace).then_some(n.key.namespace.as_str()),
                 ),
-                spacing: period / n.rate.min(u32::MAX as u64) as u32,
+                limit: n.rate,
                 cost: n.cost,
             })
             .collect();
-        let guards = buckets
-            .iter()
-            .zip(&needs)
-            .map(|(b, n)| (format!("{}:sent", b.key), n.rate, n.cost))
-            .collect();
-        let spacing = buckets.iter().map(|b| b.spacing).max().unwrap_or(period);
         Some(SharedCall {
             class,
             needs,
             buckets,
-            guards,
             period,
-            spacing,
         })
     }
 
@@ -562,17 +552,12 @@ impl Limiter {
     }
 }
 
-/// A call's limits in Redis: its GCRA buckets (the schedule), its guard sets (what was sent), and its needs (for
-/// messages).
+/// A call's limits in Redis: its buckets (each a sent set and a state hash) and its needs (for messages).
 pub(super) struct SharedCall {
     pub(super) class: OpClass,
     pub(super) needs: Vec<Need>,
-    pub(super) buckets: Vec<shared::Bucket>,
-    /// Each guard set, with the limit and the call's cost in it.
-    pub(super) guards: Vec<(String, u64, u64)>,
+    pub(super) buckets: Vec<shared::TakeBucket>,
     pub(super) period: Duration,
-    /// The longest even spacing among the call's buckets: how often a waiting call asks the guard again.
-    pub(super) spacing: Duration,
 }
 
 impl Turns for Limiter {

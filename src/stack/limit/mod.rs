@@ -128,103 +128,186 @@ fn throttled_for(result: &Result<Reply, CallError>) -> Option<Duration> {
 
 /// What redis mode decided for a call.
 enum SharedTurn {
-    /// Its turn came and the guard let it through: send it, then stamp it.
-    Go(shared::Guarded),
+    /// Its turn came: send it, then stamp it.
+    Go(HeldTurn),
     Refused(Rejection),
     /// Redis failed: decide locally, under the static share.
     Degraded,
 }
 
-/// Redis mode: the call's turn in the shared schedule, then the guard, waiting within what the call can afford.
+/// A turn Redis gave, until its request is answered: dropped before that (the call gave up, or was never sent), it
+/// is stamped as never sent, so that it stops counting.
+struct HeldTurn {
+    turn: Option<shared::Turn>,
+    shared: Arc<shared::RedisLimits>,
+}
+
+impl HeldTurn {
+    /// The request was answered.
+    fn answered(mut self) {
+        if let Some(turn) = self.turn.take() {
+            self.shared.close(turn, true);
+        }
+    }
+}
+
+impl Drop for HeldTurn {
+    fn drop(&mut self) {
+        if let Some(turn) = self.turn.take() {
+            self.shared.close(turn, false);
+        }
+    }
+}
+
+/// How a caller's priority takes turns across the fleet.
+fn turn_kind(call: &UpstreamCall) -> shared::TurnKind {
+    match call.ctx.caller.priority {
+        crate::call::Priority::Batch => shared::TurnKind::Batch,
+        crate::call::Priority::Default => shared::TurnKind::Default,
+        crate::call::Priority::Interactive => shared::TurnKind::Interactive,
+    }
+}
+
+/// Redis mode: the call's turn, in one round trip, then a wait for it within what the call can afford.
 async fn shared_turn(
     limiter: &Limiter,
-    shared: &shared::RedisLimits,
+    shared: &Arc<shared::RedisLimits>,
     sc: &SharedCall,
     call: &UpstreamCall,
+    asking: Option<fair::Turn>,
 ) -> SharedTurn {
     let s = limiter.settings();
     let started = Instant::now();
-    let affordable = call
-        .deadline
-        .saturating_duration_since(started)
-        .saturating_sub(s.expected_upstream)
-        .min(s.max_queue_wait);
-    let refused = |wait: Duration, binding: usize| {
-        let limit = sc
-            .needs
-            .get(binding)
-            .map(|n| describe(n, sc.class))
-            .unwrap_or_default();
-        SharedTurn::Refused(Rejection {
-            message: format!(
-                "rate limit (shared by every replica): {limit}; the next turn is in {} ms, too late for the call's \
-                 deadline or past the gateway's {} ms queue limit",
-                wait.as_millis(),
-                s.max_queue_wait.as_millis()
-            ),
-            retry_after: wait,
-        })
-    };
-    let mut waited = false;
+    let give_up_at = (call.deadline.checked_sub(s.expected_upstream))
+        .unwrap_or(started)
+        .min(started + s.max_queue_wait);
     let _waiting = WaitingGauge::new();
-    let span = redis_span(call, "redis decision");
-    let verdict = shared.decide(&sc.buckets, affordable).await;
+    let span = redis_span(call, "redis turn");
+    let verdict = shared
+        .take(&shared::Take {
+            buckets: &sc.buckets,
+            kind: turn_kind(call),
+            max_wait: give_up_at.saturating_duration_since(started),
+            deadline: call.deadline,
+            period: sc.period,
+            expected: s.expected_upstream,
+        })
+        .await;
+    // The replica's fair queue orders its calls' asking Redis; a call waiting for a turn Redis gave for later no
+    // longer holds the others back (across replicas, `TurnKind` orders them).
+    drop(asking);
     end_redis_span(
         call,
         span,
         match &verdict {
             None => "degraded",
-            Some(shared::Verdict::TooLate { .. }) => "too_late",
-            Some(shared::Verdict::Go(w)) if w.is_zero() => "go",
-            Some(shared::Verdict::Go(_)) => "wait",
+            Some(shared::TakeVerdict::TooLate { .. }) => "too_late",
+            Some(shared::TakeVerdict::AtHome { .. }) => "refused_at_home",
+            Some(shared::TakeVerdict::Go { wait, .. }) if wait.is_zero() => "go",
+            Some(shared::TakeVerdict::Go { .. }) => "wait",
         },
     );
+    let limit = |binding: usize| {
+        sc.needs
+            .get(binding)
+            .map(|n| describe(n, sc.class))
+            .unwrap_or_default()
+    };
     match verdict {
-        None => return SharedTurn::Degraded,
-        Some(shared::Verdict::TooLate { wait, binding }) => return refused(wait, binding),
-        Some(shared::Verdict::Go(wait)) => {
+        None => SharedTurn::Degraded,
+        Some(shared::TakeVerdict::TooLate {
+            wait: None,
+            binding,
+        }) => SharedTurn::Refused(Rejection {
+            message: format!(
+                "rate limit (shared by every replica): this call costs more than {}; it can never pass",
+                limit(binding)
+            ),
+            retry_after: sc.period,
+        }),
+        Some(shared::TakeVerdict::TooLate {
+            wait: Some(wait),
+            binding,
+        }) => SharedTurn::Refused(Rejection {
+            message: format!(
+                "rate limit (shared by every replica): {}; the next turn is in {} ms, too late for the call's \
+                 deadline or past the gateway's {} ms queue limit",
+                limit(binding),
+                wait.as_millis(),
+                s.max_queue_wait.as_millis()
+            ),
+            retry_after: wait,
+        }),
+        Some(shared::TakeVerdict::AtHome { wait, binding }) => SharedTurn::Refused(Rejection {
+            message: format!(
+                "rate limit (shared by every replica): {}; the fleet asks for more than the limit, and this \
+                 replica refuses its part of the excess (limits.redis.overload_ask_percent); the last turn given \
+                 was {} ms ahead",
+                limit(binding),
+                wait.as_millis()
+            ),
+            retry_after: wait.max(Duration::from_millis(1)),
+        }),
+        Some(shared::TakeVerdict::Go { wait, turn }) => {
+            let held = HeldTurn {
+                turn: Some(turn),
+                shared: shared.clone(),
+            };
             if !wait.is_zero() {
-                waited = true;
+                // Slept from the answer's arrival: the request leaves no earlier than its turn on Redis's clock.
                 tokio::time::sleep(wait).await;
             }
-        }
-    }
-    // The guard: whatever the network and this host did to earlier requests, Pinecone never sees more than the limit
-    // in any window.
-    let turn = loop {
-        let now = Instant::now();
-        let in_flight_for = call.deadline.saturating_duration_since(now);
-        let span = redis_span(call, "redis guard");
-        let verdict = shared.guard(&sc.guards, sc.period, in_flight_for).await;
-        end_redis_span(
-            call,
-            span,
-            match &verdict {
-                None => "degraded",
-                Some(shared::GuardVerdict::Admitted(_)) => "go",
-                Some(shared::GuardVerdict::Wait(_)) => "wait",
-            },
-        );
-        match verdict {
-            None => break SharedTurn::Degraded,
-            Some(shared::GuardVerdict::Admitted(g)) => break SharedTurn::Go(g),
-            Some(shared::GuardVerdict::Wait(wait)) => {
-                // The requests in flight may come back sooner than the guard can know: ask again after one spacing.
-                let next = now + wait.min(sc.spacing);
-                if next + s.expected_upstream > call.deadline
-                    || next.saturating_duration_since(started) > s.max_queue_wait
-                {
-                    break refused(wait, 0);
+            // The guard: whatever the network and this host did to earlier requests, Pinecone never sees more than
+            // the limit in any window.
+            let confirmed = held.turn.as_ref().is_some_and(|t| t.confirmed);
+            if !confirmed {
+                loop {
+                    let now = Instant::now();
+                    let span = redis_span(call, "redis guard");
+                    let verdict = match held.turn.as_ref() {
+                        Some(t) => shared.guard(t, sc.period).await,
+                        None => None,
+                    };
+                    end_redis_span(
+                        call,
+                        span,
+                        match &verdict {
+                            None => "degraded",
+                            Some(Ok(())) => "go",
+                            Some(Err(_)) => "wait",
+                        },
+                    );
+                    match verdict {
+                        Some(Ok(())) => break,
+                        // Redis failed: the turn is void, and the call takes this replica's own share.
+                        None => return SharedTurn::Degraded,
+                        Some(Err(wait)) => {
+                            // The requests in flight may come back sooner than the guard can know: ask again after a
+                            // tenth of the window at most.
+                            let next = now + wait.min(sc.period / 10);
+                            if next > give_up_at {
+                                return SharedTurn::Refused(Rejection {
+                                    message: format!(
+                                        "rate limit (shared by every replica): {}; requests still in flight hold the \
+                                         limit longer than expected, and the next turn is in {} ms, too late for the \
+                                         call's deadline",
+                                        limit(0),
+                                        wait.as_millis()
+                                    ),
+                                    retry_after: wait,
+                                });
+                            }
+                            tokio::time::sleep_until(next).await;
+                        }
+                    }
                 }
-                waited = true;
-                tokio::time::sleep_until(next).await;
             }
+            if !wait.is_zero() || !confirmed {
+                record_wait(sc.class, call, started);
+            }
+            SharedTurn::Go(held)
         }
-    };
-    if waited && matches!(turn, SharedTurn::Go(_)) {
-        record_wait(sc.class, call, started);
     }
-    turn
 }
 
 /// A call that waited for its turn (held back, queued or asleep, not the time it took to take one): counted by
@@ -365,9 +448,13 @@ pub struct Limit<S> {
 /// A call's turn, granted by Redis or by this process's windows; told how the request went once it is answered.
 enum Granted {
     Shared {
-        guarded: shared::Guarded,
+        turn: HeldTurn,
         shared: Arc<shared::RedisLimits>,
         keys: Vec<String>,
+        /// Where the fall-back remembers it: the limiter, the call's buckets, and when it was sent.
+        limiter: Arc<Limiter>,
+        needs: Vec<limiter::BucketKey>,
+        sent: Instant,
     },
     Local {
         sent: limiter::Sent,
@@ -388,13 +475,15 @@ impl Granted {
     async fn answered(self, result: &Result<Reply, CallError>) {
         match self {
             Granted::Shared {
-                guarded,
+                turn,
                 shared,
                 keys,
+                limiter,
+                needs,
+                sent,
             } => {
-                // Stamped off the caller's path: its answer does not wait for Redis.
-                let stamp = shared.clone();
-                tokio::spawn(async move { stamp.close(guarded).await });
+                turn.answered();
+                limiter.answered_through_redis(&needs, sent);
                 if let Some(pause) = throttled_for(result) {
                     shared.block(&keys, pause).await;
                 }
@@ -414,15 +503,15 @@ impl Granted {
 /// Redis mode: the turn from the shared schedule; None when Redis failed or no shared limit applies (the static
 /// share decides then).
 async fn shared_grant(
-    limiter: &Limiter,
+    limiter: &Arc<Limiter>,
     gate: Option<&Gate<'_>>,
     call: &UpstreamCall,
 ) -> Option<Result<Granted, CallError>> {
     let shared = limiter.shared.clone()?;
     let sc = limiter.shared_buckets(&shared, call)?;
-    // This replica's waiting calls take Redis's turns in priority order; across replicas, Redis serves them as they
-    // come (docs/limits.md, "Callers").
-    let _turn = match gate {
+    // This replica's waiting calls take Redis's turns in priority order; across replicas, Redis gives interactive
+    // calls the earliest room and keeps batch calls out of the headroom (docs/limits.md, "Callers").
+    let asking = match gate {
         Some(gate) => match gate.turn(call).await {
             Ok(turn) => Some(turn),
             Err(r) => {
@@ -432,13 +521,16 @@ async fn shared_grant(
         },
         None => None,
     };
-    match shared_turn(limiter, &shared, &sc, call).await {
-        SharedTurn::Go(guarded) => {
-            limiter.granted_through_redis(&sc.needs, &guarded.fleet_in_window);
+    match shared_turn(limiter, &shared, &sc, call, asking).await {
+        SharedTurn::Go(turn) => {
+            let sent = limiter.granted_through_redis(&sc.needs);
             Some(Ok(Granted::Shared {
-                guarded,
+                turn,
                 shared,
                 keys: sc.buckets.into_iter().map(|b| b.key).collect(),
+                limiter: limiter.clone(),
+                needs: sc.needs.iter().map(|n| n.key.clone()).collect(),
+                sent,
             }))
         }
         SharedTurn::Refused(r) => {

@@ -1,44 +1,47 @@
 //! Limits shared by every replica through Redis (`limits.mode = "redis"`).
 //!
-//! Each call's decision is one atomic Lua script ([`SCRIPT`]): GCRA over every bucket the call takes from, on
-//! Redis's own clock (`TIME`), in one round trip. A bucket is one key holding its *theoretical arrival time* (TAT,
-//! microseconds); a call of cost `c` on a bucket of spacing `T` (the window over the rate) may go at
-//! `TAT + (c − 1)·T`; the call goes at the latest of these over its buckets, and only if that is within the wait it
-//! can afford (its deadline less `expected_upstream_ms`, and `max_queue_wait_ms`); then every bucket's TAT becomes
-//! that instant + `T` (all or nothing), with an expiry. So calls wait their turn in the order Redis saw them, spaced
-//! evenly: at most the limit in any window of one second plus `window_margin_ms`, whatever the number of replicas.
-//! A refused call gets the wait it would have needed as retry advice. A 429 from Pinecone pushes the buckets' TAT
-//! past its `Retry-After` for every replica.
+//! Each call's turn is one atomic Lua script ([`TAKE`]) on Redis's own clock (`TIME`). Per bucket, a sorted set of
+//! the turns given (`…:sent`), each counted from its start until one window (`1 s + window_margin_ms`) after its
+//! answer, as the local limiter counts ([`super::window`]); until the answer is stamped ([`CLOSE`], or riding on the
+//! replica's next turn for the same index within `close_delay_ms`), after its deadline. The script gives the call
+//! the earliest instant from which every bucket has room in every window, turns given for later included (a
+//! request not yet stamped is expected to end `expected_upstream_ms` after its start), no more than a tenth of a
+//! limit in any tenth of the window (turns spread over it), and registers it there, all buckets or none; or refuses
+//! it, with the wait as retry advice, when that is later than the call can wait. The schedule is a plan; Pinecone
+//! counts arrivals, and requests leave late or stay in flight longer than expected. So each request is checked at
+//! the instant it leaves against what every bucket holds then, each request in flight counted until its deadline:
+//! inside [`TAKE`] when its turn is now, by [`GUARD`] (a second round trip) when its turn was given for later; a
+//! request that would overfill a window waits, or is refused when its deadline comes first. A 429 from Pinecone
+//! holds the buckets back (`…:state`, `blocked`) for every replica.
 //!
-//! The turn is a schedule; Pinecone counts arrivals. A request that leaves its replica late (a busy core, a slow
-//! wake-up) arrives bunched with the ones scheduled after it, so the schedule alone can let Pinecone see more than
-//! the limit in some second (measured: 109 against 100/s). So each request also passes a *guard* just before it is
-//! sent ([`GUARD`]): per bucket a sorted set of the requests sent, each counted from the moment it is sent until its
-//! answer comes back and for one window (`1 s + window_margin_ms`) after that, exactly as the local limiter counts
-//! ([`super::window`]). A request that would overfill a window waits (polling at the bucket's even spacing) or is
-//! refused when its deadline comes first. An answered request is stamped by [`CLOSE`]; one whose replica died is
-//! counted until its deadline and then one window more.
+//! Priorities ([`TurnKind`]): batch calls fill each limit only up to `batch_headroom_percent` short of it (in every
+//! tenth of the window too); default and interactive calls take the earliest room. Overload: every answer carries
+//! the calls asked of each bucket and those refused (decaying over a second, `…:state`); while the fleet asks for
+//! more than `overload_ask_percent` of what Redis can serve, a replica refuses that excess of its default and batch
+//! calls at home, at random, without a round trip, and reports them with its next turn.
 //!
-//! Keys: `<key_prefix>:{<index>}:<class>:<unit>:index` or `…:ns:<namespace>`, and the guard's `…:sent`. The `{index}`
-//! hash tag puts every key of one call on one Redis Cluster slot, as a script's keys must be. With
+//! Keys: `<key_prefix>:{<index>}:<class>:<unit>:index` or `…:ns:<namespace>`, each with `…:sent` and `…:state`. The
+//! `{index}` hash tag puts every key of one call on one Redis Cluster slot, as a script's keys must be. With
 //! `limits.redis.cluster = true`, `url` lists the cluster's seed nodes (comma-separated) and the gateway follows the
-//! cluster's slots (the `redis` crate's cluster client).
+//! cluster's slots (the `redis` crate's cluster client). Callers' quotas are GCRA buckets ([`SCRIPT`]).
 //!
-//! Every replica renews a heartbeat in a sorted set (`<key_prefix>:{replicas}`, [`HEARTBEAT`]) every `heartbeat_ms`;
-//! those heard from within three heartbeats are the live fleet, whose size every replica knows.
+//! Every replica renews a heartbeat in a sorted set (`<key_prefix>:{replicas}`, [`HEARTBEAT`]) every `heartbeat_ms`,
+//! or slower in a large fleet (at most [`FLEET_HEARTBEATS_PER_SECOND`] for the fleet); those heard from within three
+//! intervals are the live fleet, whose size every replica knows. [`RedisLimits::maintain`] keeps the heartbeat and
+//! sends the stamps that found nothing to ride on.
 //!
 //! States: *connected*, or *degraded* when Redis cannot be reached or answers later than `timeout_ms`: then calls
 //! use the local limiter (never no limit) at this replica's own share of each limit (`limiter.rs`, `own_share`: what
-//! Redis granted it in the last window plus its part of the room the fleet left, for `grace_ms`, then moving to an
-//! equal share of the live fleet over `fallback_decay_ms`), in windows that start with what it sent through Redis;
-//! the `pinecone_gateway_rate_limit_degraded` gauge is 1 and one warning is logged. A replica Redis never granted a
-//! turn takes the static share (limits divided by `replicas`), and its windows start as if the last window had been
-//! spent by the other replicas. One call per `reconnect_interval_ms` tries Redis again, and the first answer returns
-//! the gateway to shared limits (logged).
-//! Differences from the local limiter: a call that gives up while waiting keeps its turn (the others are not moved
-//! forward), there is no per-key queue length and no namespace fairness, and on the way back from degraded mode
-//! the requests this replica sent under its static share in the last window are not in Redis's windows (for one
-//! window, at most the limit plus one static share can be sent).
+//! Redis granted it in the last window, for `grace_ms`, then moving to an equal share of the live fleet over
+//! `fallback_decay_ms`), in windows that start with what it sent through Redis (counted from their answers); the
+//! `pinecone_gateway_rate_limit_degraded` gauge is 1 and one warning is logged. A turn given for later whose guard
+//! cannot reach Redis is void. A replica Redis never granted a turn takes the static share (limits divided by
+//! `replicas`), and its windows start as if the last window had been spent by the other replicas. One call per
+//! `reconnect_interval_ms` tries Redis again, and the first answer returns the gateway to shared limits (logged).
+//! Differences from the local limiter: a call that gives up while waiting frees its turn when its stamp reaches
+//! Redis, there is no per-key queue length and no namespace fairness, and on the way back from degraded mode the
+//! requests this replica sent under its own share in the last window are not in Redis's windows (for one window, at
+//! most the limit plus that share can be sent).
 
 use crate::telemetry::metrics as m;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -68,6 +71,34 @@ pub struct RedisSettings {
     pub grace: Duration,
     /// How long the share then takes to become an equal share of the live fleet.
     pub fallback_decay: Duration,
+    /// How long an answered request's stamp may wait to ride on a later round trip before it is sent alone.
+    pub close_delay: Duration,
+    /// Past this share of a limit (percent) asked of Redis by the fleet, each replica refuses the excess of its
+    /// default and batch calls at home; 0: never.
+    pub overload_ask_percent: u64,
+    /// The share of each limit (percent) batch calls leave to the others across the fleet.
+    pub batch_headroom_percent: u64,
+}
+
+impl RedisSettings {
+    /// A single Redis at `url` with every other setting at its default (as `[limits.redis]` documents them), its
+    /// keys under `key_prefix`.
+    pub fn new(url: &str, key_prefix: &str) -> RedisSettings {
+        RedisSettings {
+            url: url.to_string(),
+            cluster: false,
+            timeout: Duration::from_millis(50),
+            reconnect_interval: Duration::from_secs(1),
+            key_prefix: key_prefix.to_string(),
+            spend_sync: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(10),
+            grace: Duration::from_secs(5),
+            fallback_decay: Duration::from_secs(30),
+            close_delay: Duration::from_millis(250),
+            overload_ask_percent: 125,
+            batch_headroom_percent: 10,
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -82,6 +113,9 @@ impl std::fmt::Debug for RedisSettings {
             .field("heartbeat", &self.heartbeat)
             .field("grace", &self.grace)
             .field("fallback_decay", &self.fallback_decay)
+            .field("close_delay", &self.close_delay)
+            .field("overload_ask_percent", &self.overload_ask_percent)
+            .field("batch_headroom_percent", &self.batch_headroom_percent)
             .finish()
     }
 }
@@ -116,89 +150,326 @@ end
 return {1, at - now, binding}
 "#;
 
-/// KEYS: the buckets. ARGV[1]: how long Pinecone asked to wait (µs). Moves each TAT past that instant.
+/// KEYS: the buckets' state hashes. ARGV[1]: how long Pinecone asked to wait (µs). No turn starts before then.
 const BLOCK: &str = r#"
 local t = redis.call('TIME')
 local until_ = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[1])
 for i = 1, #KEYS do
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-  if tat < until_ then
-    redis.call('SET', KEYS[i], string.format('%.0f', until_), 'PX', math.floor(tonumber(ARGV[1]) / 1000) + 2000)
+  local blocked = tonumber(redis.call('HGET', KEYS[i], 'blocked') or '0') or 0
+  if blocked < until_ then
+    redis.call('HSET', KEYS[i], 'blocked', string.format('%.0f', until_))
+    local keep = math.floor(tonumber(ARGV[1]) / 1000) + 10000
+    if redis.call('PTTL', KEYS[i]) < keep then redis.call('PEXPIRE', KEYS[i], keep) end
   end
 end
 return 1
 "#;
 
-/// KEYS: the guard sets. ARGV[1]: the window (µs); ARGV[2]: this request's ticket (its member in each set is
-/// `<ticket>:<cost>`); ARGV[3]: the longest it can be in flight (µs, its deadline); then per key its limit and the
-/// request's cost.
-/// Returns {1, 0, then per key what the fleet had in its window} when the request may be sent now (it is counted from
-/// now on), or {0, wait in µs}.
+/// One turn for a call, in one round trip: its place in every bucket's schedule, registered at once.
+///
+/// KEYS: per bucket its sent set and its state hash. ARGV[1]: the longest wait the call accepts (µs); [2]: how long
+/// until its deadline (µs); [3]: the window (µs); [4]: its ticket; [5]: its kind (`b` batch, `d` default, `i`
+/// interactive); [6]: how long a request is expected to be in flight (µs); then per bucket its limit, the call's
+/// cost, the limit batch calls may fill, and how many calls this replica refused at home since its last report; then
+/// the number of answered requests to stamp, and per request the 1-based bucket, its member and how long ago it was
+/// answered (µs; negative: never sent, removed).
+/// A sent set's members are `<ticket>:<start>:<kind>:<deadline>:<cost>`, each scored by the last instant its request
+/// may be in flight (its deadline, then its stamped answer), and it counts from its start until one window after
+/// that score. The schedule counts a request not yet stamped as answered `expected` after its start (it cannot know
+/// better); what Pinecone sees is kept within the limit by the check at the instant each request leaves: here for a
+/// turn that is now, by [`GUARD`] for a turn given for later.
+/// Returns {1 (a turn now, checked) or 2 (a turn for later: the guard checks it then), wait µs, the turn's start (µs,
+/// Redis's clock), per bucket the calls asked of it, per bucket those it refused as too late (each per 1,000 s,
+/// decaying over a second), the deadline registered}; or {0 (too late), wait µs (−1: never), the 1-based binding
+/// bucket, asked…, refused…}.
+pub const TAKE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local max_wait = tonumber(ARGV[1])
+local deadline = now + tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local ticket = ARGV[4]
+local kind = ARGV[5]
+local expected = tonumber(ARGV[6])
+local n = #KEYS / 2
+local a = 6
+local closes = tonumber(ARGV[a + 4 * n + 1])
+for c = 1, closes do
+  local at = a + 4 * n + 1 + 3 * (c - 1)
+  local key = KEYS[2 * tonumber(ARGV[at + 1]) - 1]
+  local ago = tonumber(ARGV[at + 3])
+  if ago < 0 then
+    redis.call('ZREM', key, ARGV[at + 2])
+  else
+    redis.call('ZADD', key, 'XX', 'LT', string.format('%.0f', now - ago), ARGV[at + 2])
+  end
+end
+-- A member: <ticket>:<start>:<kind>:<deadline>:<cost>, scored by its deadline until its answer is stamped.
+local function parse(member)
+  local start, k, dl, cost = string.match(member, '^[^:]+:(%d+):(%a):(%d+):(%d+)$')
+  return tonumber(start), k, tonumber(dl), tonumber(cost)
+end
+-- What a bucket holds now: every request whose turn has come, counted until one window after its stamped answer,
+-- or after its deadline while it has none.
+local function held_now(sent)
+  local raw = redis.call('ZRANGEBYSCORE', sent, string.format('%.0f', now - period), '+inf')
+  local held = 0
+  for j = 1, #raw do
+    local start, k, dl, c = parse(raw[j])
+    if start and start <= now then held = held + c end
+  end
+  return held
+end
+-- The earliest instant from `s` from which a bucket has room for `cost` in every window (turns given for later
+-- included), each entry counted from its start until one window after its end; `optimistic`: an entry not yet
+-- stamped ends `expected` after its start (or now), else at its deadline.
+local function earliest(e, s, limit, cost, cap, optimistic)
+  local times, all, batch = {}, {}, {}
+  local function add(time, d, b)
+    if all[time] == nil then
+      all[time] = 0
+      batch[time] = 0
+      times[#times + 1] = time
+    end
+    all[time] = all[time] + d
+    batch[time] = batch[time] + b
+  end
+  for j = 1, #e do
+    local x = e[j]
+    local b = 0
+    if x.kind == 'b' then b = x.cost end
+    local start = x.start
+    if start < s then start = s end
+    local ends = x.score
+    if optimistic and x.score >= x.deadline then
+      ends = math.max(x.start + expected, now)
+      if ends > x.score then ends = x.score end
+    end
+    if ends + period + 1 > start then
+      add(start, x.cost, b)
+      add(ends + period + 1, -x.cost, -b)
+    end
+  end
+  table.sort(times)
+  local totals, batches = {}, {}
+  local total, bt = 0, 0
+  for k = 1, #times do
+    total = total + all[times[k]]
+    bt = bt + batch[times[k]]
+    totals[k] = total
+    batches[k] = bt
+  end
+  if cost > limit or (kind == 'b' and cost > cap) then return -1 end
+  if #times == 0 then return s end
+  local at = -1
+  local peak, bpeak = 0, 0
+  for k = #times, 1, -1 do
+    if totals[k] > peak then peak = totals[k] end
+    if batches[k] > bpeak then bpeak = batches[k] end
+    if peak + cost > limit or (kind == 'b' and bpeak + cost > cap) then break end
+    at = times[k]
+  end
+  if at == times[1] or (at ~= -1 and at < s) then at = s end
+  return at
+end
+local rates, grants = {}, {}
+local opt = {}
+-- Per bucket, what starts in each tenth of a window (its slot): a turn also needs room in its slot.
+local slot_len, slot_room, slot_batch, loads, bloads = {}, {}, {}, {}, {}
+for i = 1, n do
+  local sent = KEYS[2 * i - 1]
+  local q = KEYS[2 * i]
+  local limit = tonumber(ARGV[a + 4 * i - 3])
+  local cost = tonumber(ARGV[a + 4 * i - 2])
+  local cap = tonumber(ARGV[a + 4 * i - 1])
+  local thinned = tonumber(ARGV[a + 4 * i])
+  -- The calls asked of this bucket and those refused, each a rate decaying over a second.
+  local st = redis.call('HMGET', q, 'blocked', 'dr', 'rr', 'dt')
+  local blocked = tonumber(st[1] or '0') or 0
+  local dr = tonumber(st[2] or '0') or 0
+  local rr = tonumber(st[3] or '0') or 0
+  local dt = tonumber(st[4] or '0') or now
+  local decay = math.exp(-(now - dt) / 1000000)
+  dr = dr * decay + thinned + 1
+  rr = rr * decay + thinned
+  redis.call('HSET', q, 'dr', string.format('%.3f', dr), 'rr', string.format('%.3f', rr), 'dt', string.format('%.0f', now))
+  rates[i] = math.floor(dr * 1000)
+  grants[i] = math.floor(rr * 1000)
+  redis.call('ZREMRANGEBYSCORE', sent, '-inf', string.format('(%.0f', now - period))
+  local s = now
+  if blocked > s then s = blocked end
+  local raw = redis.call('ZRANGEBYSCORE', sent, string.format('%.0f', s - period), '+inf', 'WITHSCORES')
+  local e = {}
+  local load, bload = {}, {}
+  for j = 1, #raw, 2 do
+    local start, k, dl, c = parse(raw[j])
+    if start then
+      e[#e + 1] = {start = start, kind = k, deadline = dl, cost = c, score = tonumber(raw[j + 1])}
+      local slot = math.floor(start / (period / 10))
+      load[slot] = (load[slot] or 0) + c
+      if k == 'b' then bload[slot] = (bload[slot] or 0) + c end
+    end
+  end
+  opt[i] = earliest(e, s, limit, cost, cap, true)
+  if opt[i] == -1 then
+    return {0, -1, i}
+  end
+  slot_len[i] = period / 10
+  slot_room[i] = math.max(math.ceil(limit / 10), cost)
+  slot_batch[i] = math.max(math.floor(slot_room[i] * cap / limit), cost)
+  loads[i] = load
+  bloads[i] = bload
+end
+-- The earliest instant from the windows' that every bucket's slot has room for (the windows only have more room
+-- later): no more than a tenth of a limit starts in any tenth of its window, so that turns spread over it, as
+-- Pinecone sees them arrive. Within its slot, a default or batch turn takes the next even place; an interactive one
+-- the slot's beginning, or now.
+local function place(ats)
+  local go, binding = now, 1
+  for i = 1, n do
+    if ats[i] == -1 then return -1, i end
+    if ats[i] > go then
+      go = ats[i]
+      binding = i
+    end
+  end
+  for round = 1, 100 do
+    local moved = false
+    for i = 1, n do
+      local cost = tonumber(ARGV[a + 4 * i - 2])
+      local slot = math.floor(go / slot_len[i])
+      while (loads[i][slot] or 0) + cost > slot_room[i]
+        or (kind == 'b' and (bloads[i][slot] or 0) + cost > slot_batch[i]) do
+        slot = slot + 1
+      end
+      local at = slot * slot_len[i]
+      if kind ~= 'i' then
+        at = at + (loads[i][slot] or 0) * slot_len[i] / slot_room[i]
+      end
+      at = math.ceil(at)
+      if at > go then
+        go = at
+        binding = i
+        moved = true
+      end
+    end
+    if not moved then break end
+  end
+  return go, binding
+end
+local function refused(code, wait, binding)
+  if code == 0 then
+    for i = 1, n do
+      redis.call('HINCRBYFLOAT', KEYS[2 * i], 'rr', 1)
+      grants[i] = grants[i] + 1000
+    end
+  end
+  local out = {code, wait, binding}
+  for i = 1, n do
+    out[3 + i] = rates[i]
+    out[3 + n + i] = grants[i]
+  end
+  return out
+end
+local go, binding = place(opt)
+if go - now > max_wait then
+  return refused(0, go - now, binding)
+end
+-- A turn that is now is checked here as the guard checks a later one when it comes: what every bucket holds at this
+-- instant, each request in flight counted until its deadline, leaves room for it.
+local code = 2
+if go <= now then
+  code = 1
+  for i = 1, n do
+    local limit = tonumber(ARGV[a + 4 * i - 3])
+    local cost = tonumber(ARGV[a + 4 * i - 2])
+    if held_now(KEYS[2 * i - 1]) + cost > limit then code = 2 end
+  end
+end
+for i = 1, n do
+  local sent = KEYS[2 * i - 1]
+  local q = KEYS[2 * i]
+  local cost = ARGV[a + 4 * i - 2]
+  local member = ticket .. ':' .. string.format('%.0f', go) .. ':' .. kind .. ':' .. string.format('%.0f', deadline) .. ':' .. cost
+  redis.call('ZADD', sent, string.format('%.0f', deadline), member)
+  local ttl = math.floor((deadline + period - now) / 1000) + 1000
+  if redis.call('PTTL', sent) < ttl then redis.call('PEXPIRE', sent, ttl) end
+  local blocked = tonumber(redis.call('HGET', q, 'blocked') or '0') or 0
+  local keep = go - now
+  if blocked - now > keep then keep = blocked - now end
+  keep = math.floor(keep / 1000) + 10000
+  if redis.call('PTTL', q) < keep then redis.call('PEXPIRE', q, keep) end
+end
+local out = refused(code, go - now, go)
+out[4 + 2 * n] = deadline
+return out
+"#;
+
+/// KEYS: a turn's sent sets; ARGV[1]: the window (µs), then per key its limit. Whether the turn, now come, may leave:
+/// what each bucket holds at this instant (every request whose turn has come, this one included, counted until one
+/// window after its stamped answer, or its deadline while it has none) is within its limit. Returns {1} or {0, the
+/// wait until enough of them slide out (µs)}.
 pub const GUARD: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local period = tonumber(ARGV[1])
-local ticket = ARGV[2]
-local until_ = now + tonumber(ARGV[3])
 local wait = 0
-local in_window = {}
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 + 2 * i])
-  local cost = tonumber(ARGV[3 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', string.format('%.0f', now - period))
-  local entries = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
-  local used = 0
-  for j = 1, #entries, 2 do
-    used = used + tonumber(string.match(entries[j], ':(%d+)$'))
+  local limit = tonumber(ARGV[1 + i])
+  local raw = redis.call('ZRANGEBYSCORE', KEYS[i], string.format('%.0f', now - period), '+inf', 'WITHSCORES')
+  local held, list = 0, {}
+  for j = 1, #raw, 2 do
+    local start, c = string.match(raw[j], '^[^:]+:(%d+):%a:%d+:(%d+)$')
+    if start and tonumber(start) <= now then
+      held = held + tonumber(c)
+      list[#list + 1] = {tonumber(raw[j + 1]), tonumber(c)}
+    end
   end
-  in_window[i] = used
-  if used + cost > limit then
-    local excess = used + cost - limit
+  if held > limit then
+    local excess = held - limit
     local w = period
-    for j = 1, #entries, 2 do
-      excess = excess - tonumber(string.match(entries[j], ':(%d+)$'))
+    for j = 1, #list do
+      excess = excess - list[j][2]
       if excess <= 0 then
-        w = tonumber(entries[j + 1]) + period - now
+        w = list[j][1] + period + 1 - now
         break
       end
     end
     if w > wait then wait = w end
   end
 end
-if wait > 0 then
-  return {0, math.floor(wait)}
-end
-local ttl = math.floor((until_ - now + period) / 1000) + 1000
-for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], string.format('%.0f', until_), ticket .. ':' .. ARGV[3 + 2 * i])
-  if redis.call('PTTL', KEYS[i]) < ttl then
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
-end
-local out = {1, 0}
-for i = 1, #KEYS do
-  out[2 + i] = in_window[i]
-end
-return out
+if wait > 0 then return {0, math.floor(wait)} end
+return {1}
 "#;
 
-/// KEYS: the guard sets of a request; ARGV: its member in each. Its answer came back: it counts from now for one
-/// window.
+/// KEYS: sent sets. ARGV[1]: the number of requests to stamp, then per request the 1-based key, its member and how
+/// long ago it was answered (µs; negative: it was never sent, and is removed).
 const CLOSE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'XX', string.format('%.0f', now), ARGV[i])
+for c = 1, tonumber(ARGV[1]) do
+  local key = KEYS[tonumber(ARGV[3 * c - 1])]
+  local ago = tonumber(ARGV[3 * c + 1])
+  if ago < 0 then
+    redis.call('ZREM', key, ARGV[3 * c])
+  else
+    redis.call('ZADD', key, 'XX', 'LT', string.format('%.0f', now - ago), ARGV[3 * c])
+  end
 end
 return 1
 "#;
 
 /// KEYS[1]: the fleet's heartbeats (a sorted set of replica ids by the instant each was last heard from). ARGV[1]:
-/// this replica's id; ARGV[2]: how long a heartbeat lasts (µs). Returns how many replicas are live.
+/// this replica's id; ARGV[2]: the heartbeat interval (µs); ARGV[3]: the most heartbeats the fleet sends a second.
+/// A heartbeat lasts three intervals, each the longer of `heartbeat_ms` and the fleet's size over ARGV[3] (every
+/// replica renews at that pace too). Returns how many replicas are live.
 const HEARTBEAT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local lasts = tonumber(ARGV[2])
+local every = tonumber(ARGV[2])
+local paced = redis.call('ZCARD', KEYS[1]) * 1000000 / tonumber(ARGV[3])
+if paced > every then every = paced end
+local lasts = 3 * every
 redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - lasts))
 redis.call('PEXPIRE', KEYS[1], math.floor(lasts / 1000) + 1000)
@@ -212,20 +483,93 @@ pub struct Bucket {
     pub cost: u64,
 }
 
-/// A request the guard let through, to be stamped when its answer comes back.
-pub struct Guarded {
-    /// Each guard set and the request's member in it.
-    members: Vec<(String, String)>,
-    /// What the whole fleet had in each guard set's window when the guard let the request through (the replica's
-    /// measure of the room the fleet leaves, kept for the fall-back).
-    pub fleet_in_window: Vec<u64>,
+/// How a call takes its turn across the fleet (its caller's priority).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TurnKind {
+    /// At the earliest instant from which batch calls hold no more than the limit less `batch_headroom_percent`.
+    Batch,
+    /// At the earliest instant from which every window has room (ahead of turns given for later, when it can).
+    Default,
+    /// As default calls, and never refused at home.
+    Interactive,
 }
 
-/// What the guard decided.
-pub enum GuardVerdict {
-    Admitted(Guarded),
-    /// A window is full: try again after this wait (at most; the requests in flight may come back sooner).
-    Wait(Duration),
+impl TurnKind {
+    fn code(self) -> &'static str {
+        match self {
+            TurnKind::Batch => "b",
+            TurnKind::Default => "d",
+            TurnKind::Interactive => "i",
+        }
+    }
+}
+
+/// One bucket of a call for [`RedisLimits::take`]: its key ([`RedisLimits::key`]), its limit per window and the
+/// call's cost in it.
+pub struct TakeBucket {
+    pub key: String,
+    pub limit: u64,
+    pub cost: u64,
+}
+
+/// A call asking for its turn.
+pub struct Take<'a> {
+    pub buckets: &'a [TakeBucket],
+    pub kind: TurnKind,
+    /// The longest the call can wait for its turn.
+    pub max_wait: Duration,
+    /// Its deadline: until then it may be in flight.
+    pub deadline: Instant,
+    /// The window (one second and the margin).
+    pub period: Duration,
+    /// How long a request is expected to be in flight (`expected_upstream_ms`).
+    pub expected: Duration,
+}
+
+/// A turn Redis gave: the call is in every bucket's window from its start until its answer and one window more.
+pub struct Turn {
+    /// Each sent set and the request's member in it.
+    members: Vec<(String, String)>,
+    deadline: Instant,
+    /// Checked at the instant it was given (a turn that is now); a turn given for later passes the guard when it
+    /// comes ([`RedisLimits::guard`]).
+    pub confirmed: bool,
+    /// Each bucket's limit, for the guard.
+    limits: Vec<u64>,
+}
+
+/// What [`RedisLimits::take`] decided.
+pub enum TakeVerdict {
+    /// Go after this wait.
+    Go { wait: Duration, turn: Turn },
+    /// Redis has no turn for it within what it can wait (`None`: its cost exceeds the limit); `binding` is the
+    /// index of the bucket that decided.
+    TooLate {
+        wait: Option<Duration>,
+        binding: usize,
+    },
+    /// Refused without asking Redis: the fleet asks for more than `overload_ask_percent` of the limit; try again
+    /// after `wait` (the last wait Redis named).
+    AtHome { wait: Duration, binding: usize },
+}
+
+/// An answered (or abandoned) request whose stamp waits to ride on a later round trip.
+struct Pending {
+    key: String,
+    member: String,
+    /// When its answer came back; None: it was never sent.
+    answered: Option<Instant>,
+}
+
+/// What this replica knows of the demand on one bucket.
+#[derive(Default)]
+struct Demand {
+    /// The share of its calls this replica refuses at home, and when Redis's figure was read.
+    refuse: Option<(f64, Instant)>,
+    /// Calls refused at home since the last report to Redis.
+    unreported: u64,
+    /// The wait Redis last named for this bucket: the retry advice of a call refused at home.
+    last_wait: Duration,
 }
 
 /// What Redis decided.
@@ -278,6 +622,7 @@ pub struct RedisLimits {
     settings: RedisSettings,
     conn: tokio::sync::Mutex<Option<Conn>>,
     script: redis::Script,
+    take: redis::Script,
     guard: redis::Script,
     close: redis::Script,
     block: redis::Script,
@@ -289,9 +634,10 @@ pub struct RedisLimits {
     replica: String,
     /// The live replicas Redis last counted (0: never counted).
     live: std::sync::atomic::AtomicU64,
-    /// Per bucket, the earliest its next turn can be, from Redis's last answers about it: calls that cannot wait that
-    /// long are refused without a round trip.
-    queue_ends: Mutex<std::collections::HashMap<String, Instant>>,
+    /// Stamps waiting to ride on a later round trip.
+    pending: Mutex<Vec<Pending>>,
+    /// Per bucket, the fleet's demand as Redis last reported it.
+    demand: Mutex<std::collections::HashMap<String, Demand>>,
 }
 
 /// Keeps the highest LSN in a key and renews its expiry (read your writes across replicas: `api::consistency`).
@@ -330,6 +676,7 @@ impl RedisLimits {
             settings,
             conn: tokio::sync::Mutex::new(None),
             script: redis::Script::new(SCRIPT),
+            take: redis::Script::new(TAKE),
             guard: redis::Script::new(GUARD),
             close: redis::Script::new(CLOSE),
             block: redis::Script::new(BLOCK),
@@ -338,7 +685,8 @@ impl RedisLimits {
             heartbeat: redis::Script::new(HEARTBEAT),
             replica: format!("{:016x}", rand::random::<u64>()),
             live: std::sync::atomic::AtomicU64::new(0),
-            queue_ends: Mutex::default(),
+            pending: Mutex::default(),
+            demand: Mutex::default(),
             health: Mutex::new(Health {
                 degraded: false,
                 degraded_since: Instant::now(),
@@ -437,15 +785,10 @@ impl RedisLimits {
         }
     }
 
-    /// Redis's decision for one call, or None when the gateway must decide locally (degraded). A call whose turn
-    /// this replica already knows to be later than it can wait is refused without asking Redis (`queue_ends`).
+    /// A GCRA decision (callers' quotas, `api::caller`), or None when the gateway must decide locally (degraded).
     pub async fn decide(&self, buckets: &[Bucket], max_wait: Duration) -> Option<Verdict> {
         if self.skip_while_degraded() {
             return None;
-        }
-        let asked = Instant::now();
-        if let Some(verdict) = self.known_too_late(buckets, max_wait, asked) {
-            return Some(verdict);
         }
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(micros(max_wait));
@@ -456,61 +799,198 @@ impl RedisLimits {
             .run::<(u8, u64, usize)>("decision", &invocation, true)
             .await?;
         let wait = Duration::from_micros(wait_us);
-        let binding = binding.saturating_sub(1);
-        self.remember_queue_ends(buckets, reserved == 1, wait, binding, asked);
         Some(if reserved == 1 {
             Verdict::Go(wait)
         } else {
-            Verdict::TooLate { wait, binding }
-        })
-    }
-
-    /// What Redis's answer says of each bucket's theoretical arrival time, as an instant of this replica's clock no
-    /// later than the true one (Redis read its clock after `asked`): after a reservation at `asked + wait`, each
-    /// bucket's TAT is that plus its spacing; after a refusal, the binding bucket's is at least `asked + wait` less
-    /// the call's own extra cost. A TAT only moves forward (turns are never given back, a 429 pushes it), so these
-    /// stay lower bounds.
-    fn remember_queue_ends(
-        &self,
-        buckets: &[Bucket],
-        reserved: bool,
-        wait: Duration,
-        binding: usize,
-        asked: Instant,
-    ) {
-        let mut ends = self.queue_ends.lock().unwrap_or_else(|e| e.into_inner());
-        if ends.len() >= 10_000 {
-            let now = Instant::now();
-            ends.retain(|_, end| *end > now);
-        }
-        let mut keep = |key: &str, end: Instant| {
-            let e = ends.entry(key.to_string()).or_insert(end);
-            *e = (*e).max(end);
-        };
-        if reserved {
-            for b in buckets {
-                keep(&b.key, asked + wait + b.spacing);
+            Verdict::TooLate {
+                wait,
+                binding: binding.saturating_sub(1),
             }
-        } else if let Some(b) = buckets.get(binding) {
-            let own = b
-                .spacing
-                .saturating_mul(u32::try_from(b.cost.saturating_sub(1)).unwrap_or(u32::MAX));
-            keep(&b.key, (asked + wait).checked_sub(own).unwrap_or(asked));
+        })
+    }
+
+    /// A call's turn in every bucket, in one round trip (stamps of answered requests of the same buckets ride
+    /// along), or None when the gateway must decide locally (degraded). While the fleet asks Redis for more than
+    /// `overload_ask_percent` of a limit, this replica refuses its part of the excess of its default and batch
+    /// calls at home, at random, without a round trip.
+    pub async fn take(&self, call: &Take<'_>) -> Option<TakeVerdict> {
+        if self.skip_while_degraded() {
+            return None;
+        }
+        let asked = Instant::now();
+        if let Some(refused) = self.refuse_at_home(call, asked) {
+            metrics::counter!(m::LIMIT_REFUSED_AT_HOME).increment(1);
+            return Some(refused);
+        }
+        let ticket = format!("{:016x}", rand::random::<u64>());
+        let sent_keys: Vec<String> = call
+            .buckets
+            .iter()
+            .map(|b| format!("{}:sent", b.key))
+            .collect();
+        let mut invocation = self.take.prepare_invoke();
+        invocation
+            .arg(micros(call.max_wait))
+            .arg(micros(call.deadline.saturating_duration_since(asked)))
+            .arg(micros(call.period))
+            .arg(&ticket)
+            .arg(call.kind.code())
+            .arg(micros(call.expected));
+        let unreported = self.unreported(call.buckets);
+        for ((b, sent), thinned) in call.buckets.iter().zip(&sent_keys).zip(&unreported) {
+            let headroom = (u128::from(b.limit)
+                * u128::from(self.settings.batch_headroom_percent.min(100)))
+            .div_ceil(100);
+            let cap = b.limit - u64::try_from(headroom).unwrap_or(0);
+            invocation
+                .key(sent)
+                .key(format!("{}:state", b.key))
+                .arg(b.limit)
+                .arg(b.cost)
+                .arg(cap)
+                .arg(*thinned);
+        }
+        let riding = self.pending_for(&sent_keys);
+        invocation.arg(riding.len());
+        for p in &riding {
+            let bucket = sent_keys.iter().position(|k| *k == p.key).unwrap_or(0) + 1;
+            invocation
+                .arg(bucket)
+                .arg(&p.member)
+                .arg(ago_micros(p.answered, asked));
+        }
+        let Some(answer) = self.run::<Vec<i64>>("take", &invocation, true).await else {
+            self.requeue(riding);
+            return None;
+        };
+        let n = call.buckets.len();
+        // The third figure is the binding bucket of a refusal, the turn's start of a grant.
+        let (code, wait_us, third) = match answer.as_slice() {
+            [g, w, b, ..] => (*g, *w, *b),
+            _ => return None,
+        };
+        let binding = usize::try_from(third).unwrap_or(1).saturating_sub(1);
+        let rate = |at: usize| answer.get(at).copied().unwrap_or(0) as f64 / 1000.0;
+        let demands: Vec<(f64, f64)> = (0..n).map(|i| (rate(3 + i), rate(3 + n + i))).collect();
+        let wait = u64::try_from(wait_us).ok().map(Duration::from_micros);
+        self.learn_demand(call.buckets, &demands, wait.unwrap_or(call.period), asked);
+        if code != 1 && code != 2 {
+            return Some(TakeVerdict::TooLate { wait, binding });
+        }
+        let registered = answer.get(3 + 2 * n).copied().unwrap_or(0);
+        let wait = wait.unwrap_or_default();
+        let turn = Turn {
+            members: sent_keys
+                .into_iter()
+                .zip(call.buckets)
+                .map(|(key, b)| {
+                    let member = format!(
+                        "{ticket}:{third}:{}:{registered}:{}",
+                        call.kind.code(),
+                        b.cost
+                    );
+                    (key, member)
+                })
+                .collect(),
+            deadline: call.deadline,
+            confirmed: code == 1,
+            limits: call.buckets.iter().map(|b| b.limit).collect(),
+        };
+        Some(TakeVerdict::Go { wait, turn })
+    }
+
+    /// A call whose part of the fleet's excess demand this replica refuses.
+    fn refuse_at_home(&self, call: &Take<'_>, now: Instant) -> Option<TakeVerdict> {
+        if call.kind == TurnKind::Interactive || self.settings.overload_ask_percent == 0 {
+            return None;
+        }
+        let mut demand = self.demand.lock().unwrap_or_else(|e| e.into_inner());
+        let (binding, share, wait) = call
+            .buckets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let d = demand.get(&b.key)?;
+                let (share, at) = d.refuse?;
+                (now.saturating_duration_since(at) <= DEMAND_FRESH).then_some((
+                    i,
+                    share,
+                    d.last_wait,
+                ))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
+        if rand::random::<f64>() >= share {
+            return None;
+        }
+        for b in call.buckets {
+            demand.entry(b.key.clone()).or_default().unreported += 1;
+        }
+        Some(TakeVerdict::AtHome { wait, binding })
+    }
+
+    /// The calls refused at home on each bucket since the last report, taken for this one.
+    fn unreported(&self, buckets: &[TakeBucket]) -> Vec<u64> {
+        let mut demand = self.demand.lock().unwrap_or_else(|e| e.into_inner());
+        buckets
+            .iter()
+            .map(|b| {
+                demand
+                    .get_mut(&b.key)
+                    .map_or(0, |d| std::mem::take(&mut d.unreported))
+            })
+            .collect()
+    }
+
+    /// Redis's figures (calls asked of each bucket and refused as too late, per second): the share of its calls this
+    /// replica refuses at home from now on, per bucket, so that the fleet asks Redis for `overload_ask_percent` of
+    /// what Redis does not refuse (the rest it would refuse anyway). Calls Redis queues or tells to ask again are
+    /// not refused: a burst it can serve later is not refused at home. Some calls always ask (at most 95% refused),
+    /// so the figure stays fresh.
+    fn learn_demand(
+        &self,
+        buckets: &[TakeBucket],
+        figures: &[(f64, f64)],
+        wait: Duration,
+        now: Instant,
+    ) {
+        let ask = self.settings.overload_ask_percent as f64 / 100.0;
+        let mut demand = self.demand.lock().unwrap_or_else(|e| e.into_inner());
+        if demand.len() >= 10_000 {
+            demand.retain(|_, d| {
+                d.refuse
+                    .is_some_and(|(_, at)| now.saturating_duration_since(at) <= DEMAND_FRESH)
+            });
+        }
+        for (b, (asked, refused)) in buckets.iter().zip(figures) {
+            let share = if ask > 0.0 && *asked > 0.0 {
+                (1.0 - ask * (asked - refused).max(0.0) / asked).clamp(0.0, 0.95)
+            } else {
+                0.0
+            };
+            let d = demand.entry(b.key.clone()).or_default();
+            d.refuse = Some((share, now));
+            d.last_wait = wait;
         }
     }
 
-    /// Redis would refuse this call: one of its buckets' turns is known to come later than it can wait.
-    fn known_too_late(
-        &self,
-        buckets: &[Bucket],
-        max_wait: Duration,
-        now: Instant,
-    ) -> Option<Verdict> {
-        let ends = self.queue_ends.lock().unwrap_or_else(|e| e.into_inner());
-        buckets.iter().enumerate().find_map(|(i, b)| {
-            let wait = ends.get(&b.key)?.saturating_duration_since(now);
-            (wait > max_wait).then_some(Verdict::TooLate { wait, binding: i })
-        })
+    /// The stamps waiting for these sent sets, taken to ride on a round trip to them.
+    fn pending_for(&self, keys: &[String]) -> Vec<Pending> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let (riding, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut *pending)
+            .into_iter()
+            .partition(|p| keys.contains(&p.key));
+        *pending = waiting;
+        riding
+    }
+
+    /// Stamps whose round trip failed wait for the next one.
+    fn requeue(&self, stamps: Vec<Pending>) {
+        if !stamps.is_empty() {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(stamps);
+        }
     }
 
     /// Runs a script within `timeout_ms`: its answer, or None when Redis failed (degraded now). `timed`: its latency
@@ -523,6 +1003,7 @@ impl RedisLimits {
     ) -> Option<T> {
         let mut conn = self.connection().await?;
         let started = Instant::now();
+        metrics::counter!(m::LIMIT_REDIS_ROUND_TRIPS, "script" => what.to_string()).increment(1);
         let answer =
             tokio::time::timeout(self.settings.timeout, conn.invoke::<T>(invocation)).await;
         if timed {
@@ -604,6 +1085,11 @@ impl RedisLimits {
         }
     }
 
+    /// How long an answered request's stamp may wait to ride on a later round trip (`close_delay_ms`).
+    pub fn close_delay(&self) -> Duration {
+        self.settings.close_delay
+    }
+
     /// How long a replica keeps the share Redis granted it once Redis fails, and how long the share then takes to
     /// become an equal share of the live fleet.
     pub fn fallback(&self) -> (Duration, Duration) {
@@ -619,32 +1105,13 @@ impl RedisLimits {
         invocation
             .key(format!("{}:{{replicas}}", self.settings.key_prefix))
             .arg(&self.replica)
-            .arg(micros(self.settings.heartbeat * 3));
+            .arg(micros(self.settings.heartbeat))
+            .arg(FLEET_HEARTBEATS_PER_SECOND);
         let live = self.run::<u64>("heartbeat", &invocation, false).await?;
         self.live
             .store(live.max(1), std::sync::atomic::Ordering::Relaxed);
         metrics::gauge!(m::LIMIT_REPLICAS_SEEN).set(live as f64);
         Some(live)
-    }
-
-    /// Renews the heartbeat every `heartbeat_ms` until `stop` turns true.
-    pub async fn keep_heartbeat(
-        self: std::sync::Arc<Self>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut every = tokio::time::interval(self.settings.heartbeat);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = every.tick() => {
-                    self.heartbeat().await;
-                }
-                _ = stop.changed() => return,
-            }
-            if *stop.borrow() {
-                return;
-            }
-        }
     }
 
     /// Degraded and not yet due to try Redis again.
@@ -653,68 +1120,158 @@ impl RedisLimits {
         h.degraded && Instant::now() < h.next_attempt
     }
 
-    /// A 429 from Pinecone: every replica holds these buckets back for `pause`.
+    /// A 429 from Pinecone: no replica starts a turn of these buckets ([`RedisLimits::key`]s) for `pause`.
     pub async fn block(&self, keys: &[String], pause: Duration) {
-        let Some(mut conn) = self.connection().await else {
-            return;
-        };
         let mut invocation = self.block.prepare_invoke();
         invocation.arg(micros(pause));
         for k in keys {
-            invocation.key(k);
+            invocation.key(format!("{k}:state"));
         }
-        if let Ok(Err(e)) =
-            tokio::time::timeout(self.settings.timeout, conn.invoke::<i64>(&invocation)).await
-        {
-            self.degrade(&format!("block: {:?}", e.kind()));
-        }
+        self.run::<i64>("block", &invocation, false).await;
     }
 
-    /// The guard for one request about to be sent: `buckets` are its guard sets with their limits, `period` the
-    /// window, `in_flight_for` the longest it can take (its deadline). None when Redis failed (degraded now).
-    pub async fn guard(
-        &self,
-        buckets: &[(String, u64, u64)],
-        period: Duration,
-        in_flight_for: Duration,
-    ) -> Option<GuardVerdict> {
-        let ticket = format!("{:016x}", rand::random::<u64>());
+    /// The request of `turn` was answered (`sent`), or never sent: its stamp rides on this replica's next round trip
+    /// to the same buckets, or goes alone after `close_delay_ms`. Not stamped at all when its deadline comes about
+    /// as soon (it stops counting then anyway). Until stamped, it counts until its deadline and one window more:
+    /// later, never less.
+    pub fn close(&self, turn: Turn, sent: bool) {
+        let now = Instant::now();
+        if sent && turn.deadline.saturating_duration_since(now) <= self.settings.close_delay {
+            return;
+        }
+        let answered = sent.then_some(now);
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.extend(turn.members.into_iter().map(|(key, member)| Pending {
+            key,
+            member,
+            answered,
+        }));
+    }
+
+    /// The guard for a turn given for later, now come: `Ok` when it may leave, `Err(wait)` while the requests before
+    /// it hold the limit (their stamps may come sooner), None when Redis failed (degraded now).
+    pub async fn guard(&self, turn: &Turn, period: Duration) -> Option<Result<(), Duration>> {
         let mut invocation = self.guard.prepare_invoke();
-        invocation
-            .arg(micros(period))
-            .arg(&ticket)
-            .arg(micros(in_flight_for));
-        for (key, limit, cost) in buckets {
-            invocation.key(key).arg(*limit).arg(*cost);
+        invocation.arg(micros(period));
+        for ((key, _), limit) in turn.members.iter().zip(&turn.limits) {
+            invocation.key(key).arg(*limit);
         }
         let answer = self.run::<Vec<u64>>("guard", &invocation, true).await?;
         Some(match answer.as_slice() {
-            [1, _, fleet_in_window @ ..] => GuardVerdict::Admitted(Guarded {
-                members: buckets
-                    .iter()
-                    .map(|(key, _, cost)| (key.clone(), format!("{ticket}:{cost}")))
-                    .collect(),
-                fleet_in_window: fleet_in_window.to_vec(),
-            }),
-            [_, wait_us, ..] => GuardVerdict::Wait(Duration::from_micros(*wait_us)),
-            _ => GuardVerdict::Wait(period),
+            [1, ..] => Ok(()),
+            [_, wait_us, ..] => Err(Duration::from_micros(*wait_us)),
+            _ => Err(period),
         })
     }
 
-    /// The guarded request's answer came back: it counts from now for one window. (If this fails, it counts until
-    /// its deadline and one window more: later, never less.)
-    pub async fn close(&self, guarded: Guarded) {
-        let Some(mut conn) = self.connection().await else {
+    /// Sends the stamps that waited `close_delay_ms` (all of them with `all`): one round trip on a single Redis,
+    /// one per index (hash slot) on a cluster.
+    pub async fn flush_closes(&self, all: bool) {
+        if self.skip_while_degraded() {
             return;
-        };
-        let mut invocation = self.close.prepare_invoke();
-        for (key, member) in &guarded.members {
-            invocation.key(key).arg(member);
         }
-        if let Ok(Err(e)) =
-            tokio::time::timeout(self.settings.timeout, conn.invoke::<i64>(&invocation)).await
-        {
-            self.degrade(&format!("close: {:?}", e.kind()));
+        let now = Instant::now();
+        let due = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let oldest_due = pending.iter().any(|p| {
+                all || p
+                    .answered
+                    .is_none_or(|a| now.saturating_duration_since(a) >= self.settings.close_delay)
+            });
+            if !oldest_due {
+                return;
+            }
+            std::mem::take(&mut *pending)
+        };
+        let mut groups: std::collections::BTreeMap<String, Vec<Pending>> = Default::default();
+        for p in due {
+            let slot = match self.client {
+                Client::Single(_) => String::new(),
+                Client::Cluster(_) => hash_tag(&p.key).to_string(),
+            };
+            groups.entry(slot).or_default().push(p);
+        }
+        for (_, stamps) in groups {
+            let mut keys: Vec<&str> = Vec::new();
+            let mut invocation = self.close.prepare_invoke();
+            invocation.arg(stamps.len());
+            for p in &stamps {
+                let i = keys.iter().position(|k| *k == p.key).unwrap_or_else(|| {
+                    keys.push(&p.key);
+                    keys.len() - 1
+                });
+                invocation
+                    .arg(i + 1)
+                    .arg(&p.member)
+                    .arg(ago_micros(p.answered, now));
+            }
+            for k in &keys {
+                invocation.key(*k);
+            }
+            if self.run::<i64>("close", &invocation, false).await.is_none() {
+                self.requeue(stamps);
+                return;
+            }
         }
     }
+
+    /// Renews the heartbeat (every `heartbeat_ms`, or slower in a large fleet: the fleet sends at most
+    /// [`FLEET_HEARTBEATS_PER_SECOND`]) and sends stamps that waited long enough, until `stop` turns true.
+    pub async fn maintain(
+        self: std::sync::Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let tick = (self.settings.close_delay / 2)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut every = tokio::time::interval(tick);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_heartbeat = Instant::now();
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    if Instant::now() >= next_heartbeat {
+                        self.heartbeat().await;
+                        next_heartbeat = Instant::now() + self.heartbeat_interval();
+                    }
+                    self.flush_closes(false).await;
+                }
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                self.flush_closes(true).await;
+                return;
+            }
+        }
+    }
+
+    /// How often this replica renews its heartbeat: `heartbeat_ms`, or the fleet's size over
+    /// [`FLEET_HEARTBEATS_PER_SECOND`] when that is longer.
+    pub fn heartbeat_interval(&self) -> Duration {
+        let paced = Duration::from_secs_f64(
+            self.live_replicas().unwrap_or(1) as f64 / FLEET_HEARTBEATS_PER_SECOND as f64,
+        );
+        self.settings.heartbeat.max(paced)
+    }
+}
+
+/// The most heartbeats a fleet sends Redis a second: a larger fleet renews more slowly (its replicas stay counted
+/// for three of its intervals, so a dead one is counted a while longer, which only makes the fall-back's shares
+/// smaller).
+pub const FLEET_HEARTBEATS_PER_SECOND: u64 = 10;
+
+/// How recent Redis's demand figure must be for a replica to refuse calls at home on it.
+const DEMAND_FRESH: Duration = Duration::from_secs(2);
+
+/// How long before `now` a request was answered (µs), or −1 when it was never sent.
+fn ago_micros(answered: Option<Instant>, now: Instant) -> i64 {
+    answered.map_or(-1, |a| {
+        i64::try_from(now.saturating_duration_since(a).as_micros()).unwrap_or(i64::MAX)
+    })
+}
+
+/// The `{…}` hash tag of a key (its Redis Cluster slot), or the whole key.
+fn hash_tag(key: &str) -> &str {
+    key.split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map_or(key, |(tag, _)| tag)
 }
