@@ -80,7 +80,7 @@ struct Args {
     #[arg(long, default_value_t = 125)]
     overload_ask_percent: u64,
     /// `fleet`: `limits.redis.close_delay_ms` of every replica.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 50)]
     close_delay_ms: u64,
 }
 

@@ -84,7 +84,7 @@ pub struct RedisSection {
     /// How long the stamp of an answered request (which ends its count in the shared windows) may wait to ride on
     /// this replica's next round trip to the same index before it is sent alone. Until stamped, a request counts
     /// until its deadline: a longer delay saves round trips and may hold a turn a little longer than needed; a
-    /// request whose deadline comes within this of its answer is not stamped at all. Default 250.
+    /// request whose deadline comes within this of its answer is not stamped at all. Default 50.
     pub close_delay_ms: Option<u64>,
     /// When the fleet asks Redis for more than this share of a limit (percent), each replica refuses the excess of
     /// its default and batch calls at home, at random, without a round trip (Redis would refuse them too); 0 asks
@@ -210,7 +210,7 @@ fn redis_settings(
         heartbeat: ms("limits.redis.heartbeat_ms", r.heartbeat_ms, 10_000)?,
         grace: Duration::from_millis(r.grace_ms.unwrap_or(5000)),
         fallback_decay: Duration::from_millis(r.fallback_decay_ms.unwrap_or(30_000)),
-        close_delay: Duration::from_millis(r.close_delay_ms.unwrap_or(250)),
+        close_delay: Duration::from_millis(r.close_delay_ms.unwrap_or(50)),
         overload_ask_percent: match r.overload_ask_percent.unwrap_or(125) {
             v @ (0 | 100..=1000) => v,
             _ => {

@@ -94,7 +94,7 @@ impl RedisSettings {
             heartbeat: Duration::from_secs(10),
             grace: Duration::from_secs(5),
             fallback_decay: Duration::from_secs(30),
-            close_delay: Duration::from_millis(250),
+            close_delay: Duration::from_millis(50),
             overload_ask_percent: 125,
             batch_headroom_percent: 10,
         }
