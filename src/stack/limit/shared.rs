@@ -1085,11 +1085,6 @@ impl RedisLimits {
         }
     }
 
-    /// How long an answered request's stamp may wait to ride on a later round trip (`close_delay_ms`).
-    pub fn close_delay(&self) -> Duration {
-        self.settings.close_delay
-    }
-
     /// How long a replica keeps the share Redis granted it once Redis fails, and how long the share then takes to
     /// become an equal share of the live fleet.
     pub fn fallback(&self) -> (Duration, Duration) {
