@@ -1225,8 +1225,15 @@ impl RedisLimits {
             tokio::select! {
                 _ = every.tick() => {
                     if Instant::now() >= next_heartbeat {
-                        self.heartbeat().await;
-                        next_heartbeat = Instant::now() + self.heartbeat_interval();
+                        // A heartbeat Redis did not take is tried again as soon as Redis may be asked again.
+                        next_heartbeat = Instant::now()
+                            + match self.heartbeat().await {
+                                Some(_) => self.heartbeat_interval(),
+                                None => self.settings.reconnect_interval,
+                            };
+                    } else if let Some(live) = self.live_replicas() {
+                        // Set again between heartbeats: one set before the metrics recorder was installed is lost.
+                        metrics::gauge!(m::LIMIT_REPLICAS_SEEN).set(live as f64);
                     }
                     self.flush_closes(false).await;
                 }
