@@ -280,6 +280,33 @@ mod tests {
     }
 
     #[test]
+    fn the_fleet_knobs_out_of_range_are_named() {
+        let key = || Overrides {
+            api_key: Some("k".into()),
+            ..Default::default()
+        };
+        for (line, name) in [
+            (
+                "overload_ask_percent = 50",
+                "limits.redis.overload_ask_percent",
+            ),
+            (
+                "batch_headroom_percent = 95",
+                "limits.redis.batch_headroom_percent",
+            ),
+        ] {
+            let e = parse(&format!(
+                "[limits]\nmode = \"redis\"\n[limits.redis]\nurl = \"redis://127.0.0.1:1/\"\n{line}\n"
+            ))
+            .unwrap()
+            .settings(key())
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let key = || Overrides {
             api_key: Some("k".into()),
