@@ -435,6 +435,158 @@ async fn a_turn_counts_from_its_start_until_its_answer_and_one_window_more() {
     );
 }
 
+#[tokio::test]
+async fn a_turn_checked_as_it_is_given_is_never_overfilled_by_a_turn_placed_before_it() {
+    use pinecone_gateway::stack::limit::shared::{
+        RedisLimits, RedisSettings, Take, TakeBucket, TakeVerdict, TurnKind,
+    };
+    let redis = RedisServer::start();
+    let shared = RedisLimits::new(RedisSettings {
+        overload_ask_percent: 0,
+        ..RedisSettings::new(&redis.url(), "checked-test")
+    })
+    .unwrap();
+    // Two requests per window of 100 ms on the index, one on its namespace, which is held back for 500 ms (a 429).
+    let index = shared.key("i", "fetch", "requests", None);
+    let namespace = shared.key("i", "fetch", "requests", Some("ns"));
+    let bucket = |key: &String| TakeBucket {
+        key: key.clone(),
+        limit: if *key == index { 2 } else { 1 },
+        cost: 1,
+    };
+    shared
+        .block(std::slice::from_ref(&namespace), Duration::from_millis(500))
+        .await;
+    let period = Duration::from_millis(100);
+    let take = |buckets: Vec<TakeBucket>, max_wait| {
+        let shared = &shared;
+        async move {
+            shared
+                .take(&Take {
+                    buckets: &buckets,
+                    kind: TurnKind::Interactive,
+                    max_wait,
+                    deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+                    period,
+                    expected: Duration::from_millis(10),
+                })
+                .await
+        }
+    };
+    // A request on the index leaves now, and stays in flight.
+    let Some(TakeVerdict::Go { wait, turn: first }) =
+        take(vec![bucket(&index)], Duration::ZERO).await
+    else {
+        panic!("the first call goes at once")
+    };
+    assert!(wait.is_zero() && first.confirmed);
+    // A call on the namespace has its turn in 500 ms; counting the first until its deadline, the index holds 2 then,
+    // within its limit: the turn is checked as it is given.
+    let Some(TakeVerdict::Go { wait, turn: later }) = take(
+        vec![bucket(&index), bucket(&namespace)],
+        Duration::from_secs(1),
+    )
+    .await
+    else {
+        panic!("the namespace's call has a turn once the hold ends")
+    };
+    assert!(wait > Duration::from_millis(400), "{wait:?}");
+    assert!(
+        later.confirmed,
+        "the index has room for it even if the first is late"
+    );
+    // Another call on the index could leave within 10 ms (the next tenth of the window), and the schedule expects it
+    // (and the first) answered long before that turn; but while they are in flight they might reach Pinecone beside
+    // the checked turn, which has no guard to wait for them.
+    assert!(
+        matches!(
+            take(vec![bucket(&index)], Duration::from_millis(50)).await,
+            Some(TakeVerdict::TooLate { .. })
+        ),
+        "a turn placed before a checked one overfills it"
+    );
+    let Some(TakeVerdict::Go { wait: after, turn }) =
+        take(vec![bucket(&index)], Duration::from_secs(1)).await
+    else {
+        panic!("the index's call has a turn after the checked one")
+    };
+    assert!(
+        after >= wait.saturating_sub(Duration::from_millis(20)),
+        "{after:?} < {wait:?}"
+    );
+    assert!(
+        !turn.confirmed,
+        "the checked turn is in flight then: the guard decides"
+    );
+}
+
+#[tokio::test]
+async fn while_a_limit_refuses_calls_no_default_turn_is_given_further_ahead_than_the_overload_queue()
+ {
+    use pinecone_gateway::stack::limit::shared::{
+        RedisLimits, RedisSettings, Take, TakeBucket, TakeVerdict, TurnKind,
+    };
+    let redis = RedisServer::start();
+    let shared = RedisLimits::new(RedisSettings {
+        overload_ask_percent: 0,
+        overload_queue: Duration::from_millis(20),
+        ..RedisSettings::new(&redis.url(), "queue-test")
+    })
+    .unwrap();
+    // One request per window of 100 ms.
+    let bucket = [TakeBucket {
+        key: shared.key("i", "fetch", "requests", None),
+        limit: 1,
+        cost: 1,
+    }];
+    let (shared, bucket) = (&shared, &bucket);
+    let take = |kind, max_wait| async move {
+        shared
+            .take(&Take {
+                buckets: bucket,
+                kind,
+                max_wait,
+                deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+                period: Duration::from_millis(100),
+                expected: Duration::from_millis(10),
+            })
+            .await
+    };
+    let second = Duration::from_secs(1);
+    assert!(matches!(
+        take(TurnKind::Default, Duration::ZERO).await,
+        Some(TakeVerdict::Go { .. })
+    ));
+    // Nothing refused yet (a burst, as far as Redis knows): a call that can wait has a turn a window ahead.
+    let Some(TakeVerdict::Go { wait, .. }) = take(TurnKind::Default, second).await else {
+        panic!("a call that can wait has the next window")
+    };
+    assert!(wait > Duration::from_millis(50), "{wait:?}");
+    // One that cannot wait is refused: now the limit refuses calls.
+    assert!(matches!(
+        take(TurnKind::Default, Duration::ZERO).await,
+        Some(TakeVerdict::TooLate { .. })
+    ));
+    let Some(TakeVerdict::TooLate {
+        wait: Some(wait), ..
+    }) = take(TurnKind::Default, second).await
+    else {
+        panic!("a default call is refused at once rather than queued further ahead than 20 ms")
+    };
+    assert!(wait > Duration::from_millis(100), "retry advice {wait:?}");
+    assert!(matches!(
+        take(TurnKind::Batch, second).await,
+        Some(TakeVerdict::TooLate { .. })
+    ));
+    assert!(
+        matches!(
+            take(TurnKind::Interactive, second).await,
+            Some(TakeVerdict::Go { .. })
+        ),
+        "interactive calls wait as long as they can"
+    );
+}
+
 /// Three redis-server masters in one cluster (`--cluster-enabled yes`, `redis-cli --cluster create`).
 struct RedisCluster {
     nodes: Vec<Option<RedisServer>>,

@@ -93,6 +93,11 @@ pub struct RedisSection {
     /// The share of each limit (percent) that batch calls leave, across the fleet, to default and interactive
     /// calls; interactive calls take the earliest room ahead of turns given for later. 0 to 90. Default 10.
     pub batch_headroom_percent: Option<u64>,
+    /// While Redis refuses calls on a limit (more are asked of it than it serves), the furthest ahead a default or
+    /// batch call's turn is given; a call whose turn would be later is refused at once, with the wait as retry
+    /// advice, instead of waiting in a standing queue that adds its length to every call served. 0: as far ahead as
+    /// the call's deadline allows. Default 200.
+    pub overload_queue_ms: Option<u64>,
 }
 
 /// Per-second rates of one operation class. 0 switches a limit off.
@@ -211,6 +216,7 @@ fn redis_settings(
         grace: Duration::from_millis(r.grace_ms.unwrap_or(5000)),
         fallback_decay: Duration::from_millis(r.fallback_decay_ms.unwrap_or(30_000)),
         close_delay: Duration::from_millis(r.close_delay_ms.unwrap_or(50)),
+        overload_queue: Duration::from_millis(r.overload_queue_ms.unwrap_or(200)),
         overload_ask_percent: match r.overload_ask_percent.unwrap_or(125) {
             v @ (0 | 100..=1000) => v,
             _ => {

@@ -228,6 +228,21 @@ async fn shared_turn(
         Some(shared::TakeVerdict::TooLate {
             wait: Some(wait),
             binding,
+        }) if wait <= give_up_at.saturating_duration_since(started) => {
+            SharedTurn::Refused(Rejection {
+                message: format!(
+                    "rate limit (shared by every replica): {}; more calls are asked of it than it serves, and no \
+                 turn is given more than {} ms ahead then (limits.redis.overload_queue_ms); the next turn is in {} ms",
+                    limit(binding),
+                    shared.overload_queue().as_millis(),
+                    wait.as_millis()
+                ),
+                retry_after: wait,
+            })
+        }
+        Some(shared::TakeVerdict::TooLate {
+            wait: Some(wait),
+            binding,
         }) => SharedTurn::Refused(Rejection {
             message: format!(
                 "rate limit (shared by every replica): {}; the next turn is in {} ms, too late for the call's \
@@ -260,6 +275,11 @@ async fn shared_turn(
             // The guard: whatever the network and this host did to earlier requests, Pinecone never sees more than
             // the limit in any window.
             let confirmed = held.turn.as_ref().is_some_and(|t| t.confirmed);
+            if confirmed && !wait.is_zero() && shared.is_degraded() {
+                // Redis failed while the turn waited: this replica's windows now decide alone, from what it sent
+                // through Redis until they were made; a turn given before would go beside them, uncounted.
+                return SharedTurn::Degraded;
+            }
             if !confirmed {
                 loop {
                     let now = Instant::now();

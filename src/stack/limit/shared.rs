@@ -10,8 +10,10 @@
 //! it, with the wait as retry advice, when that is later than the call can wait. The schedule is a plan; Pinecone
 //! counts arrivals, and requests leave late or stay in flight longer than expected. So each request is checked at
 //! the instant it leaves against what every bucket holds then, each request in flight counted until its deadline:
-//! inside [`TAKE`] when its turn is now, by [`GUARD`] (a second round trip) when its turn was given for later; a
-//! request that would overfill a window waits, or is refused when its deadline comes first. A 429 from Pinecone
+//! inside [`TAKE`] when that is already known (the turn is now, or the room it was given does not depend on answers
+//! not yet stamped: later turns may not start before it and overfill it), else by [`GUARD`] (a second round trip)
+//! when the turn comes; a request that would overfill a window waits, or is refused when its deadline comes first.
+//! A 429 from Pinecone
 //! holds the buckets back (`…:state`, `blocked`) for every replica.
 //!
 //! Priorities ([`TurnKind`]): batch calls fill each limit only up to `batch_headroom_percent` short of it (in every
@@ -78,6 +80,9 @@ pub struct RedisSettings {
     pub overload_ask_percent: u64,
     /// The share of each limit (percent) batch calls leave to the others across the fleet.
     pub batch_headroom_percent: u64,
+    /// While Redis refuses calls of a bucket (sustained overload), the furthest ahead a default or batch call's turn
+    /// is given; zero: as far as the call can wait.
+    pub overload_queue: Duration,
 }
 
 impl RedisSettings {
@@ -97,6 +102,7 @@ impl RedisSettings {
             close_delay: Duration::from_millis(50),
             overload_ask_percent: 125,
             batch_headroom_percent: 10,
+            overload_queue: Duration::from_millis(200),
         }
     }
 }
@@ -116,6 +122,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("close_delay", &self.close_delay)
             .field("overload_ask_percent", &self.overload_ask_percent)
             .field("batch_headroom_percent", &self.batch_headroom_percent)
+            .field("overload_queue", &self.overload_queue)
             .finish()
     }
 }
@@ -176,9 +183,10 @@ return 1
 /// A sent set's members are `<ticket>:<start>:<kind>:<deadline>:<cost>`, each scored by the last instant its request
 /// may be in flight (its deadline, then its stamped answer), and it counts from its start until one window after
 /// that score. The schedule counts a request not yet stamped as answered `expected` after its start (it cannot know
-/// better); what Pinecone sees is kept within the limit by the check at the instant each request leaves: here for a
-/// turn that is now, by [`GUARD`] for a turn given for later.
-/// Returns {1 (a turn now, checked) or 2 (a turn for later: the guard checks it then), wait µs, the turn's start (µs,
+/// better); what Pinecone sees is kept within the limit by the check at the instant each request leaves: here when
+/// what every bucket will hold then is already known (its kind is then registered in capitals, and no later turn may
+/// start before it and overfill it), else by [`GUARD`] when it comes.
+/// Returns {1 (checked) or 2 (the guard checks it when it comes), wait µs, the turn's start (µs,
 /// Redis's clock), per bucket the calls asked of it, per bucket those it refused as too late (each per 1,000 s,
 /// decaying over a second), the deadline registered}; or {0 (too late), wait µs (−1: never), the 1-based binding
 /// bucket, asked…, refused…}.
@@ -191,8 +199,9 @@ local period = tonumber(ARGV[3])
 local ticket = ARGV[4]
 local kind = ARGV[5]
 local expected = tonumber(ARGV[6])
+local queue_cap = tonumber(ARGV[7])
 local n = #KEYS / 2
-local a = 6
+local a = 7
 local closes = tonumber(ARGV[a + 4 * n + 1])
 for c = 1, closes do
   local at = a + 4 * n + 1 + 3 * (c - 1)
@@ -204,21 +213,54 @@ for c = 1, closes do
     redis.call('ZADD', key, 'XX', 'LT', string.format('%.0f', now - ago), ARGV[at + 2])
   end
 end
--- A member: <ticket>:<start>:<kind>:<deadline>:<cost>, scored by its deadline until its answer is stamped.
+-- A member: <ticket>:<start>:<kind>:<deadline>:<cost>, scored by its deadline until its answer is stamped; its
+-- kind in capitals when its turn was checked as it was given (it has no guard).
 local function parse(member)
   local start, k, dl, cost = string.match(member, '^[^:]+:(%d+):(%a):(%d+):(%d+)$')
-  return tonumber(start), k, tonumber(dl), tonumber(cost)
+  if not start then return nil end
+  local lower = string.lower(k)
+  return tonumber(start), lower, tonumber(dl), tonumber(cost), lower ~= k
 end
--- What a bucket holds now: every request whose turn has come, counted until one window after its stamped answer,
--- or after its deadline while it has none.
-local function held_now(sent)
-  local raw = redis.call('ZRANGEBYSCORE', sent, string.format('%.0f', now - period), '+inf')
+-- What a bucket holds at `at`: every request whose turn has come by then, counted until one window after its
+-- stamped answer, or after its deadline while it has none.
+local function held_at(e, at)
   local held = 0
-  for j = 1, #raw do
-    local start, k, dl, c = parse(raw[j])
-    if start and start <= now then held = held + c end
+  for j = 1, #e do
+    local x = e[j]
+    if x.start <= at and at < x.score + period + 1 then held = held + x.cost end
   end
   return held
+end
+-- A turn checked as it was given has no guard, so no turn may start at or before it and leave it holding more than
+-- the limit (the new one counted until its deadline). Returns the instant from which the new turn leaves every such
+-- turn within the limit.
+local function after_checked(e, limit, cost)
+  local times, delta, checked = {}, {}, {}
+  local any = false
+  local function add(time, d)
+    if delta[time] == nil then
+      delta[time] = 0
+      times[#times + 1] = time
+    end
+    delta[time] = delta[time] + d
+  end
+  for j = 1, #e do
+    local x = e[j]
+    add(x.start, x.cost)
+    add(x.score + period + 1, -x.cost)
+    if x.checked and x.start > now and x.start < deadline + period + 1 then
+      checked[x.start] = true
+      any = true
+    end
+  end
+  if not any then return now end
+  table.sort(times)
+  local held, bound = 0, now
+  for k = 1, #times do
+    held = held + delta[times[k]]
+    if checked[times[k]] and held + cost > limit then bound = times[k] + 1 end
+  end
+  return bound
 end
 -- The earliest instant from `s` from which a bucket has room for `cost` in every window (turns given for later
 -- included), each entry counted from its start until one window after its end; `optimistic`: an entry not yet
@@ -272,8 +314,8 @@ local function earliest(e, s, limit, cost, cap, optimistic)
   if at == times[1] or (at ~= -1 and at < s) then at = s end
   return at
 end
-local rates, grants = {}, {}
-local opt = {}
+local rates, grants, last_refused = {}, {}, {}
+local opt, entries = {}, {}
 -- Per bucket, what starts in each tenth of a window (its slot): a turn also needs room in its slot.
 local slot_len, slot_room, slot_batch, loads, bloads = {}, {}, {}, {}, {}
 for i = 1, n do
@@ -284,11 +326,12 @@ for i = 1, n do
   local cap = tonumber(ARGV[a + 4 * i - 1])
   local thinned = tonumber(ARGV[a + 4 * i])
   -- The calls asked of this bucket and those refused, each a rate decaying over a second.
-  local st = redis.call('HMGET', q, 'blocked', 'dr', 'rr', 'dt')
+  local st = redis.call('HMGET', q, 'blocked', 'dr', 'rr', 'dt', 'lr')
   local blocked = tonumber(st[1] or '0') or 0
   local dr = tonumber(st[2] or '0') or 0
   local rr = tonumber(st[3] or '0') or 0
   local dt = tonumber(st[4] or '0') or now
+  last_refused[i] = tonumber(st[5] or '0') or 0
   local decay = math.exp(-(now - dt) / 1000000)
   dr = dr * decay + thinned + 1
   rr = rr * decay + thinned
@@ -302,9 +345,9 @@ for i = 1, n do
   local e = {}
   local load, bload = {}, {}
   for j = 1, #raw, 2 do
-    local start, k, dl, c = parse(raw[j])
+    local start, k, dl, c, checked = parse(raw[j])
     if start then
-      e[#e + 1] = {start = start, kind = k, deadline = dl, cost = c, score = tonumber(raw[j + 1])}
+      e[#e + 1] = {start = start, kind = k, deadline = dl, cost = c, score = tonumber(raw[j + 1]), checked = checked}
       local slot = math.floor(start / (period / 10))
       load[slot] = (load[slot] or 0) + c
       if k == 'b' then bload[slot] = (bload[slot] or 0) + c end
@@ -314,6 +357,9 @@ for i = 1, n do
   if opt[i] == -1 then
     return {0, -1, i}
   end
+  local bound = after_checked(e, limit, cost)
+  if bound > opt[i] then opt[i] = bound end
+  entries[i] = e
   slot_len[i] = period / 10
   slot_room[i] = math.max(math.ceil(limit / 10), cost)
   slot_batch[i] = math.max(math.floor(slot_room[i] * cap / limit), cost)
@@ -361,6 +407,7 @@ local function refused(code, wait, binding)
   if code == 0 then
     for i = 1, n do
       redis.call('HINCRBYFLOAT', KEYS[2 * i], 'rr', 1)
+      redis.call('HSET', KEYS[2 * i], 'lr', string.format('%.0f', now))
       grants[i] = grants[i] + 1000
     end
   end
@@ -375,22 +422,32 @@ local go, binding = place(opt)
 if go - now > max_wait then
   return refused(0, go - now, binding)
 end
--- A turn that is now is checked here as the guard checks a later one when it comes: what every bucket holds at this
--- instant, each request in flight counted until its deadline, leaves room for it.
-local code = 2
-if go <= now then
-  code = 1
+-- While a bucket refuses calls (more are asked of it than it serves: a refusal within the last window), a queue longer than `queue_cap` would only add
+-- its length to every call served, and hold turns too far ahead to check as they are given: default and batch calls
+-- past it are refused now rather than at their deadline.
+if kind ~= 'i' and queue_cap > 0 and go - now > queue_cap then
   for i = 1, n do
-    local limit = tonumber(ARGV[a + 4 * i - 3])
-    local cost = tonumber(ARGV[a + 4 * i - 2])
-    if held_now(KEYS[2 * i - 1]) + cost > limit then code = 2 end
+    if now - last_refused[i] <= period then return refused(0, go - now, i) end
   end
 end
+-- The turn is checked here as the guard would check it when it comes: what every bucket will hold at its start, each
+-- request in flight counted until its deadline, leaves room for it. Turns placed later cannot change that (they
+-- start after it, or leave it within the limit: `after_checked`), and answers only shorten what is held; so a turn
+-- that passes needs no guard. One that does not (the room it was given comes from answers not yet stamped) is
+-- checked by the guard when it comes.
+local code = 1
+for i = 1, n do
+  local limit = tonumber(ARGV[a + 4 * i - 3])
+  local cost = tonumber(ARGV[a + 4 * i - 2])
+  if held_at(entries[i], go) + cost > limit then code = 2 end
+end
+local mark = kind
+if code == 1 then mark = string.upper(kind) end
 for i = 1, n do
   local sent = KEYS[2 * i - 1]
   local q = KEYS[2 * i]
   local cost = ARGV[a + 4 * i - 2]
-  local member = ticket .. ':' .. string.format('%.0f', go) .. ':' .. kind .. ':' .. string.format('%.0f', deadline) .. ':' .. cost
+  local member = ticket .. ':' .. string.format('%.0f', go) .. ':' .. mark .. ':' .. string.format('%.0f', deadline) .. ':' .. cost
   redis.call('ZADD', sent, string.format('%.0f', deadline), member)
   local ttl = math.floor((deadline + period - now) / 1000) + 1000
   if redis.call('PTTL', sent) < ttl then redis.call('PEXPIRE', sent, ttl) end
@@ -531,8 +588,8 @@ pub struct Turn {
     /// Each sent set and the request's member in it.
     members: Vec<(String, String)>,
     deadline: Instant,
-    /// Checked at the instant it was given (a turn that is now); a turn given for later passes the guard when it
-    /// comes ([`RedisLimits::guard`]).
+    /// Checked as it was given (what every bucket will hold at its start was known then); else it passes the guard
+    /// when it comes ([`RedisLimits::guard`]).
     pub confirmed: bool,
     /// Each bucket's limit, for the guard.
     limits: Vec<u64>,
@@ -835,7 +892,8 @@ impl RedisLimits {
             .arg(micros(call.period))
             .arg(&ticket)
             .arg(call.kind.code())
-            .arg(micros(call.expected));
+            .arg(micros(call.expected))
+            .arg(micros(self.settings.overload_queue));
         let unreported = self.unreported(call.buckets);
         for ((b, sent), thinned) in call.buckets.iter().zip(&sent_keys).zip(&unreported) {
             let headroom = (u128::from(b.limit)
@@ -884,11 +942,13 @@ impl RedisLimits {
                 .into_iter()
                 .zip(call.buckets)
                 .map(|(key, b)| {
-                    let member = format!(
-                        "{ticket}:{third}:{}:{registered}:{}",
-                        call.kind.code(),
-                        b.cost
-                    );
+                    // A turn checked as it was given is marked so: later turns must leave it within the limit.
+                    let kind = if code == 1 {
+                        call.kind.code().to_ascii_uppercase()
+                    } else {
+                        call.kind.code().to_string()
+                    };
+                    let member = format!("{ticket}:{third}:{kind}:{registered}:{}", b.cost);
                     (key, member)
                 })
                 .collect(),
@@ -1085,7 +1145,13 @@ impl RedisLimits {
         }
     }
 
-    /// How long a replica keeps the share Redis granted it once Redis fails, and how long the share then takes to
+    /// While Redis refuses calls of a bucket, the furthest ahead a default or batch turn is given
+    /// (`overload_queue_ms`).
+    pub fn overload_queue(&self) -> Duration {
+        self.settings.overload_queue
+    }
+
+    /// How long a replica keeps the share Redis granted it once Redis fails, and how long that share then takes to
     /// become an equal share of the live fleet.
     pub fn fallback(&self) -> (Duration, Duration) {
         (self.settings.grace, self.settings.fallback_decay)
