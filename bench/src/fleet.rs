@@ -91,7 +91,15 @@ enum Load {
     Skewed,
     /// Batch calls at twice the limit from every replica, and one call in 40 interactive (5 a second).
     Priorities,
+    /// Every [`BURST_EVERY`], [`BURST_CALLS`] calls in a quarter of a second, spread over the replicas; nothing in
+    /// between (83 a second on average, 2.5 s of the limit in each burst).
+    Bursts,
 }
+
+/// How many calls each burst of [`Load::Bursts`] has.
+const BURST_CALLS: u64 = 250;
+/// How often a burst comes.
+const BURST_EVERY: Duration = Duration::from_secs(3);
 
 impl Load {
     fn name(self) -> &'static str {
@@ -101,6 +109,27 @@ impl Load {
             Load::Priorities => {
                 "batch at 2x the limit from every replica, 5 interactive calls/s among them"
             }
+            Load::Bursts => "bursts: 250 calls in 250 ms every 3 s, over every replica",
+        }
+    }
+
+    /// When the `k`th call (from 0) arrives.
+    fn arrival(self, start: Instant, k: u64, spacing: Duration) -> Instant {
+        match self {
+            Load::Bursts => {
+                start
+                    + BURST_EVERY * (k / BURST_CALLS) as u32
+                    + Duration::from_millis(1) * (k % BURST_CALLS) as u32
+            }
+            _ => start + spacing * k as u32,
+        }
+    }
+
+    /// Calls per second on average.
+    fn offered_per_second(self) -> f64 {
+        match self {
+            Load::Bursts => BURST_CALLS as f64 / BURST_EVERY.as_secs_f64(),
+            _ => 2.0 * LIMIT as f64,
         }
     }
 
@@ -110,7 +139,7 @@ impl Load {
         use rand::Rng;
         let mut rng = rand::rng();
         match self {
-            Load::Uniform | Load::Priorities => rng.random_range(0..n),
+            Load::Uniform | Load::Priorities | Load::Bursts => rng.random_range(0..n),
             Load::Skewed => {
                 let hot = (n / 10).max(1);
                 if hot == n || rng.random_bool(0.9) {
@@ -228,6 +257,7 @@ pub struct Options {
     pub duration: Duration,
     pub overload_ask_percent: u64,
     pub close_delay: Duration,
+    pub overload_queue: Duration,
 }
 
 /// Redis's counters: (round trips: the scripts the replicas ran; every command executed, the scripts' own included;
@@ -363,6 +393,7 @@ async fn run(
                     timeout: Duration::from_millis(250),
                     overload_ask_percent: o.overload_ask_percent,
                     close_delay: o.close_delay,
+                    overload_queue: o.overload_queue,
                     ..RedisSettings::new(&url, &prefix)
                 }),
                 // Callers' priorities order their calls within a replica only when fair queuing is on.
@@ -377,6 +408,8 @@ async fn run(
         })
         .collect();
     let offered_per_second = 2 * LIMIT as u64;
+    // How long every granted call waited for its turn (µs).
+    let granted_waits = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new(3)?));
     let demand: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let granted: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let refused = Arc::new(AtomicU64::new(0));
@@ -420,6 +453,7 @@ async fn run(
         let priority = load.priority(k);
         k += 1;
         let (waits, interactive_refused) = (interactive_waits.clone(), interactive_refused.clone());
+        let all_waits = granted_waits.clone();
         calls.push(tokio::spawn(async move {
             if measured {
                 demand[i].fetch_add(1, Ordering::Relaxed);
@@ -458,6 +492,11 @@ async fn run(
             match result {
                 Ok(_) if measured => {
                     granted[i].fetch_add(1, Ordering::Relaxed);
+                    let waited = sent.elapsed().saturating_sub(LATENCY);
+                    let _ = all_waits
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(waited.as_micros() as u64);
                 }
                 Err(CallError::Limited(_)) if measured => {
                     refused.fetch_add(1, Ordering::Relaxed);
@@ -468,7 +507,7 @@ async fn run(
                 _ => {}
             }
         }));
-        next += spacing;
+        next = load.arrival(start, k, spacing);
     }
     let redis_after = if killed {
         None
@@ -572,12 +611,16 @@ async fn run(
     } else {
         Value::Null
     };
+    let asked: u64 = demand.iter().map(|d| d.load(Ordering::Relaxed)).sum();
     Ok(json!({
         "replicas": n,
         "load": load.name(),
         "redis": if redis.cluster { "cluster of 3 masters" } else { "one Redis" },
         "redis_killed_half_way": kill_redis,
-        "offered_per_second": offered_per_second,
+        "offered_per_second": load.offered_per_second().round(),
+        "calls_served_percent": (granted_total as f64 / asked.max(1) as f64 * 1000.0).round() / 10.0,
+        "granted_wait_p50_ms": granted_wait_ms(&granted_waits, 0.5),
+        "granted_wait_p99_ms": granted_wait_ms(&granted_waits, 0.99),
         "limit_per_second": LIMIT,
         "max_in_any_second": busiest,
         "limit_used_percent": (used * 1000.0).round() / 10.0,
@@ -596,6 +639,12 @@ async fn run(
     }))
 }
 
+/// A quantile of the waits of every granted call, in ms.
+fn granted_wait_ms(waits: &Mutex<hdrhistogram::Histogram<u64>>, q: f64) -> f64 {
+    let w = waits.lock().unwrap_or_else(|e| e.into_inner());
+    (w.value_at_quantile(q) as f64 / 100.0).round() / 10.0
+}
+
 /// Every fleet size and load asked for, then Redis killed at N = 100, interactive calls under a batch load at
 /// N = 100, and the skewed load at the largest size on a cluster.
 pub async fn run_all(o: &Options) -> anyhow::Result<Value> {
@@ -607,7 +656,11 @@ pub async fn run_all(o: &Options) -> anyhow::Result<Value> {
     let wants = |r: &str| o.runs.iter().any(|x| x == r);
     let mut runs = Vec::new();
     for &n in &o.sizes {
-        for (name, load) in [("uniform", Load::Uniform), ("skewed", Load::Skewed)] {
+        for (name, load) in [
+            ("uniform", Load::Uniform),
+            ("skewed", Load::Skewed),
+            ("bursts", Load::Bursts),
+        ] {
             if wants(name) {
                 let mut redis = Redis::single()?;
                 runs.push(run(&mut redis, &metrics, n, load, o, false).await?);
@@ -638,6 +691,7 @@ pub async fn run_all(o: &Options) -> anyhow::Result<Value> {
         "scenario": "fleet: N replicas' limiters sharing 100 fetch/s through one Redis",
         "overload_ask_percent": o.overload_ask_percent,
         "close_delay_ms": o.close_delay.as_millis() as u64,
+        "overload_queue_ms": o.overload_queue.as_millis() as u64,
         "runs": runs,
     }))
 }

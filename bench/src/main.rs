@@ -72,9 +72,9 @@ struct Args {
     /// largest size below it).
     #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000])]
     fleet_sizes: Vec<usize>,
-    /// `fleet`: the runs, comma-separated: `uniform`, `skewed` (at every size), `kill` (Redis killed half way),
-    /// `priorities` (interactive calls under a saturating batch load), `cluster` (skewed, on a 3-master cluster).
-    #[arg(long, value_delimiter = ',', default_values_t = ["uniform".to_string(), "skewed".to_string(), "kill".to_string(), "priorities".to_string(), "cluster".to_string()])]
+    /// `fleet`: the runs, comma-separated: `uniform`, `skewed`, `bursts` (at every size), `kill` (Redis killed half
+    /// way), `priorities` (interactive calls under a saturating batch load), `cluster` (skewed, on a 3-master cluster).
+    #[arg(long, value_delimiter = ',', default_values_t = ["uniform".to_string(), "skewed".to_string(), "bursts".to_string(), "kill".to_string(), "priorities".to_string(), "cluster".to_string()])]
     fleet_runs: Vec<String>,
     /// `fleet`: `limits.redis.overload_ask_percent` of every replica.
     #[arg(long, default_value_t = 125)]
@@ -82,6 +82,9 @@ struct Args {
     /// `fleet`: `limits.redis.close_delay_ms` of every replica.
     #[arg(long, default_value_t = 50)]
     close_delay_ms: u64,
+    /// `fleet`: `limits.redis.overload_queue_ms` of every replica.
+    #[arg(long, default_value_t = 200)]
+    overload_queue_ms: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -619,6 +622,7 @@ async fn scenarios(args: Args) -> anyhow::Result<()> {
                 duration: Duration::from_secs(args.duration_secs),
                 overload_ask_percent: args.overload_ask_percent,
                 close_delay: Duration::from_millis(args.close_delay_ms),
+                overload_queue: Duration::from_millis(args.overload_queue_ms),
             })
             .await?,
         );

@@ -153,9 +153,9 @@ fn fleet_runs_every_load_and_an_outage() {
     }
     let r = run_with("fleet", &["--fleet-sizes", "20"]);
     let runs = r["runs"].as_array().unwrap();
-    // Uniform and skewed at 20 replicas, skewed with Redis killed half way, interactive calls under batch work, and
-    // skewed on a 3-master cluster.
-    assert_eq!(runs.len(), 5, "{r}");
+    // Uniform, skewed and bursts at 20 replicas, skewed with Redis killed half way, interactive calls under batch
+    // work, and skewed on a 3-master cluster.
+    assert_eq!(runs.len(), 6, "{r}");
     for run in runs {
         assert_eq!(run["replicas"], 20, "{run}");
         assert!(run["max_in_any_second"].as_u64().is_some(), "{run}");
@@ -178,13 +178,22 @@ fn fleet_runs_every_load_and_an_outage() {
         "{r}"
     );
     assert!(runs[0]["decision_p50"].is_string(), "{r}");
-    assert_eq!(runs[2]["redis_killed_half_way"], true, "{r}");
+    assert!(runs[0]["granted_wait_p99_ms"].as_f64().is_some(), "{r}");
     assert!(
-        runs[3]["interactive"]["wait_p99_ms"].as_f64().is_some(),
+        runs[2]["load"].as_str().unwrap().starts_with("bursts"),
         "{r}"
     );
-    assert_eq!(runs[4]["redis"], "cluster of 3 masters", "{r}");
-    assert!(runs[4]["max_in_any_second"].as_u64().unwrap() > 0, "{r}");
+    assert!(
+        runs[2]["calls_served_percent"].as_f64().unwrap() > 0.0,
+        "{r}"
+    );
+    assert_eq!(runs[3]["redis_killed_half_way"], true, "{r}");
+    assert!(
+        runs[4]["interactive"]["wait_p99_ms"].as_f64().is_some(),
+        "{r}"
+    );
+    assert_eq!(runs[5]["redis"], "cluster of 3 masters", "{r}");
+    assert!(runs[5]["max_in_any_second"].as_u64().unwrap() > 0, "{r}");
 }
 
 #[test]

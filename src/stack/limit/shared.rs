@@ -931,7 +931,13 @@ impl RedisLimits {
         let rate = |at: usize| answer.get(at).copied().unwrap_or(0) as f64 / 1000.0;
         let demands: Vec<(f64, f64)> = (0..n).map(|i| (rate(3 + i), rate(3 + n + i))).collect();
         let wait = u64::try_from(wait_us).ok().map(Duration::from_micros);
-        self.learn_demand(call.buckets, &demands, wait.unwrap_or(call.period), asked);
+        self.learn_demand(
+            call.buckets,
+            &demands,
+            wait.unwrap_or(call.period),
+            call.period,
+            asked,
+        );
         if code != 1 && code != 2 {
             return Some(TakeVerdict::TooLate { wait, binding });
         }
@@ -1003,14 +1009,17 @@ impl RedisLimits {
 
     /// Redis's figures (calls asked of each bucket and refused as too late, per second): the share of its calls this
     /// replica refuses at home from now on, per bucket, so that the fleet asks Redis for `overload_ask_percent` of
-    /// what Redis does not refuse (the rest it would refuse anyway). Calls Redis queues or tells to ask again are
-    /// not refused: a burst it can serve later is not refused at home. Some calls always ask (at most 95% refused),
-    /// so the figure stays fresh.
+    /// the calls the limit can serve (the rest Redis would refuse anyway). Measured against the limit, not against
+    /// what Redis served: Redis also refuses a moment's excess of a fleet that asks for less than the limit (the
+    /// overload queue is short), and a fleet asking a share of what was served would then settle below the limit.
+    /// Never more than the share Redis refuses: a burst it can serve later is not refused at home.
+    /// Some calls always ask (at most 95% refused), so the figure stays fresh.
     fn learn_demand(
         &self,
         buckets: &[TakeBucket],
         figures: &[(f64, f64)],
         wait: Duration,
+        period: Duration,
         now: Instant,
     ) {
         let ask = self.settings.overload_ask_percent as f64 / 100.0;
@@ -1022,8 +1031,12 @@ impl RedisLimits {
             });
         }
         for (b, (asked, refused)) in buckets.iter().zip(figures) {
+            let servable = b.limit as f64 / b.cost.max(1) as f64 / period.as_secs_f64().max(1e-3);
+            // Never more than Redis refuses now: a burst Redis queues is not refused at home.
             let share = if ask > 0.0 && *asked > 0.0 {
-                (1.0 - ask * (asked - refused).max(0.0) / asked).clamp(0.0, 0.95)
+                (1.0 - ask * servable / asked)
+                    .min(refused / asked)
+                    .clamp(0.0, 0.95)
             } else {
                 0.0
             };
@@ -1342,4 +1355,45 @@ fn hash_tag(key: &str) -> &str {
     key.split_once('{')
         .and_then(|(_, rest)| rest.split_once('}'))
         .map_or(key, |(tag, _)| tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The share of calls a replica refuses at home after Redis reported `asked` and `refused` calls a second for a
+    /// bucket of 100 requests a second.
+    fn share(asked: f64, refused: f64) -> f64 {
+        let limits = RedisLimits::new(RedisSettings::new("redis://127.0.0.1:1/", "t"))
+            .expect("a client for a URL is made without connecting");
+        let bucket = TakeBucket {
+            key: "k".into(),
+            limit: 100,
+            cost: 1,
+        };
+        let now = Instant::now();
+        limits.learn_demand(
+            std::slice::from_ref(&bucket),
+            &[(asked, refused)],
+            Duration::ZERO,
+            Duration::from_secs(1),
+            now,
+        );
+        let demand = limits.demand.lock().unwrap_or_else(|e| e.into_inner());
+        demand["k"].refuse.map_or(0.0, |(s, _)| s)
+    }
+
+    #[test]
+    fn the_fleet_is_brought_to_ask_for_its_share_of_the_limit_not_of_what_was_served() {
+        // 150 asked, 70 refused (a short queue refuses some of what the limit could serve): the fleet should ask for
+        // 125 of them, the limit's 100 and a quarter more, whatever Redis served.
+        let s = share(150.0, 70.0);
+        assert!((s - (1.0 - 125.0 / 150.0)).abs() < 1e-9, "{s}");
+        // Asking for less than 125% of the limit: nothing refused at home, however many Redis refused.
+        assert_eq!(share(110.0, 60.0), 0.0);
+        // A burst Redis queues (it refuses few): no more refused at home than Redis refuses.
+        let s = share(300.0, 3.0);
+        assert!((s - 0.01).abs() < 1e-9, "{s}");
+        assert_eq!(share(5_000.0, 4_990.0), 0.95, "some calls always ask");
+    }
 }
