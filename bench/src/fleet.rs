@@ -344,6 +344,16 @@ fn round_trips_by_script(
         .collect()
 }
 
+/// Redis round trips that failed or came too late (each one turned its replica to the fall-back), all replicas.
+fn redis_errors(metrics: &metrics_exporter_prometheus::PrometheusHandle) -> f64 {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("pinecone_gateway_rate_limit_redis_errors_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The bound of the bucket that holds quantile `q` of the decisions between two readings.
 fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Value {
     let diff: Vec<(f64, u64)> = after
@@ -383,6 +393,8 @@ async fn run(
     let url = redis.url();
     let prefix = format!("fleet-{}", rand::random::<u32>());
     let upstream = Upstream::default();
+    let errors_before = redis_errors(metrics);
+    let mut errors_measured_from = errors_before;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let replicas: Vec<_> = (0..n)
         .map(|_| {
@@ -435,6 +447,7 @@ async fn run(
         if redis_before.is_none() && now >= measure_from {
             redis_before = Some(redis.counters().await?);
             scripts_before = round_trips_by_script(metrics);
+            errors_measured_from = redis_errors(metrics);
             decisions_before = decision_buckets(metrics);
         }
         if kill_redis && !killed && now >= half {
@@ -625,6 +638,8 @@ async fn run(
         "max_in_any_second": busiest,
         "limit_used_percent": (used * 1000.0).round() / 10.0,
         "upstream_429s": upstream.0.throttled.load(Ordering::Relaxed),
+        "redis_errors_whole_run": redis_errors(metrics) - errors_before,
+        "redis_errors_measured": redis_errors(metrics) - errors_measured_from,
         "calls_refused": refused.load(Ordering::Relaxed),
         "other_errors": other_errors.load(Ordering::Relaxed),
         "decision_p50": quantile(&decisions_before, &decisions_after, 0.5),
