@@ -304,6 +304,42 @@ async fn without_redis_a_busy_replica_keeps_the_share_it_was_granted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_redis_never_granted_a_turn_gives_nothing_for_the_grace_then_its_static_share() {
+    // Nothing listens there: the replica never hears from Redis.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let emulator = enforcing_emulator().await;
+    let config = config_file(
+        "never-granted",
+        &format!(
+            "[limits]\nmode = \"redis\"\nreplicas = 2\n\
+             [limits.redis]\nurl = \"redis://127.0.0.1:{closed}/\"\ntimeout_ms = 50\ngrace_ms = 2500\n"
+        ),
+    );
+    let gw = replica(&emulator, &config);
+    let mut c = client(&gw).await;
+    // The others may be using the whole limit through Redis: a start-up storm or a blip shorter than the grace must
+    // not add a share they do not know about.
+    let asked = std::time::Instant::now();
+    c.describe_index_stats(p::DescribeIndexStatsRequest::default())
+        .await
+        .unwrap();
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2300),
+        "served after {waited:?}, within the grace"
+    );
+    assert_eq!(
+        metric(&gw, "pinecone_gateway_rate_limit_degraded").await,
+        Some(1.0)
+    );
+    let _ = std::fs::remove_file(config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_hold_the_limit_when_redis_stops_mid_run() {
     let redis = RedisServer::start();
     let emulator = enforcing_emulator().await;

@@ -37,8 +37,8 @@
 //! Redis granted it in the last window, for `grace_ms`, then moving to an equal share of the live fleet over
 //! `fallback_decay_ms`), in windows that start with what it sent through Redis (counted from their answers); the
 //! `pinecone_gateway_rate_limit_degraded` gauge is 1 and one warning is logged. A turn given for later whose guard
-//! cannot reach Redis is void. A replica Redis never granted a turn takes the static share (limits divided by
-//! `replicas`), and its windows start as if the last window had been spent by the other replicas. One call per
+//! cannot reach Redis is void. A replica Redis never granted a turn gives nothing for `grace_ms` (as one granted
+//! nothing lately), then takes the static share (limits divided by `replicas`). One call per
 //! `reconnect_interval_ms` tries Redis again, and the first answer returns the gateway to shared limits (logged).
 //! Differences from the local limiter: a call that gives up while waiting frees its turn when its stamp reaches
 //! Redis, there is no per-key queue length and no namespace fairness, and on the way back from degraded mode the
