@@ -472,16 +472,19 @@ impl Gateway {
         let (reply, seen) = loop {
             lsns.forget_indexed();
             let sent = tokio::time::Instant::now();
-            let reply = match self.call(call.clone()).await {
-                Ok(reply) => reply,
-                Err(e) => match last.take() {
-                    // A repeated read failed (its turn would come too late, Pinecone failed): the last answer stands.
-                    Some((reply, seen)) => {
+            let attempt = self.call(call.clone());
+            let reply = match last.take() {
+                // A repeated read failed (its turn would come too late, Pinecone failed) or is not back when the
+                // caller stops waiting (it took longer than twice the one before: a busy host): the last answer
+                // stands, in time.
+                Some((previous, seen)) => match tokio::time::timeout_at(give_up, attempt).await {
+                    Ok(Ok(reply)) => reply,
+                    Ok(Err(_)) | Err(_) => {
                         lsns.note(None, Some(seen));
-                        break (reply, seen);
+                        break (previous, seen);
                     }
-                    None => return Err(e),
                 },
+                None => attempt.await?,
             };
             let verdict = match lsns.indexed() {
                 None => Freshness::Unknown,
