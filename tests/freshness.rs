@@ -206,13 +206,14 @@ async fn a_read_whose_wait_runs_out_is_stale_or_refused_when_required(lsn_spelli
     .await;
     let mut c = env.vectors();
     c.upsert(from("svc", upsert(&["mine"]), &[])).await.unwrap();
+    // A second of wait against a minute of lag: the wait runs out, with room for a busy host's first read.
     let mut short = from("svc", query(), &[RYW]);
-    short.set_timeout(Duration::from_millis(300));
+    short.set_timeout(Duration::from_millis(1000));
     let stale = c.query(short).await.unwrap();
     assert_eq!(stale.metadata().get("x-consistency-stale").unwrap(), "true");
     assert!(ids(stale.get_ref()).is_empty());
     let mut required = from("svc", query(), &[RYW, ("x-consistency-required", "true")]);
-    required.set_timeout(Duration::from_millis(300));
+    required.set_timeout(Duration::from_millis(1000));
     let e = c.query(required).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
     assert!(
