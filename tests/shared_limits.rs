@@ -399,17 +399,47 @@ fn take_on<'a>(
     }
 }
 
+/// A replica's Redis side under `prefix`, refusing nothing at home, with promises up to `answer_promise_max`.
+fn limits_on(
+    redis: &RedisServer,
+    prefix: &str,
+    answer_promise_max: Duration,
+) -> pinecone_gateway::stack::limit::shared::RedisLimits {
+    use pinecone_gateway::stack::limit::shared::{RedisLimits, RedisSettings};
+    RedisLimits::new(RedisSettings {
+        overload_ask_percent: 0,
+        answer_promise_max,
+        ..RedisSettings::new(&redis.url(), prefix)
+    })
+    .unwrap()
+}
+
+/// A default call on `buckets`, in windows of `period`, that can wait `max_wait` (its deadline 30 s on, its answer
+/// expected within 50 ms).
+async fn take_in(
+    shared: &pinecone_gateway::stack::limit::shared::RedisLimits,
+    buckets: &[pinecone_gateway::stack::limit::shared::TakeBucket],
+    period: Duration,
+    max_wait: Duration,
+) -> Option<pinecone_gateway::stack::limit::shared::TakeVerdict> {
+    shared
+        .take(&pinecone_gateway::stack::limit::shared::Take {
+            buckets,
+            kind: pinecone_gateway::stack::limit::shared::TurnKind::Default,
+            max_wait,
+            deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+            period,
+            expected: Duration::from_millis(50),
+        })
+        .await
+}
+
 #[tokio::test]
 async fn a_turn_counts_from_its_start_until_its_answer_and_one_window_more() {
-    use pinecone_gateway::stack::limit::shared::{
-        RedisLimits, RedisSettings, Take, TakeBucket, TakeVerdict, TurnKind,
-    };
+    use pinecone_gateway::stack::limit::shared::{TakeBucket, TakeVerdict};
     let redis = RedisServer::start();
-    let shared = RedisLimits::new(RedisSettings {
-        overload_ask_percent: 0,
-        ..RedisSettings::new(&redis.url(), "take-test")
-    })
-    .unwrap();
+    // Without promises: every request counts until its deadline until its answer is stamped.
+    let shared = limits_on(&redis, "take-test", Duration::ZERO);
     // One request per window of 100 ms, each expected to be answered within 50 ms.
     let bucket = [TakeBucket {
         key: shared.key("i", "fetch", "requests", None),
@@ -418,24 +448,17 @@ async fn a_turn_counts_from_its_start_until_its_answer_and_one_window_more() {
     }];
     let period = Duration::from_millis(100);
     let (shared, bucket) = (&shared, &bucket);
-    let take = |max_wait| async move {
-        shared
-            .take(&Take {
-                buckets: bucket,
-                kind: TurnKind::Default,
-                max_wait,
-                deadline: tokio::time::Instant::now() + Duration::from_secs(30),
-                period,
-                expected: Duration::from_millis(50),
-            })
-            .await
-    };
+    let take = |max_wait| take_in(shared, bucket, period, max_wait);
     let Some(TakeVerdict::Go { wait, turn: first }) = take(Duration::ZERO).await else {
         panic!("the first call goes at once")
     };
     assert!(wait.is_zero() && first.confirmed);
     // The schedule expects the first answered within 50 ms: the second's turn is a window after that.
-    let Some(TakeVerdict::Go { wait, turn: second }) = take(Duration::from_secs(1)).await else {
+    let Some(TakeVerdict::Go {
+        wait,
+        turn: mut second,
+    }) = take(Duration::from_secs(1)).await
+    else {
         panic!("the second call has the next window's turn")
     };
     assert!(
@@ -455,20 +478,208 @@ async fn a_turn_counts_from_its_start_until_its_answer_and_one_window_more() {
     );
     tokio::time::sleep(wait).await;
     // Its turn came, but the first is not stamped: for all Redis knows it is in flight until its deadline.
-    let Some(Err(wait)) = shared.guard(&second, period).await else {
+    let Some(Err(wait)) = shared.guard(&mut second, period).await else {
         panic!("the first still counts")
     };
     assert!(wait > Duration::from_secs(29), "{wait:?}");
     // Stamped as answered now, it counts for one window from its answer.
     shared.close(first, true);
     shared.flush_closes(true).await;
-    let Some(Err(wait)) = shared.guard(&second, period).await else {
+    let Some(Err(wait)) = shared.guard(&mut second, period).await else {
         panic!("an answer counts for one window after it")
     };
     assert!(
         wait > Duration::from_millis(50) && wait <= Duration::from_millis(101),
         "{wait:?}"
     );
+}
+
+/// The score Redis keeps for each member of a sent set: (member, score in µs).
+fn sent_set(port: u16, key: &str) -> Vec<(String, u64)> {
+    let out = redis_cli(port, &["ZRANGE", key, "0", "-1", "WITHSCORES"]);
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .chunks(2)
+        .filter_map(|c| Some((c.first()?.to_string(), c.get(1)?.parse().ok()?)))
+        .collect()
+}
+
+/// A member's field (`<ticket>:<start>:<kind>:<deadline>:<cost>`): 1 its start, 3 its deadline (µs).
+fn field(member: &str, i: usize) -> u64 {
+    member.split(':').nth(i).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_request_answered_within_its_promise_needs_no_stamp_of_its_own() {
+    use pinecone_gateway::stack::limit::shared::{TakeBucket, TakeVerdict};
+    let redis = RedisServer::start();
+    let shared = limits_on(&redis, "promise-test", Duration::from_secs(1));
+    let key = shared.key("i", "fetch", "requests", None);
+    let bucket = [TakeBucket {
+        key: key.clone(),
+        limit: 1,
+        cost: 1,
+    }];
+    let period = Duration::from_millis(100);
+    let (shared, bucket) = (&shared, &bucket);
+    let take = |max_wait| take_in(shared, bucket, period, max_wait);
+    let first_asked = std::time::Instant::now();
+    let Some(TakeVerdict::Go { wait, turn: first }) = take(Duration::ZERO).await else {
+        panic!("the first call goes at once")
+    };
+    assert!(wait.is_zero() && first.confirmed && first.promised().is_some());
+    // Before any answer, the promise is the expected 50 ms: Redis counts the request until then, not until its
+    // deadline.
+    let sent = sent_set(redis.port, &format!("{key}:sent"));
+    let [(member, score)] = sent.as_slice() else {
+        panic!("one request: {sent:?}")
+    };
+    assert_eq!(score - field(member, 1), 50_000, "{sent:?}");
+    // Answered at once, within its promise: nothing carries its stamp, and no round trip is made for it alone.
+    shared.close(first, true);
+    let before = scripts_run(redis.port);
+    shared.flush_closes(true).await;
+    assert_eq!(scripts_run(redis.port), before, "a stamp went alone");
+    assert_eq!(sent_set(redis.port, &format!("{key}:sent")), sent);
+    // The next turn comes one window after the promise (and in the next tenth of a window), and its guard lets it
+    // go then: the answered request does not hold the limit until its deadline.
+    let Some(TakeVerdict::Go {
+        wait,
+        turn: mut second,
+    }) = take(Duration::from_secs(1)).await
+    else {
+        panic!("the second call has the next window's turn")
+    };
+    let after_first = first_asked.elapsed() + wait;
+    assert!(
+        after_first > Duration::from_millis(145) && after_first < Duration::from_millis(270),
+        "{after_first:?}"
+    );
+    tokio::time::sleep(wait).await;
+    assert_eq!(shared.guard(&mut second, period).await, Some(Ok(())));
+}
+
+/// An upstream that holds every request until `release` is notified.
+#[derive(Clone)]
+struct HeldUpstream(std::sync::Arc<tokio::sync::Notify>);
+
+impl pinecone_gateway::stack::Inner for HeldUpstream {
+    fn send(
+        &self,
+        _call: pinecone_gateway::call::UpstreamCall,
+    ) -> pinecone_gateway::stack::CallFuture {
+        let release = self.0.clone();
+        Box::pin(async move {
+            release.notified().await;
+            Ok(pinecone_gateway::call::Reply::Fetch(Default::default()))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_request_not_answered_by_its_promise_holds_the_limit_until_its_answer() {
+    use pinecone_gateway::call::{CallContext, Op, UpstreamCall};
+    use pinecone_gateway::stack::Inner;
+    use pinecone_gateway::stack::limit::rates::{ClassRates, OpClass, RateTable};
+    use pinecone_gateway::stack::limit::shared::{
+        RedisLimits, RedisSettings, Take, TakeBucket, TakeVerdict, TurnKind,
+    };
+    use pinecone_gateway::stack::limit::{LimitLayer, LimitSettings, Limiter};
+    use tower::Layer;
+    let redis = RedisServer::start();
+    let settings = RedisSettings {
+        overload_ask_percent: 0,
+        ..RedisSettings::new(&redis.url(), "overdue-test")
+    };
+    // One fetch per window on index `i`; a request is expected to take 10 ms, so it is promised answered in 10.
+    let limiter = Limiter::new(LimitSettings {
+        rates: RateTable {
+            global: [(
+                OpClass::Fetch,
+                ClassRates {
+                    index_requests: Some(1),
+                    ..ClassRates::default()
+                },
+            )]
+            .into(),
+            per_index: Default::default(),
+        },
+        expected_upstream: Duration::from_millis(10),
+        redis: Some(settings.clone()),
+        ..LimitSettings::default()
+    });
+    let replica_a = limiter.redis().unwrap();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let gateway = LimitLayer::new(limiter).layer(HeldUpstream(release.clone()));
+    let call = UpstreamCall {
+        index: "i".into(),
+        op: Op::Fetch {
+            ids: vec!["a".into()],
+            namespace: "ns".into(),
+        },
+        deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+        ctx: std::sync::Arc::new(CallContext::default()),
+    };
+    let a = tokio::spawn(async move { gateway.send(call).await });
+    // Pinecone has not answered it 10 ms on: the replica tells Redis, which counts it until its deadline.
+    let key = replica_a.key("i", "fetch", "requests", None);
+    let sent_key = format!("{key}:sent");
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let sent = sent_set(redis.port, &sent_key);
+        if let [(member, score)] = sent.as_slice()
+            && *score == field(member, 3)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the broken promise never reached Redis: {sent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another replica's call: its turn comes a window on, but the first request may still reach Pinecone then,
+    // so the guard decides, and holds it.
+    let replica_b = RedisLimits::new(settings).unwrap();
+    let bucket = [TakeBucket {
+        key: key.clone(),
+        limit: 1,
+        cost: 1,
+    }];
+    let period = Duration::from_millis(1020);
+    let Some(TakeVerdict::Go {
+        wait,
+        turn: mut later,
+    }) = replica_b
+        .take(&Take {
+            buckets: &bucket,
+            kind: TurnKind::Default,
+            max_wait: Duration::from_secs(2),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(30),
+            period,
+            expected: Duration::from_millis(10),
+        })
+        .await
+    else {
+        panic!("the schedule has a turn a window on")
+    };
+    assert!(
+        !later.confirmed,
+        "a request in flight was taken as answered"
+    );
+    tokio::time::sleep(wait).await;
+    let Some(Err(held)) = replica_b.guard(&mut later, period).await else {
+        panic!("the request in flight still counts")
+    };
+    assert!(held > Duration::from_secs(25), "{held:?}");
+    // Answered now: its stamp ends its count one window on.
+    release.notify_one();
+    assert!(a.await.unwrap().is_ok());
+    replica_a.flush_closes(true).await;
+    let Some(Err(held)) = replica_b.guard(&mut later, period).await else {
+        panic!("the answer counts for one window after it")
+    };
+    assert!(held <= period, "{held:?}");
 }
 
 #[tokio::test]

@@ -258,6 +258,7 @@ pub struct Options {
     pub overload_ask_percent: u64,
     pub close_delay: Duration,
     pub overload_queue: Duration,
+    pub answer_promise_max: Duration,
 }
 
 /// Redis's counters: (round trips: the scripts the replicas ran; every command executed, the scripts' own included;
@@ -346,10 +347,15 @@ fn round_trips_by_script(
 
 /// Redis round trips that failed or came too late (each one turned its replica to the fall-back), all replicas.
 fn redis_errors(metrics: &metrics_exporter_prometheus::PrometheusHandle) -> f64 {
+    metric_sum(metrics, "pinecone_gateway_rate_limit_redis_errors_total")
+}
+
+/// The sum of a metric's series (its only value, for a gauge without labels).
+fn metric_sum(metrics: &metrics_exporter_prometheus::PrometheusHandle, name: &str) -> f64 {
     metrics
         .render()
         .lines()
-        .filter(|l| l.starts_with("pinecone_gateway_rate_limit_redis_errors_total"))
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -406,6 +412,7 @@ async fn run(
                     overload_ask_percent: o.overload_ask_percent,
                     close_delay: o.close_delay,
                     overload_queue: o.overload_queue,
+                    answer_promise_max: o.answer_promise_max,
                     ..RedisSettings::new(&url, &prefix)
                 }),
                 // Callers' priorities order their calls within a replica only when fair queuing is on.
@@ -640,6 +647,8 @@ async fn run(
         "upstream_429s": upstream.0.throttled.load(Ordering::Relaxed),
         "redis_errors_whole_run": redis_errors(metrics) - errors_before,
         "redis_errors_measured": redis_errors(metrics) - errors_measured_from,
+        // The gauge is the process's: the promise the last replica to take a turn gave.
+        "answer_promise_ms_last": (metric_sum(metrics, "pinecone_gateway_rate_limit_answer_promise_seconds") * 1000.0).round(),
         "calls_refused": refused.load(Ordering::Relaxed),
         "other_errors": other_errors.load(Ordering::Relaxed),
         "decision_p50": quantile(&decisions_before, &decisions_after, 0.5),
@@ -707,6 +716,7 @@ pub async fn run_all(o: &Options) -> anyhow::Result<Value> {
         "overload_ask_percent": o.overload_ask_percent,
         "close_delay_ms": o.close_delay.as_millis() as u64,
         "overload_queue_ms": o.overload_queue.as_millis() as u64,
+        "answer_promise_max_ms": o.answer_promise_max.as_millis() as u64,
         "runs": runs,
     }))
 }

@@ -85,6 +85,9 @@ struct Args {
     /// `fleet`: `limits.redis.overload_queue_ms` of every replica.
     #[arg(long, default_value_t = 200)]
     overload_queue_ms: u64,
+    /// `fleet`: `limits.redis.answer_promise_max_ms` of every replica (0: every answer stamped).
+    #[arg(long, default_value_t = 1000)]
+    answer_promise_max_ms: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -623,6 +626,7 @@ async fn scenarios(args: Args) -> anyhow::Result<()> {
                 overload_ask_percent: args.overload_ask_percent,
                 close_delay: Duration::from_millis(args.close_delay_ms),
                 overload_queue: Duration::from_millis(args.overload_queue_ms),
+                answer_promise_max: Duration::from_millis(args.answer_promise_max_ms),
             })
             .await?,
         );

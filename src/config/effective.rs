@@ -124,6 +124,7 @@ pub fn render(s: &Settings) -> String {
             int(r.batch_headroom_percent as usize),
         );
         t.insert("overload_queue_ms".into(), ms(r.overload_queue));
+        t.insert("answer_promise_max_ms".into(), ms(r.answer_promise_max));
         t.insert("key_prefix".into(), r.key_prefix.clone().into());
         t.insert("cluster".into(), r.cluster.into());
         limits.insert("redis".into(), t.into());

@@ -82,7 +82,8 @@ pub struct RedisSection {
     /// gateway follows the cluster's slots. Default false.
     pub cluster: Option<bool>,
     /// How long the stamp of an answered request (which ends its count in the shared windows) may wait to ride on
-    /// this replica's next round trip to the same index before it is sent alone. Until stamped, a request counts
+    /// this replica's next round trip to the same index before it is sent alone (or dropped, for an answer within
+    /// its promise: Redis counts it until the promise). Until stamped, a request not answered by its promise counts
     /// until its deadline: a longer delay saves round trips and may hold a turn a little longer than needed; a
     /// request whose deadline comes within this of its answer is not stamped at all. Default 50.
     pub close_delay_ms: Option<u64>,
@@ -98,6 +99,12 @@ pub struct RedisSection {
     /// advice, instead of waiting in a standing queue that adds its length to every call served. 0: as far ahead as
     /// the call's deadline allows. Default 200.
     pub overload_queue_ms: Option<u64>,
+    /// The longest a request is promised to Redis to be answered in. Each turn carries a promise (one and a half
+    /// times the 90th percentile of this replica's last 32 answer times, and 5 ms, at least 10 ms): a request
+    /// answered within it needs no stamp of its own (it counts until the promise and one window more), and one that
+    /// is not is reported to Redis as it runs out (one round trip; it then counts until its deadline, until stamped).
+    /// 0: no promises, every answer is stamped (one round trip when nothing carries it). Default 1000.
+    pub answer_promise_max_ms: Option<u64>,
 }
 
 /// Per-second rates of one operation class. 0 switches a limit off.
@@ -217,6 +224,7 @@ fn redis_settings(
         fallback_decay: Duration::from_millis(r.fallback_decay_ms.unwrap_or(30_000)),
         close_delay: Duration::from_millis(r.close_delay_ms.unwrap_or(50)),
         overload_queue: Duration::from_millis(r.overload_queue_ms.unwrap_or(200)),
+        answer_promise_max: Duration::from_millis(r.answer_promise_max_ms.unwrap_or(1000)),
         overload_ask_percent: match r.overload_ask_percent.unwrap_or(125) {
             v @ (0 | 100..=1000) => v,
             _ => {

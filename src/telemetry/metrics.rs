@@ -40,6 +40,8 @@ pub const LIMIT_REDIS_ERRORS: &str = "pinecone_gateway_rate_limit_redis_errors_t
 pub const LIMIT_REDIS_SECONDS: &str = "pinecone_gateway_rate_limit_redis_decision_seconds";
 /// Redis mode: the live replicas Redis counted at this replica's last heartbeat.
 pub const LIMIT_REPLICAS_SEEN: &str = "pinecone_gateway_rate_limit_replicas_seen";
+/// Redis mode: how long this replica last promised a request answered in (its recent answer times).
+pub const LIMIT_ANSWER_PROMISE: &str = "pinecone_gateway_rate_limit_answer_promise_seconds";
 /// Redis mode, while Redis is down: the share of the limit of the last call this replica decided alone (what it was
 /// granted, moving to an equal share of the live fleet), 0 to 1.
 pub const LIMIT_REPLICA_SHARE: &str = "pinecone_gateway_rate_limit_replica_share";

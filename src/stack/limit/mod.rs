@@ -264,7 +264,7 @@ async fn shared_turn(
             retry_after: wait.max(Duration::from_millis(1)),
         }),
         Some(shared::TakeVerdict::Go { wait, turn }) => {
-            let held = HeldTurn {
+            let mut held = HeldTurn {
                 turn: Some(turn),
                 shared: shared.clone(),
             };
@@ -284,7 +284,7 @@ async fn shared_turn(
                 loop {
                     let now = Instant::now();
                     let span = redis_span(call, "redis guard");
-                    let verdict = match held.turn.as_ref() {
+                    let verdict = match held.turn.as_mut() {
                         Some(t) => shared.guard(t, sc.period).await,
                         None => None,
                     };
@@ -319,6 +319,26 @@ async fn shared_turn(
                             }
                             tokio::time::sleep_until(next).await;
                         }
+                    }
+                }
+            }
+            // This host woke the call after the promise its request was given: Redis counts it until its deadline
+            // before it leaves, or the turn is void.
+            if let Some(t) = held.turn.as_mut()
+                && t.promised().is_some_and(|at| Instant::now() >= at)
+            {
+                match shared.overdue(t).await {
+                    shared::Overdue::Noted => {}
+                    shared::Overdue::Failed => return SharedTurn::Degraded,
+                    shared::Overdue::TooLate => {
+                        return SharedTurn::Refused(Rejection {
+                            message: format!(
+                                "rate limit (shared by every replica): {}; this replica woke the call more than \
+                                 limits.redis.timeout_ms after its turn, which the fleet no longer counts; retry",
+                                limit(0)
+                            ),
+                            retry_after: sc.period / 10,
+                        });
                     }
                 }
             }
@@ -483,6 +503,29 @@ enum Granted {
 }
 
 impl Granted {
+    /// When its request is promised answered by (redis mode): if it is not by then, Redis is told so.
+    fn promised(&self) -> Option<Instant> {
+        match self {
+            Granted::Shared { turn, .. } => turn.turn.as_ref().and_then(shared::Turn::promised),
+            Granted::Local { .. } => None,
+        }
+    }
+
+    /// Its request was not answered by its promise: Redis counts it until its deadline from now on.
+    async fn overdue(&mut self) {
+        if let Granted::Shared { turn, shared, .. } = self
+            && let Some(t) = turn.turn.as_mut()
+        {
+            let verdict = shared.overdue(t).await;
+            if verdict != shared::Overdue::Noted {
+                tracing::debug!(
+                    ?verdict,
+                    "a request's broken promise did not reach Redis in time"
+                );
+            }
+        }
+    }
+
     /// The answer reported the call's read units. This process's windows count them instead of the estimate; Redis's
     /// schedule keeps the estimate (the next calls' estimates follow the measured cost).
     fn reconcile_read_units(&mut self, units: u64) {
@@ -737,7 +780,20 @@ impl<S: Inner> Handle for Limit<S> {
                 end_limit_span(span, scope, &call, &granted);
             }
             let mut granted = granted?;
-            let result = inner.send(call).await;
+            let result = match granted.promised() {
+                None => inner.send(call).await,
+                Some(at) => {
+                    let mut send = std::pin::pin!(inner.send(call));
+                    tokio::select! {
+                        biased;
+                        result = &mut send => result,
+                        () = tokio::time::sleep_until(at) => {
+                            let ((), result) = tokio::join!(granted.overdue(), send);
+                            result
+                        }
+                    }
+                }
+            };
             if let (Some((key, _)), Ok(reply)) = (&read_cost, &result)
                 && let Some(units) = reply.read_units()
             {

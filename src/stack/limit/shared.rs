@@ -2,8 +2,11 @@
 //!
 //! Each call's turn is one atomic Lua script ([`TAKE`]) on Redis's own clock (`TIME`). Per bucket, a sorted set of
 //! the turns given (`…:sent`), each counted from its start until one window (`1 s + window_margin_ms`) after its
-//! answer, as the local limiter counts ([`super::window`]); until the answer is stamped ([`CLOSE`], or riding on the
-//! replica's next turn for the same index within `close_delay_ms`), after its deadline. The script gives the call
+//! answer, as the local limiter counts ([`super::window`]): after the instant its replica promised it answered by
+//! ([`RedisLimits::promise`]: it reports a promise it could not keep, [`NOTE`], and the request then counts until its
+//! deadline), or after its deadline while it has no promise, until the answer is stamped ([`CLOSE`], or riding on
+//! the replica's next turn for the same index within `close_delay_ms`; an answer within its promise is stamped only
+//! when it can ride). The script gives the call
 //! the earliest instant from which every bucket has room in every window, turns given for later included (a
 //! request not yet stamped is expected to end `expected_upstream_ms` after its start), no more than a tenth of a
 //! limit in any tenth of the window (turns spread over it), and registers it there, all buckets or none; or refuses
@@ -83,6 +86,9 @@ pub struct RedisSettings {
     /// While Redis refuses calls of a bucket (sustained overload), the furthest ahead a default or batch call's turn
     /// is given; zero: as far as the call can wait.
     pub overload_queue: Duration,
+    /// The longest a request is promised to be answered in ([`RedisLimits::promise`]); zero: no promises, every
+    /// answer stamped.
+    pub answer_promise_max: Duration,
 }
 
 impl RedisSettings {
@@ -103,6 +109,7 @@ impl RedisSettings {
             overload_ask_percent: 125,
             batch_headroom_percent: 10,
             overload_queue: Duration::from_millis(200),
+            answer_promise_max: Duration::from_secs(1),
         }
     }
 }
@@ -123,6 +130,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("overload_ask_percent", &self.overload_ask_percent)
             .field("batch_headroom_percent", &self.batch_headroom_percent)
             .field("overload_queue", &self.overload_queue)
+            .field("answer_promise_max", &self.answer_promise_max)
             .finish()
     }
 }
@@ -176,13 +184,16 @@ return 1
 ///
 /// KEYS: per bucket its sent set and its state hash. ARGV[1]: the longest wait the call accepts (µs); [2]: how long
 /// until its deadline (µs); [3]: the window (µs); [4]: its ticket; [5]: its kind (`b` batch, `d` default, `i`
-/// interactive); [6]: how long a request is expected to be in flight (µs); then per bucket its limit, the call's
+/// interactive); [6]: how long a request is expected to be in flight (µs); [7]: the overload queue (µs); [8]: the
+/// promise (µs; 0: none); [9]: how late a promise may be reported broken (µs); then per bucket its limit, the call's
 /// cost, the limit batch calls may fill, and how many calls this replica refused at home since its last report; then
 /// the number of answered requests to stamp, and per request the 1-based bucket, its member and how long ago it was
 /// answered (µs; negative: never sent, removed).
 /// A sent set's members are `<ticket>:<start>:<kind>:<deadline>:<cost>`, each scored by the last instant its request
-/// may be in flight (its deadline, then its stamped answer), and it counts from its start until one window after
-/// that score. The schedule counts a request not yet stamped as answered `expected` after its start (it cannot know
+/// may be in flight (its deadline; the instant it is promised answered by, for a checked turn that leaves at its
+/// start; then its stamped answer), and it counts from its start until one window after that score. A promise may
+/// be reported broken ([`NOTE`]) until `grace` after it: until then, checks of later instants count the request
+/// until its deadline. The schedule counts a request not yet stamped as answered `expected` after its start (it cannot know
 /// better); what Pinecone sees is kept within the limit by the check at the instant each request leaves: here when
 /// what every bucket will hold then is already known (its kind is then registered in capitals, and no later turn may
 /// start before it and overfill it), else by [`GUARD`] when it comes.
@@ -200,8 +211,10 @@ local ticket = ARGV[4]
 local kind = ARGV[5]
 local expected = tonumber(ARGV[6])
 local queue_cap = tonumber(ARGV[7])
+local promise = tonumber(ARGV[8])
+local grace = tonumber(ARGV[9])
 local n = #KEYS / 2
-local a = 7
+local a = 9
 local closes = tonumber(ARGV[a + 4 * n + 1])
 for c = 1, closes do
   local at = a + 4 * n + 1 + 3 * (c - 1)
@@ -221,13 +234,19 @@ local function parse(member)
   local lower = string.lower(k)
   return tonumber(start), lower, tonumber(dl), tonumber(cost), lower ~= k
 end
+-- The last instant a request may be in flight, for checks of instants to come: its score, or its deadline while a
+-- promise it was given may still be reported broken.
+local function last(x)
+  if x.score < x.deadline and now < x.score + grace then return x.deadline end
+  return x.score
+end
 -- What a bucket holds at `at`: every request whose turn has come by then, counted until one window after its
--- stamped answer, or after its deadline while it has none.
+-- stamped answer (or its promise), or after its deadline while it has none.
 local function held_at(e, at)
   local held = 0
   for j = 1, #e do
     local x = e[j]
-    if x.start <= at and at < x.score + period + 1 then held = held + x.cost end
+    if x.start <= at and at < last(x) + period + 1 then held = held + x.cost end
   end
   return held
 end
@@ -247,7 +266,7 @@ local function after_checked(e, limit, cost)
   for j = 1, #e do
     local x = e[j]
     add(x.start, x.cost)
-    add(x.score + period + 1, -x.cost)
+    add(last(x) + period + 1, -x.cost)
     if x.checked and x.start > now and x.start < deadline + period + 1 then
       checked[x.start] = true
       any = true
@@ -263,8 +282,8 @@ local function after_checked(e, limit, cost)
   return bound
 end
 -- The earliest instant from `s` from which a bucket has room for `cost` in every window (turns given for later
--- included), each entry counted from its start until one window after its end; `optimistic`: an entry not yet
--- stamped ends `expected` after its start (or now), else at its deadline.
+-- included), each entry counted from its start until one window after its end; `optimistic`: an entry neither
+-- stamped nor promised ends `expected` (or the promise, if longer) after its start (or now), else at its deadline.
 local function earliest(e, s, limit, cost, cap, optimistic)
   local times, all, batch = {}, {}, {}
   local function add(time, d, b)
@@ -284,7 +303,8 @@ local function earliest(e, s, limit, cost, cap, optimistic)
     if start < s then start = s end
     local ends = x.score
     if optimistic and x.score >= x.deadline then
-      ends = math.max(x.start + expected, now)
+      -- A turn given for later is promised from its guard: as long as this call's promise, at least.
+      ends = math.max(x.start + math.max(expected, promise), now)
       if ends > x.score then ends = x.score end
     end
     if ends + period + 1 > start then
@@ -443,12 +463,16 @@ for i = 1, n do
 end
 local mark = kind
 if code == 1 then mark = string.upper(kind) end
+-- A checked turn leaves at its start: it is promised answered `promise` after it. One given for later has its
+-- promise from its guard (it may wait there past any promise given now).
+local score = deadline
+if code == 1 and promise > 0 and go + promise < deadline then score = go + promise end
 for i = 1, n do
   local sent = KEYS[2 * i - 1]
   local q = KEYS[2 * i]
   local cost = ARGV[a + 4 * i - 2]
   local member = ticket .. ':' .. string.format('%.0f', go) .. ':' .. mark .. ':' .. string.format('%.0f', deadline) .. ':' .. cost
-  redis.call('ZADD', sent, string.format('%.0f', deadline), member)
+  redis.call('ZADD', sent, string.format('%.0f', score), member)
   local ttl = math.floor((deadline + period - now) / 1000) + 1000
   if redis.call('PTTL', sent) < ttl then redis.call('PEXPIRE', sent, ttl) end
   local blocked = tonumber(redis.call('HGET', q, 'blocked') or '0') or 0
@@ -462,17 +486,19 @@ out[4 + 2 * n] = deadline
 return out
 "#;
 
-/// KEYS: a turn's sent sets; ARGV[1]: the window (µs), then per key its limit. Whether the turn, now come, may leave:
-/// what each bucket holds at this instant (every request whose turn has come, this one included, counted until one
-/// window after its stamped answer, or its deadline while it has none) is within its limit. Returns {1} or {0, the
-/// wait until enough of them slide out (µs)}.
+/// KEYS: a turn's sent sets; ARGV[1]: the window (µs); [2]: the promise (µs; 0: none), then per key its limit and
+/// the turn's member. Whether the turn, now come, may leave: what each bucket holds at this instant (every request
+/// whose turn has come, this one included, counted until one window after its stamped answer or its promise, or its
+/// deadline while it has neither) is within its limit; if so, it is promised answered `promise` from now. Returns {1}
+/// or {0, the wait until enough of them slide out (µs)}.
 pub const GUARD: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local period = tonumber(ARGV[1])
+local promise = tonumber(ARGV[2])
 local wait = 0
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[1 + i])
+  local limit = tonumber(ARGV[1 + 2 * i])
   local raw = redis.call('ZRANGEBYSCORE', KEYS[i], string.format('%.0f', now - period), '+inf', 'WITHSCORES')
   local held, list = 0, {}
   for j = 1, #raw, 2 do
@@ -496,7 +522,42 @@ for i = 1, #KEYS do
   end
 end
 if wait > 0 then return {0, math.floor(wait)} end
+if promise > 0 then
+  for i = 1, #KEYS do
+    local member = ARGV[2 + 2 * i]
+    local dl = tonumber(string.match(member, '^[^:]+:%d+:%a:(%d+):%d+$') or '0') or 0
+    if now + promise < dl then
+      redis.call('ZADD', KEYS[i], 'XX', 'LT', string.format('%.0f', now + promise), member)
+    end
+  end
+end
 return {1}
+"#;
+
+/// KEYS: a turn's sent sets; ARGV[1]: how late a broken promise may be reported (µs), then per key the turn's member.
+/// Its request was not answered by its promise: it counts until its deadline from now on (until its answer is
+/// stamped). Returns 1, or 0 when the report came too late (another replica may already have counted the request
+/// as answered by then) or the turn is gone.
+const NOTE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local grace = tonumber(ARGV[1])
+local kept = 1
+for i = 1, #KEYS do
+  local member = ARGV[1 + i]
+  local dl = tonumber(string.match(member, '^[^:]+:%d+:%a:(%d+):%d+$') or '0') or 0
+  local score = tonumber(redis.call('ZSCORE', KEYS[i], member) or '-1') or -1
+  if score < 0 then
+    kept = 0
+  elseif score < dl then
+    if now <= score + grace then
+      redis.call('ZADD', KEYS[i], 'XX', string.format('%.0f', dl), member)
+    else
+      kept = 0
+    end
+  end
+end
+return kept
 "#;
 
 /// KEYS: sent sets. ARGV[1]: the number of requests to stamp, then per request the 1-based key, its member and how
@@ -593,6 +654,34 @@ pub struct Turn {
     pub confirmed: bool,
     /// Each bucket's limit, for the guard.
     limits: Vec<u64>,
+    /// How long after it leaves its request is promised answered (zero: no promise).
+    promise: Duration,
+    /// The instant (this replica's clock, never later than Redis's) by which the request is promised answered;
+    /// None: no promise, it counts until its deadline until stamped.
+    promised: Option<Instant>,
+    /// When the request left, as far as this replica knows (its answer time is measured from then).
+    left: Instant,
+    /// Reported to Redis as not answered by its promise.
+    noted: bool,
+}
+
+impl Turn {
+    /// The instant by which the request is promised answered, if it is and that has not been reported broken: when
+    /// it passes unanswered, [`RedisLimits::overdue`] reports it.
+    pub fn promised(&self) -> Option<Instant> {
+        self.promised.filter(|_| !self.noted)
+    }
+}
+
+/// What Redis made of a promise reported broken ([`RedisLimits::overdue`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Overdue {
+    /// The request counts until its deadline.
+    Noted,
+    /// Past the promise by more than `timeout_ms`: another replica may have counted the request as answered.
+    TooLate,
+    /// Redis failed (degraded now).
+    Failed,
 }
 
 /// What [`RedisLimits::take`] decided.
@@ -616,6 +705,9 @@ struct Pending {
     member: String,
     /// When its answer came back; None: it was never sent.
     answered: Option<Instant>,
+    /// Answered within its promise: Redis already counts it no longer than needed but for the promise's slack, so
+    /// the stamp only rides on a round trip made anyway, and is dropped after `close_delay_ms`.
+    ride_only: bool,
 }
 
 /// What this replica knows of the demand on one bucket.
@@ -682,6 +774,7 @@ pub struct RedisLimits {
     take: redis::Script,
     guard: redis::Script,
     close: redis::Script,
+    note: redis::Script,
     block: redis::Script,
     remember_lsn: redis::Script,
     read_lsn: redis::Script,
@@ -695,7 +788,14 @@ pub struct RedisLimits {
     pending: Mutex<Vec<Pending>>,
     /// Per bucket, the fleet's demand as Redis last reported it.
     demand: Mutex<std::collections::HashMap<String, Demand>>,
+    /// This replica's last answer times (from a request's leaving to its answer), for its promises.
+    answers: Mutex<std::collections::VecDeque<Duration>>,
 }
+
+/// How many answer times a replica keeps for its promises ([`RedisLimits::promise`]).
+const PROMISE_SAMPLES: usize = 32;
+/// The shortest promise: a busy host may take a few milliseconds to wake a request's task.
+const PROMISE_MIN: Duration = Duration::from_millis(10);
 
 /// Keeps the highest LSN in a key and renews its expiry (read your writes across replicas: `api::consistency`).
 const REMEMBER_LSN: &str = r"
@@ -736,6 +836,7 @@ impl RedisLimits {
             take: redis::Script::new(TAKE),
             guard: redis::Script::new(GUARD),
             close: redis::Script::new(CLOSE),
+            note: redis::Script::new(NOTE),
             block: redis::Script::new(BLOCK),
             remember_lsn: redis::Script::new(REMEMBER_LSN),
             read_lsn: redis::Script::new("return redis.call('GET', KEYS[1])"),
@@ -744,6 +845,7 @@ impl RedisLimits {
             live: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::default(),
             demand: Mutex::default(),
+            answers: Mutex::default(),
             health: Mutex::new(Health {
                 degraded: false,
                 degraded_since: Instant::now(),
@@ -880,6 +982,7 @@ impl RedisLimits {
             return Some(refused);
         }
         let ticket = format!("{:016x}", rand::random::<u64>());
+        let promise = self.promise(call.expected);
         let sent_keys: Vec<String> = call
             .buckets
             .iter()
@@ -893,7 +996,9 @@ impl RedisLimits {
             .arg(&ticket)
             .arg(call.kind.code())
             .arg(micros(call.expected))
-            .arg(micros(self.settings.overload_queue));
+            .arg(micros(self.settings.overload_queue))
+            .arg(micros(promise))
+            .arg(micros(self.settings.timeout));
         let unreported = self.unreported(call.buckets);
         for ((b, sent), thinned) in call.buckets.iter().zip(&sent_keys).zip(&unreported) {
             let headroom = (u128::from(b.limit)
@@ -943,6 +1048,11 @@ impl RedisLimits {
         }
         let registered = answer.get(3 + 2 * n).copied().unwrap_or(0);
         let wait = wait.unwrap_or_default();
+        // Redis's clock read the turn's start no earlier than `asked`: this instant is never later than its promise.
+        let left = asked + wait;
+        let promised = (code == 1 && !promise.is_zero())
+            .then_some(left + promise)
+            .filter(|at| *at < call.deadline);
         let turn = Turn {
             members: sent_keys
                 .into_iter()
@@ -961,6 +1071,10 @@ impl RedisLimits {
             deadline: call.deadline,
             confirmed: code == 1,
             limits: call.buckets.iter().map(|b| b.limit).collect(),
+            promise,
+            promised,
+            left,
+            noted: false,
         };
         Some(TakeVerdict::Go { wait, turn })
     }
@@ -1206,33 +1320,100 @@ impl RedisLimits {
 
     /// The request of `turn` was answered (`sent`), or never sent: its stamp rides on this replica's next round trip
     /// to the same buckets, or goes alone after `close_delay_ms`. Not stamped at all when its deadline comes about
-    /// as soon (it stops counting then anyway). Until stamped, it counts until its deadline and one window more:
-    /// later, never less.
+    /// as soon (it stops counting then anyway); answered within its promise, only if a round trip carries it within
+    /// `close_delay_ms` (Redis counts it until the promise). Until stamped, it counts until its deadline (or its
+    /// promise) and one window more: later, never less.
     pub fn close(&self, turn: Turn, sent: bool) {
         let now = Instant::now();
-        if sent && turn.deadline.saturating_duration_since(now) <= self.settings.close_delay {
-            return;
+        if sent {
+            self.answered_in(now.saturating_duration_since(turn.left));
+            if turn.deadline.saturating_duration_since(now) <= self.settings.close_delay {
+                return;
+            }
         }
         let answered = sent.then_some(now);
+        let ride_only = sent && turn.promised().is_some_and(|at| now <= at);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.extend(turn.members.into_iter().map(|(key, member)| Pending {
             key,
             member,
             answered,
+            ride_only,
         }));
+    }
+
+    /// How long this replica's requests are promised answered in: one and a half times the 90th percentile of its
+    /// last answer times and 5 ms (`expected` before its first answer), at least [`PROMISE_MIN`], at most
+    /// `answer_promise_max_ms` (zero: no promise). An answer later than its promise costs a round trip to report it
+    /// and one to stamp it; a longer promise holds each answered request's turn that much longer.
+    pub fn promise(&self, expected: Duration) -> Duration {
+        let max = self.settings.answer_promise_max;
+        if max.is_zero() {
+            return Duration::ZERO;
+        }
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        // A replica of a large fleet answers a few calls a minute: its first answer already says more than a
+        // guess (a longer promise holds every turn longer; a shorter one costs two round trips when it breaks).
+        let promise = if answers.is_empty() {
+            expected
+        } else {
+            let mut sorted: Vec<Duration> = answers.iter().copied().collect();
+            sorted.sort_unstable();
+            let p90 = sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)];
+            p90 * 3 / 2 + Duration::from_millis(5)
+        };
+        let promise = promise.max(PROMISE_MIN).min(max);
+        metrics::gauge!(m::LIMIT_ANSWER_PROMISE).set(promise.as_secs_f64());
+        promise
+    }
+
+    /// One answer time, for the promises.
+    fn answered_in(&self, took: Duration) {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if answers.len() >= PROMISE_SAMPLES {
+            answers.pop_front();
+        }
+        answers.push_back(took);
+    }
+
+    /// The request of `turn` was not answered by its promise (or leaves after it): from now on Redis counts it until
+    /// its deadline, until its answer is stamped.
+    pub async fn overdue(&self, turn: &mut Turn) -> Overdue {
+        turn.noted = true;
+        if self.skip_while_degraded() {
+            return Overdue::Failed;
+        }
+        let mut invocation = self.note.prepare_invoke();
+        invocation.arg(micros(self.settings.timeout));
+        for (key, member) in &turn.members {
+            invocation.key(key).arg(member);
+        }
+        match self.run::<i64>("note", &invocation, false).await {
+            Some(1) => Overdue::Noted,
+            Some(_) => Overdue::TooLate,
+            None => Overdue::Failed,
+        }
     }
 
     /// The guard for a turn given for later, now come: `Ok` when it may leave, `Err(wait)` while the requests before
     /// it hold the limit (their stamps may come sooner), None when Redis failed (degraded now).
-    pub async fn guard(&self, turn: &Turn, period: Duration) -> Option<Result<(), Duration>> {
+    pub async fn guard(&self, turn: &mut Turn, period: Duration) -> Option<Result<(), Duration>> {
+        let asked = Instant::now();
         let mut invocation = self.guard.prepare_invoke();
-        invocation.arg(micros(period));
-        for ((key, _), limit) in turn.members.iter().zip(&turn.limits) {
-            invocation.key(key).arg(*limit);
+        invocation.arg(micros(period)).arg(micros(turn.promise));
+        for ((key, member), limit) in turn.members.iter().zip(&turn.limits) {
+            invocation.key(key).arg(*limit).arg(member);
         }
         let answer = self.run::<Vec<u64>>("guard", &invocation, true).await?;
         Some(match answer.as_slice() {
-            [1, ..] => Ok(()),
+            [1, ..] => {
+                // Redis read its clock after `asked`: this instant is never later than the promise it registered.
+                turn.left = asked;
+                turn.promised = (!turn.promise.is_zero())
+                    .then_some(asked + turn.promise)
+                    .filter(|at| *at < turn.deadline);
+                Ok(())
+            }
             [_, wait_us, ..] => Err(Duration::from_micros(*wait_us)),
             _ => Err(period),
         })
@@ -1247,12 +1428,14 @@ impl RedisLimits {
         let now = Instant::now();
         let due = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let oldest_due = pending.iter().any(|p| {
+            let due = |p: &Pending| {
                 all || p
                     .answered
                     .is_none_or(|a| now.saturating_duration_since(a) >= self.settings.close_delay)
-            });
-            if !oldest_due {
+            };
+            if !pending.iter().any(|p| !p.ride_only && due(p)) {
+                // Answered within their promises, and nothing carried them: Redis counts them until the promise.
+                pending.retain(|p| !(p.ride_only && due(p)));
                 return;
             }
             std::mem::take(&mut *pending)
