@@ -1154,6 +1154,64 @@ fn scripts_run(port: u16) -> u64 {
         .sum()
 }
 
+/// While a shared limit refuses calls, a call whose turn is further ahead than `limits.redis.overload_queue_ms` is
+/// refused at once, through the gRPC door (RESOURCE_EXHAUSTED) and the REST door (429), with the wait as retry advice
+/// and the setting named, rather than waiting in a standing queue; nothing of it reaches Pinecone.
+#[tokio::test]
+async fn past_the_overload_queue_a_call_is_refused_at_once_through_either_door() {
+    let redis = RedisServer::start();
+    let env = Env::start_rest(&format!(
+        "[limits]\nmode = \"redis\"\n[limits.redis]\nurl = \"{}\"\ntimeout_ms = 500\noverload_ask_percent = 0\n\
+         overload_queue_ms = 50\n[limits.rates.fetch]\nindex_requests_per_second = 2\n[coalescing]\nfetch = false\n",
+        redis.url()
+    ))
+    .await;
+    let fetch = |id: &str, timeout_ms: u64| {
+        let mut r = req(p::FetchRequest {
+            ids: vec![id.into()],
+            namespace: "ns".into(),
+        });
+        r.set_timeout(Duration::from_millis(timeout_ms));
+        r
+    };
+    let mut c = env.vectors();
+    // The second's two turns.
+    c.fetch(fetch("a", 5000)).await.unwrap();
+    c.fetch(fetch("b", 5000)).await.unwrap();
+    // The next turn is about a second ahead: too late for a call that can wait 300 ms, which Redis refuses.
+    let e = c.fetch(fetch("c", 300)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    // Now a call that could wait 5 s is refused at once: the limit refuses calls, and its turn is past the queue.
+    let asked = Instant::now();
+    let e = c.fetch(fetch("d", 5000)).await.unwrap_err();
+    assert!(asked.elapsed() < Duration::from_millis(500), "it waited");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(
+        e.message().contains("limits.redis.overload_queue_ms") && e.message().contains("fetch"),
+        "{}",
+        e.message()
+    );
+    let advice = pushback_ms(&e);
+    assert!((100..=1100).contains(&advice), "{advice}");
+    let r = reqwest::get(format!(
+        "http://{}/indexes/{INDEX}/vectors/fetch?ids=e&namespace=ns",
+        env.rest_addr()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.redis.overload_queue_ms"),
+        "{body}"
+    );
+    assert_eq!(env.emulator.count(INDEX, "fetch"), 2);
+}
+
 /// While the fleet asks for far more than a limit, a replica refuses its part of the excess at home, without a
 /// round trip (Redis would refuse those calls too); interactive calls always ask. Counted by Redis's own command
 /// statistics.
