@@ -164,6 +164,15 @@ async fn three_replicas_keep_together_to_one_limit() {
         most > 34,
         "a static share of 33/s could not pass {most} in one second"
     );
+    // Each replica shows its share of what Redis granted in the window before its last call: the busy one most of
+    // the limit, the others part of it.
+    let share = |gw| metric(gw, "pinecone_gateway_rate_limit_replica_share");
+    let busy = share(&gws[0]).await.unwrap();
+    assert!(busy > 0.34 && busy <= 1.0, "{busy}");
+    for gw in &gws[1..] {
+        let part = share(gw).await.unwrap();
+        assert!(part > 0.0 && part < 0.9, "{part}");
+    }
     let _ = std::fs::remove_file(config);
 }
 

@@ -42,8 +42,9 @@ pub const LIMIT_REDIS_SECONDS: &str = "pinecone_gateway_rate_limit_redis_decisio
 pub const LIMIT_REPLICAS_SEEN: &str = "pinecone_gateway_rate_limit_replicas_seen";
 /// Redis mode: how long this replica last promised a request answered in (its recent answer times).
 pub const LIMIT_ANSWER_PROMISE: &str = "pinecone_gateway_rate_limit_answer_promise_seconds";
-/// Redis mode, while Redis is down: the share of the limit of the last call this replica decided alone (what it was
-/// granted, moving to an equal share of the live fleet), 0 to 1.
+/// Redis mode: this replica's share (0 to 1) of the limit of its last call: what Redis granted it of that limit in
+/// the last window; while Redis is down, the share it decides alone with (what it was granted, moving to an equal
+/// share of the live fleet).
 pub const LIMIT_REPLICA_SHARE: &str = "pinecone_gateway_rate_limit_replica_share";
 /// Redis mode: the scripts this replica ran in Redis, by script (`take`, `close`, `heartbeat`, ...): its round trips.
 pub const LIMIT_REDIS_ROUND_TRIPS: &str = "pinecone_gateway_rate_limit_redis_round_trips_total";

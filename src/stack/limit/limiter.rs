@@ -156,6 +156,7 @@ impl Limiter {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let now = Instant::now();
         let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut share: f64 = 0.0;
         for n in needs {
             let g = granted.entry(n.key.clone()).or_default();
             while g
@@ -166,7 +167,17 @@ impl Limiter {
                 g.log.pop_front();
             }
             g.log.push_back((now, n.cost, None));
+            // What Redis granted this replica of the limit in the last window, this call included.
+            let units: u64 = g
+                .log
+                .iter()
+                .rev()
+                .take_while(|(t, ..)| now.saturating_duration_since(*t) <= n.period)
+                .map(|(_, c, _)| c)
+                .sum();
+            share = share.max(units as f64 / n.rate.max(1) as f64);
         }
+        metrics::gauge!(m::LIMIT_REPLICA_SHARE).set(share.min(1.0));
         // Buckets nothing was granted for lately are dropped with their last entry's age.
         if granted.len() > self.settings().max_keys {
             granted.retain(|_, g| {
@@ -227,8 +238,8 @@ impl Limiter {
     /// in redis mode while Redis is down, for `grace_ms`, what Redis granted it in the window before (none if it
     /// was granted nothing), then moving evenly over `fallback_decay_ms` to an equal share of the live fleet as Redis last
     /// counted it. Every replica moves alike, so the fleet's shares add up to no more than the limit. A replica that
-    /// Redis never granted a turn (a new one) has no share of its own and takes the static share
-    /// (`limits.replicas`), after one window.
+    /// Redis never granted a turn (a new one) has no share of its own: nothing for `grace_ms` ([`Limiter::spent_until`]),
+    /// then the static share (`limits.replicas`).
     fn own_share(&self, key: &BucketKey, rate: u64, settings: &LimitSettings) -> f64 {
         let static_share = rate as f64 / settings.share.max(1) as f64;
         let Some((shared, since)) = self
