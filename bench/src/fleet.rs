@@ -4,10 +4,11 @@
 //! answers 429 past 100 in any sliding second, as Pinecone does: its strict counter is the referee.
 //!
 //! Loads, offered open-loop at twice the limit over the whole fleet: *uniform* (every replica alike) and *skewed*
-//! (10% of the replicas send 90% of the calls). Per fleet size and load: the most requests in any sliding second
-//! against the limit, the share of the limit used, 429s, calls refused, Redis's decision latency (the gateway's own
-//! histogram, `pinecone_gateway_rate_limit_redis_decision_seconds`, as buckets), Redis round trips (the scripts the
-//! replicas ran) and commands (the scripts' own commands included) per second and per granted turn, Redis's CPU
+//! (10% of the replicas send 90% of the calls); the stand-in answers in 5 ms, or `--slow-percent` of its answers in
+//! 100 ms (an uneven upstream, whose slow answers break promises). Per fleet size and load: the most requests in any
+//! sliding second against the limit, the share of the limit used, 429s, calls refused, Redis's decision latency (the
+//! gateway's own histogram, `pinecone_gateway_rate_limit_redis_decision_seconds`, as buckets), Redis round trips (the
+//! scripts the replicas ran) and commands (the scripts' own commands included) per second and per granted turn, Redis's CPU
 //! (`INFO commandstats`, `INFO cpu`), and fairness: Jain's index over the replicas of granted calls against demand
 //! (1 when every replica gets the same share of what it asked for), plain and weighted by demand. And once at
 //! N = 100, skewed: Redis killed half way, the same figures for the half after.
@@ -32,6 +33,8 @@ use tower::Layer;
 const LIMIT: usize = 100;
 /// How long the stand-in takes to answer.
 const LATENCY: Duration = Duration::from_millis(5);
+/// How long its slow answers take (`--slow-percent` of them).
+const SLOW_LATENCY: Duration = Duration::from_millis(100);
 /// Each call's deadline.
 const DEADLINE: Duration = Duration::from_secs(2);
 
@@ -44,6 +47,8 @@ struct UpState {
     window: Mutex<VecDeque<Instant>>,
     arrivals: Mutex<Vec<Instant>>,
     throttled: AtomicU64,
+    /// The share of answers (percent) that take [`SLOW_LATENCY`].
+    slow_percent: u64,
 }
 
 impl Inner for Upstream {
@@ -70,7 +75,8 @@ impl Inner for Upstream {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(now);
-            tokio::time::sleep(LATENCY).await;
+            let slow = rand::random::<u64>() % 100 < state.slow_percent;
+            tokio::time::sleep(if slow { SLOW_LATENCY } else { LATENCY }).await;
             if over {
                 state.throttled.fetch_add(1, Ordering::Relaxed);
                 return Err(CallError::Upstream(UpstreamError::Status {
@@ -259,6 +265,8 @@ pub struct Options {
     pub close_delay: Duration,
     pub overload_queue: Duration,
     pub answer_promise_max: Duration,
+    /// The share of the stand-in's answers (percent) that take 100 ms rather than 5.
+    pub slow_percent: u64,
 }
 
 /// Redis's counters: (round trips: the scripts the replicas ran; every command executed, the scripts' own included;
@@ -398,7 +406,10 @@ async fn run(
     let (warmup, duration) = (o.warmup, o.duration);
     let url = redis.url();
     let prefix = format!("fleet-{}", rand::random::<u32>());
-    let upstream = Upstream::default();
+    let upstream = Upstream(Arc::new(UpState {
+        slow_percent: o.slow_percent,
+        ..UpState::default()
+    }));
     let errors_before = redis_errors(metrics);
     let mut errors_measured_from = errors_before;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -717,6 +728,7 @@ pub async fn run_all(o: &Options) -> anyhow::Result<Value> {
         "close_delay_ms": o.close_delay.as_millis() as u64,
         "overload_queue_ms": o.overload_queue.as_millis() as u64,
         "answer_promise_max_ms": o.answer_promise_max.as_millis() as u64,
+        "slow_percent": o.slow_percent,
         "runs": runs,
     }))
 }

@@ -88,6 +88,9 @@ struct Args {
     /// `fleet`: `limits.redis.answer_promise_max_ms` of every replica (0: every answer stamped).
     #[arg(long, default_value_t = 1000)]
     answer_promise_max_ms: u64,
+    /// `fleet`: the share of the stand-in's answers (percent) that take 100 ms rather than 5 (an uneven upstream).
+    #[arg(long, default_value_t = 0)]
+    slow_percent: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -627,6 +630,7 @@ async fn scenarios(args: Args) -> anyhow::Result<()> {
                 close_delay: Duration::from_millis(args.close_delay_ms),
                 overload_queue: Duration::from_millis(args.overload_queue_ms),
                 answer_promise_max: Duration::from_millis(args.answer_promise_max_ms),
+                slow_percent: args.slow_percent.min(100),
             })
             .await?,
         );
