@@ -565,7 +565,19 @@ async fn a_request_answered_within_its_promise_needs_no_stamp_of_its_own() {
         "{after_first:?}"
     );
     tokio::time::sleep(wait).await;
+    let guarded = std::time::Instant::now();
     assert_eq!(shared.guard(&mut second, period).await, Some(Ok(())));
+    // A turn given for later is promised from its guard: given for later, it counted until its deadline; once it
+    // leaves, until the promise (the first's answer made it, at least 10 ms, from the guard on).
+    assert!(second.promised().is_some());
+    let sent = sent_set(redis.port, &format!("{key}:sent"));
+    let (member, score) = sent.last().unwrap();
+    assert_ne!(member, &sent[0].0, "{sent:?}");
+    let (start, deadline) = (field(member, 1), field(member, 3));
+    assert!(
+        *score < deadline && score - start < guarded.elapsed().as_micros() as u64 + 60_000,
+        "{sent:?}"
+    );
 }
 
 /// An upstream that holds every request until `release` is notified.
@@ -1304,32 +1316,35 @@ async fn batch_calls_leave_headroom_that_interactive_calls_take_at_once() {
     }];
     let shared = &shared;
     let bucket = &bucket;
+    // The wait Redis named, and the turn's instant (each call's wait counts from its own asking).
     let take = |kind| async move {
+        let asked = Instant::now();
         match shared
             .take(&take_on(bucket, kind, Duration::from_millis(500)))
             .await
         {
-            Some(TakeVerdict::Go { wait, .. }) => wait,
+            Some(TakeVerdict::Go { wait, .. }) => (wait, asked + wait),
             _ => panic!("a turn within 500 ms"),
         }
     };
     // A tenth of the limit may start in a tenth of the window (102 ms), spread over it; batch calls 80% of that.
-    let mut last = Duration::ZERO;
+    let mut last = Instant::now();
     for _ in 0..8 {
-        last = take(TurnKind::Batch).await;
-        assert!(last < Duration::from_millis(102), "{last:?}");
+        let wait;
+        (wait, last) = take(TurnKind::Batch).await;
+        assert!(wait < Duration::from_millis(102), "{wait:?}");
     }
-    let ninth = take(TurnKind::Batch).await;
+    let (_, ninth) = take(TurnKind::Batch).await;
     assert!(
         ninth > last,
         "the ninth batch call waits for the next tenth"
     );
     assert!(
-        take(TurnKind::Interactive).await.is_zero(),
+        take(TurnKind::Interactive).await.0.is_zero(),
         "an interactive call takes the headroom at once"
     );
     assert!(
-        take(TurnKind::Default).await < ninth,
+        take(TurnKind::Default).await.1 < ninth,
         "a default call goes ahead of the batch call that found no room"
     );
 }
