@@ -405,6 +405,7 @@ fn take_on<'a>(
         deadline: tokio::time::Instant::now() + Duration::from_secs(30),
         period: Duration::from_millis(1020),
         expected: Duration::from_millis(50),
+        class: "fetch",
     }
 }
 
@@ -439,6 +440,7 @@ async fn take_in(
             deadline: tokio::time::Instant::now() + Duration::from_secs(30),
             period,
             expected: Duration::from_millis(50),
+            class: "fetch",
         })
         .await
 }
@@ -549,6 +551,15 @@ async fn a_request_answered_within_its_promise_needs_no_stamp_of_its_own() {
     let before = scripts_run(redis.port);
     shared.flush_closes(true).await;
     assert_eq!(scripts_run(redis.port), before, "a stamp went alone");
+    // Its answer time (a few milliseconds) now makes the fetches' promises; queries, never answered, keep the
+    // expected time.
+    let expected = Duration::from_millis(50);
+    let fetches = shared.promise("fetch", expected);
+    assert!(
+        fetches >= Duration::from_millis(10) && fetches < expected,
+        "{fetches:?}"
+    );
+    assert_eq!(shared.promise("query", expected), expected);
     assert_eq!(sent_set(redis.port, &format!("{key}:sent")), sent);
     // The next turn comes one window after the promise (and in the next tenth of a window), and its guard lets it
     // go then: the answered request does not hold the limit until its deadline.
@@ -679,6 +690,7 @@ async fn a_request_not_answered_by_its_promise_holds_the_limit_until_its_answer(
             deadline: tokio::time::Instant::now() + Duration::from_secs(30),
             period,
             expected: Duration::from_millis(10),
+            class: "fetch",
         })
         .await
     else {
@@ -737,6 +749,7 @@ async fn a_turn_checked_as_it_is_given_is_never_overfilled_by_a_turn_placed_befo
                     deadline: tokio::time::Instant::now() + Duration::from_secs(30),
                     period,
                     expected: Duration::from_millis(10),
+                    class: "fetch",
                 })
                 .await
         }
@@ -817,6 +830,7 @@ async fn while_a_limit_refuses_calls_no_default_turn_is_given_further_ahead_than
                 deadline: tokio::time::Instant::now() + Duration::from_secs(30),
                 period: Duration::from_millis(100),
                 expected: Duration::from_millis(10),
+                class: "fetch",
             })
             .await
     };

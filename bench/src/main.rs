@@ -372,6 +372,7 @@ async fn shared(a: &Args) -> anyhow::Result<Value> {
                 deadline: tokio::time::Instant::now() + Duration::from_secs(1),
                 period: Duration::from_secs(1),
                 expected: Duration::from_millis(50),
+                class: "fetch",
             })
             .await;
         let Some(TakeVerdict::Go { turn: given, .. }) = v else {

@@ -100,10 +100,11 @@ pub struct RedisSection {
     /// the call's deadline allows. Default 200.
     pub overload_queue_ms: Option<u64>,
     /// The longest a request is promised to Redis to be answered in. Each turn carries a promise (one and a half
-    /// times the 90th percentile of this replica's last 32 answer times, and 5 ms, at least 10 ms): a request
-    /// answered within it needs no stamp of its own (it counts until the promise and one window more), and one that
-    /// is not is reported to Redis as it runs out (one round trip; it then counts until its deadline, until stamped).
-    /// 0: no promises, every answer is stamped (one round trip when nothing carries it). Default 1000.
+    /// times the 90th percentile of this replica's last 32 answer times of the call's operation class, and 5 ms, at
+    /// least 10 ms): a request answered within it needs no stamp of its own (it counts until the promise and one
+    /// window more), and one that is not is reported to Redis as it runs out (one round trip; it then counts until
+    /// its deadline, until stamped). 0: no promises, every answer is stamped (one round trip when nothing carries
+    /// it). Default 1000.
     pub answer_promise_max_ms: Option<u64>,
 }
 

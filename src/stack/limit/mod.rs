@@ -191,6 +191,7 @@ async fn shared_turn(
             deadline: call.deadline,
             period: sc.period,
             expected: s.expected_upstream,
+            class: sc.class.name(),
         })
         .await;
     // The replica's fair queue orders its calls' asking Redis; a call waiting for a turn Redis gave for later no

@@ -642,6 +642,8 @@ pub struct Take<'a> {
     pub period: Duration,
     /// How long a request is expected to be in flight (`expected_upstream_ms`).
     pub expected: Duration,
+    /// Its operation class ([`super::rates::OpClass::name`]): answer times, and so promises, are kept per class.
+    pub class: &'static str,
 }
 
 /// A turn Redis gave: the call is in every bucket's window from its start until its answer and one window more.
@@ -661,6 +663,8 @@ pub struct Turn {
     promised: Option<Instant>,
     /// When the request left, as far as this replica knows (its answer time is measured from then).
     left: Instant,
+    /// Its operation class, whose answer times its own joins.
+    class: &'static str,
     /// Reported to Redis as not answered by its promise.
     noted: bool,
 }
@@ -788,8 +792,9 @@ pub struct RedisLimits {
     pending: Mutex<Vec<Pending>>,
     /// Per bucket, the fleet's demand as Redis last reported it.
     demand: Mutex<std::collections::HashMap<String, Demand>>,
-    /// This replica's last answer times (from a request's leaving to its answer), for its promises.
-    answers: Mutex<std::collections::VecDeque<Duration>>,
+    /// This replica's last answer times (from a request's leaving to its answer) per operation class, for its
+    /// promises.
+    answers: Mutex<std::collections::HashMap<&'static str, std::collections::VecDeque<Duration>>>,
 }
 
 /// How many answer times a replica keeps for its promises ([`RedisLimits::promise`]).
@@ -982,7 +987,7 @@ impl RedisLimits {
             return Some(refused);
         }
         let ticket = format!("{:016x}", rand::random::<u64>());
-        let promise = self.promise(call.expected);
+        let promise = self.promise(call.class, call.expected);
         let sent_keys: Vec<String> = call
             .buckets
             .iter()
@@ -1074,6 +1079,7 @@ impl RedisLimits {
             promise,
             promised,
             left,
+            class: call.class,
             noted: false,
         };
         Some(TakeVerdict::Go { wait, turn })
@@ -1326,7 +1332,7 @@ impl RedisLimits {
     pub fn close(&self, turn: Turn, sent: bool) {
         let now = Instant::now();
         if sent {
-            self.answered_in(now.saturating_duration_since(turn.left));
+            self.answered_in(turn.class, now.saturating_duration_since(turn.left));
             if turn.deadline.saturating_duration_since(now) <= self.settings.close_delay {
                 return;
             }
@@ -1342,34 +1348,36 @@ impl RedisLimits {
         }));
     }
 
-    /// How long this replica's requests are promised answered in: one and a half times the 90th percentile of its
-    /// last answer times and 5 ms (`expected` before its first answer), at least [`PROMISE_MIN`], at most
+    /// How long this replica's requests of `class` are promised answered in: one and a half times the 90th percentile
+    /// of its last answer times of that class and 5 ms (`expected` before its first), at least [`PROMISE_MIN`], at most
     /// `answer_promise_max_ms` (zero: no promise). An answer later than its promise costs a round trip to report it
     /// and one to stamp it; a longer promise holds each answered request's turn that much longer.
-    pub fn promise(&self, expected: Duration) -> Duration {
+    pub fn promise(&self, class: &str, expected: Duration) -> Duration {
         let max = self.settings.answer_promise_max;
         if max.is_zero() {
             return Duration::ZERO;
         }
-        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let all = self.answers.lock().unwrap_or_else(|e| e.into_inner());
         // A replica of a large fleet answers a few calls a minute: its first answer already says more than a
         // guess (a longer promise holds every turn longer; a shorter one costs two round trips when it breaks).
-        let promise = if answers.is_empty() {
-            expected
-        } else {
-            let mut sorted: Vec<Duration> = answers.iter().copied().collect();
-            sorted.sort_unstable();
-            let p90 = sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)];
-            p90 * 3 / 2 + Duration::from_millis(5)
+        let promise = match all.get(class).filter(|a| !a.is_empty()) {
+            None => expected,
+            Some(answers) => {
+                let mut sorted: Vec<Duration> = answers.iter().copied().collect();
+                sorted.sort_unstable();
+                let p90 = sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)];
+                p90 * 3 / 2 + Duration::from_millis(5)
+            }
         };
         let promise = promise.max(PROMISE_MIN).min(max);
         metrics::gauge!(m::LIMIT_ANSWER_PROMISE).set(promise.as_secs_f64());
         promise
     }
 
-    /// One answer time, for the promises.
-    fn answered_in(&self, took: Duration) {
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+    /// One answer time of `class`, for its promises.
+    fn answered_in(&self, class: &'static str, took: Duration) {
+        let mut all = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let answers = all.entry(class).or_default();
         if answers.len() >= PROMISE_SAMPLES {
             answers.pop_front();
         }
