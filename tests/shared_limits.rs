@@ -591,8 +591,8 @@ async fn a_request_answered_within_its_promise_needs_no_stamp_of_its_own() {
     );
 }
 
-/// A broken promise is taken until `timeout_ms` after it, never later: until then other replicas' checks count the
-/// request until its deadline; after it, they may have taken it as answered.
+/// A broken promise is taken as in time until `timeout_ms` after it (until then other replicas' checks count the
+/// request until its deadline); later, the replica is told so, and the request counts until its deadline from then.
 #[tokio::test]
 async fn a_broken_promise_is_taken_only_until_timeout_ms_after_it() {
     use pinecone_gateway::stack::limit::shared::{Overdue, TakeBucket, TakeVerdict};
@@ -615,24 +615,13 @@ async fn a_broken_promise_is_taken_only_until_timeout_ms_after_it() {
     let mut on_time = go().await;
     assert_eq!(shared.overdue(&mut on_time).await, Overdue::Noted);
     // Its turn within 10 ms (a tenth of the window holds one), reported more than 50 ms (timeout_ms) after its
-    // promise ran out: refused, and Redis keeps the promise.
+    // promise ran out: told it is late, though it counts until its deadline from now on.
     let mut late = go().await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(shared.overdue(&mut late).await, Overdue::TooLate);
     let sent = sent_set(redis.port, &format!("{key}:sent"));
     assert_eq!(sent.len(), 2, "{sent:?}");
-    for (member, score) in &sent {
-        let (start, deadline) = (field(member, 1), field(member, 3));
-        if *score == deadline {
-            continue;
-        }
-        assert_eq!(score - start, 50_000, "{sent:?}");
-    }
-    assert_eq!(
-        sent.iter().filter(|(m, s)| *s == field(m, 3)).count(),
-        1,
-        "{sent:?}"
-    );
+    assert!(sent.iter().all(|(m, s)| *s == field(m, 3)), "{sent:?}");
 }
 
 /// An upstream that holds every request until `release` is notified.

@@ -334,8 +334,9 @@ async fn shared_turn(
                     shared::Overdue::TooLate => {
                         return SharedTurn::Refused(Rejection {
                             message: format!(
-                                "rate limit (shared by every replica): {}; this replica woke the call more than \
-                                 limits.redis.timeout_ms after its turn, which the fleet no longer counts; retry",
+                                "rate limit (shared by every replica): {}; this host woke the call more than \
+                                 limits.redis.timeout_ms after the promise its turn was given (the fleet may no \
+                                 longer count it); retry",
                                 limit(0)
                             ),
                             retry_after: sc.period / 10,

@@ -536,8 +536,8 @@ return {1}
 
 /// KEYS: a turn's sent sets; ARGV[1]: how late a broken promise may be reported (µs), then per key the turn's member.
 /// Its request was not answered by its promise: it counts until its deadline from now on (until its answer is
-/// stamped). Returns 1, or 0 when the report came too late (another replica may already have counted the request
-/// as answered by then) or the turn is gone.
+/// stamped). Returns 1, or 0 when the report came too late (it counts from now on, but another replica may already
+/// have counted the request as answered) or the turn is gone.
 const NOTE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -550,11 +550,9 @@ for i = 1, #KEYS do
   if score < 0 then
     kept = 0
   elseif score < dl then
-    if now <= score + grace then
-      redis.call('ZADD', KEYS[i], 'XX', string.format('%.0f', dl), member)
-    else
-      kept = 0
-    end
+    -- Late, it still counts from now on; turns checked in between may have taken it as answered.
+    if now > score + grace then kept = 0 end
+    redis.call('ZADD', KEYS[i], 'XX', string.format('%.0f', dl), member)
   end
 end
 return kept
@@ -682,7 +680,8 @@ impl Turn {
 pub enum Overdue {
     /// The request counts until its deadline.
     Noted,
-    /// Past the promise by more than `timeout_ms`: another replica may have counted the request as answered.
+    /// Past the promise by more than `timeout_ms`: the request counts until its deadline from now on, but another
+    /// replica may have counted it as answered before.
     TooLate,
     /// Redis failed (degraded now).
     Failed,
