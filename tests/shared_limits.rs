@@ -515,6 +515,23 @@ fn sent_set(port: u16, key: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The fetch requests of index `i` as one bucket of `limit` per window, and its key.
+fn index_bucket(
+    shared: &pinecone_gateway::stack::limit::shared::RedisLimits,
+    limit: u64,
+) -> (
+    String,
+    [pinecone_gateway::stack::limit::shared::TakeBucket; 1],
+) {
+    let key = shared.key("i", "fetch", "requests", None);
+    let bucket = pinecone_gateway::stack::limit::shared::TakeBucket {
+        key: key.clone(),
+        limit,
+        cost: 1,
+    };
+    (key, [bucket])
+}
+
 /// A member's field (`<ticket>:<start>:<kind>:<deadline>:<cost>`): 1 its start, 3 its deadline (µs).
 fn field(member: &str, i: usize) -> u64 {
     member.split(':').nth(i).unwrap().parse().unwrap()
@@ -522,15 +539,10 @@ fn field(member: &str, i: usize) -> u64 {
 
 #[tokio::test]
 async fn a_request_answered_within_its_promise_needs_no_stamp_of_its_own() {
-    use pinecone_gateway::stack::limit::shared::{TakeBucket, TakeVerdict};
+    use pinecone_gateway::stack::limit::shared::TakeVerdict;
     let redis = RedisServer::start();
     let shared = limits_on(&redis, "promise-test", Duration::from_secs(1));
-    let key = shared.key("i", "fetch", "requests", None);
-    let bucket = [TakeBucket {
-        key: key.clone(),
-        limit: 1,
-        cost: 1,
-    }];
+    let (key, bucket) = index_bucket(&shared, 1);
     let period = Duration::from_millis(100);
     let (shared, bucket) = (&shared, &bucket);
     let take = |max_wait| take_in(shared, bucket, period, max_wait);
@@ -595,15 +607,10 @@ async fn a_request_answered_within_its_promise_needs_no_stamp_of_its_own() {
 /// request until its deadline); later, the replica is told so, and the request counts until its deadline from then.
 #[tokio::test]
 async fn a_broken_promise_is_taken_only_until_timeout_ms_after_it() {
-    use pinecone_gateway::stack::limit::shared::{Overdue, TakeBucket, TakeVerdict};
+    use pinecone_gateway::stack::limit::shared::{Overdue, TakeVerdict};
     let redis = RedisServer::start();
     let shared = limits_on(&redis, "late-test", Duration::from_secs(1));
-    let key = shared.key("i", "fetch", "requests", None);
-    let bucket = [TakeBucket {
-        key: key.clone(),
-        limit: 10,
-        cost: 1,
-    }];
+    let (key, bucket) = index_bucket(&shared, 10);
     let period = Duration::from_millis(100);
     let go = || async {
         match take_in(&shared, &bucket, period, Duration::from_secs(1)).await {
@@ -907,15 +914,26 @@ struct RedisCluster {
     nodes: Vec<Option<RedisServer>>,
 }
 
+/// A free port whose cluster bus port (10,000 above it, where a cluster node also listens) is free too: a node
+/// whose bus port is taken, or past 65,535, exits at start.
+fn cluster_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl RedisCluster {
     fn start() -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
-                let port = std::net::TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-                    .port();
+                let port = cluster_port();
                 RedisServer::start_with(
                     port,
                     &[
