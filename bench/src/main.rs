@@ -286,9 +286,15 @@ fn redis_server_on(cpu: usize) -> anyhow::Result<RedisServer> {
 
 /// A redis-server pinned to `cpu`, with more arguments (`--cluster-enabled yes`…).
 fn redis_server_with(cpu: usize, extra: &[&str]) -> anyhow::Result<RedisServer> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    // A cluster node also listens 10,000 above its port: a node whose bus port is taken, or past 65,535, exits.
+    let port = loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            break port;
+        }
+    };
     let dir = std::env::temp_dir().join(format!("pgw-bench-redis-{port}"));
     std::fs::create_dir_all(&dir)?;
     let mut child = Command::new("taskset")
