@@ -432,14 +432,34 @@ async fn take_in(
     period: Duration,
     max_wait: Duration,
 ) -> Option<pinecone_gateway::stack::limit::shared::TakeVerdict> {
+    use pinecone_gateway::stack::limit::shared::TurnKind;
+    take_as(
+        shared,
+        buckets,
+        TurnKind::Default,
+        (period, Duration::from_millis(50)),
+        max_wait,
+    )
+    .await
+}
+
+/// A fetch of `kind` on `buckets`, in windows of `period`, expected answered within `expected`, that can wait
+/// `max_wait` (its deadline 30 s on).
+async fn take_as(
+    shared: &pinecone_gateway::stack::limit::shared::RedisLimits,
+    buckets: &[pinecone_gateway::stack::limit::shared::TakeBucket],
+    kind: pinecone_gateway::stack::limit::shared::TurnKind,
+    (period, expected): (Duration, Duration),
+    max_wait: Duration,
+) -> Option<pinecone_gateway::stack::limit::shared::TakeVerdict> {
     shared
         .take(&pinecone_gateway::stack::limit::shared::Take {
             buckets,
-            kind: pinecone_gateway::stack::limit::shared::TurnKind::Default,
+            kind,
             max_wait,
             deadline: tokio::time::Instant::now() + Duration::from_secs(30),
             period,
-            expected: Duration::from_millis(50),
+            expected,
             class: "fetch",
         })
         .await
@@ -758,7 +778,7 @@ async fn a_request_not_answered_by_its_promise_holds_the_limit_until_its_answer(
 #[tokio::test]
 async fn a_turn_checked_as_it_is_given_is_never_overfilled_by_a_turn_placed_before_it() {
     use pinecone_gateway::stack::limit::shared::{
-        RedisLimits, RedisSettings, Take, TakeBucket, TakeVerdict, TurnKind,
+        RedisLimits, RedisSettings, TakeBucket, TakeVerdict, TurnKind,
     };
     let redis = RedisServer::start();
     let shared = RedisLimits::new(RedisSettings {
@@ -781,17 +801,8 @@ async fn a_turn_checked_as_it_is_given_is_never_overfilled_by_a_turn_placed_befo
     let take = |buckets: Vec<TakeBucket>, max_wait| {
         let shared = &shared;
         async move {
-            shared
-                .take(&Take {
-                    buckets: &buckets,
-                    kind: TurnKind::Interactive,
-                    max_wait,
-                    deadline: tokio::time::Instant::now() + Duration::from_secs(30),
-                    period,
-                    expected: Duration::from_millis(10),
-                    class: "fetch",
-                })
-                .await
+            let times = (period, Duration::from_millis(10));
+            take_as(shared, &buckets, TurnKind::Interactive, times, max_wait).await
         }
     };
     // A request on the index leaves now, and stays in flight.
